@@ -1,0 +1,1 @@
+"""The .rspec language: parse -> AST -> check/desugar -> core IR."""

@@ -1,0 +1,243 @@
+"""Spec files -> checked `ir.Spec`: reading, imports, templates (named notions), overrides.
+
+Named notions (SR, LR, CR, SCR, LocalLipschitz, the scores) are the declarations of the
+standard library in `specs/`: every spec may instantiate them, e.g.
+`property small = CR(eps = 0.05)`, without importing anything. A file's own declarations and
+its imports shadow them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from specrob.lang import ast, ir
+from specrob.lang.checker import check_params, check_property, check_score
+from specrob.lang.errors import Source, SpecError, did_you_mean
+from specrob.lang.params import Override, override_from_api, parse_override
+from specrob.lang.parser import parse
+from specrob.resources import specs_dir
+
+
+@dataclass
+class Module:
+    """A parsed file and the templates (declarations) it makes visible."""
+
+    source: Source
+    tree: ast.SpecFile
+    own: dict[str, tuple[ast.Decl, Source]] = field(default_factory=dict)
+    visible: dict[str, tuple[ast.Decl, Source]] = field(default_factory=dict)
+
+
+def read_source(path: str | Path) -> Source:
+    """A spec file's text; missing files, folders and non-UTF-8 bytes are located errors."""
+    p = Path(path)
+    shown = str(path)
+    if p.is_dir():
+        raise SpecError(f"'{shown}' is a directory, not a spec file", path=shown,
+                        hint=f"give a file, e.g. {shown.rstrip('/')}/*.rspec")
+    if not p.exists():
+        raise SpecError(f"no such file '{shown}'", path=shown,
+                        hint="check the path; spec files end in .rspec")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read '{shown}': {exc.strerror}", path=shown) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        line_start = before.rfind(b"\n") + 1
+        col = len(before[line_start:].decode("utf-8", errors="replace")) + 1
+        line_end = data.find(b"\n", exc.start)
+        shown_line = data[line_start:None if line_end < 0 else line_end].decode(
+            "utf-8", errors="replace")
+        raise SpecError(f"invalid UTF-8 byte 0x{data[exc.start]:02x}", path=shown, line=line,
+                        col=col, source_line=shown_line,
+                        expected="a text file in UTF-8 encoding",
+                        hint="re-save the file as UTF-8") from None
+    return Source(shown, text)
+
+
+def _module(source: Source, stack: tuple[Path, ...], base_dir: Path | None) -> Module:
+    tree = parse(source.text, source.path)
+    module = Module(source, tree)
+    visible: dict[str, tuple[ast.Decl, Source]] = {}
+    for imp in tree.imports:
+        target = _resolve_import(imp, source, base_dir)
+        if target in stack:
+            chain = " -> ".join(p.name for p in (*stack[stack.index(target):], target))
+            raise source.error(f"cyclic import: {chain}", imp.pos,
+                               hint="remove one of the imports in this cycle")
+        imported = _module(read_source(target), (*stack, target), target.parent)
+        visible.update(imported.own)
+    for decl in tree.decls:
+        if decl.name in module.own:
+            first = module.own[decl.name][0].pos.line
+            raise source.error(f"'{decl.name}' is declared twice (first at line {first})",
+                               decl.pos)
+        module.own[decl.name] = (decl, source)
+    module.visible = {**visible, **module.own}
+    return module
+
+
+def _resolve_import(imp: ast.Import, source: Source, base_dir: Path | None) -> Path:
+    candidates = []
+    if base_dir is not None:
+        candidates.append(base_dir / imp.path)
+    candidates.append(specs_dir() / imp.path)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    where = " or ".join(str(c.parent) for c in candidates)
+    raise source.error(f"cannot import '{imp.path}': no such file", imp.pos,
+                       hint=f"looked in {where}")
+
+
+@cache
+def prelude() -> dict[str, tuple[ast.Decl, Source]]:
+    """Templates of the standard library: every declaration in specs/*.rspec."""
+    templates: dict[str, tuple[ast.Decl, Source]] = {}
+    for path in sorted(specs_dir().glob("*.rspec")):
+        module = _module(read_source(path), (path.resolve(),), path.parent)
+        templates.update(module.own)
+    return templates
+
+
+def load(path: str | Path, overrides: list[Override] | None = None, *,
+         use_prelude: bool = True) -> ir.Spec:
+    """Read, parse and check a spec file."""
+    source = read_source(path)
+    resolved = Path(path).resolve()
+    return _check(source, (resolved,), resolved.parent, overrides or [], use_prelude)
+
+
+def load_text(text: str, path: str = "<spec>", overrides: list[Override] | None = None, *,
+              base_dir: str | Path | None = None, use_prelude: bool = True) -> ir.Spec:
+    """Parse and check spec text (imports are relative to `base_dir`)."""
+    base = Path(base_dir) if base_dir is not None else None
+    return _check(Source(path, text), (), base, overrides or [], use_prelude)
+
+
+def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
+           overrides: list[Override], use_prelude: bool) -> ir.Spec:
+    module = _module(source, stack, base_dir)
+    if not module.tree.decls:
+        raise source.error("the spec declares nothing", ast.Pos(1, 1, 1, 2),
+                           expected="a 'property' or 'score' declaration",
+                           hint="e.g.  property robust = CR(eps = 0.05)")
+    by_name = {o.name: o for o in overrides}
+    templates = {**(prelude() if use_prelude else {}), **module.visible}
+    properties, scores = [], []
+    for decl in module.tree.decls:
+        checked = _check_decl(decl, source, templates, by_name, base_dir)
+        (properties if isinstance(checked, ir.Property) else scores).append(checked)
+    for o in overrides:
+        if not o.used:
+            names = sorted({p.name for d in (*properties, *scores) for p in d.params})
+            guess = did_you_mean(o.name, names)
+            raise o.error(f"unknown parameter '{o.name}'",
+                          expected="one of: " + (", ".join(names) or "(no parameters)"),
+                          hint=f"did you mean '{guess}'?" if guess else None)
+    return ir.Spec(source.path, tuple(properties), tuple(scores))
+
+
+def _check_decl(decl: ast.Decl, source: Source, templates, overrides, base_dir):
+    if isinstance(decl, ast.PropertyDef):
+        params = check_params(decl.params, {}, source, overrides)
+        return check_property(decl, source, params)
+    if isinstance(decl, ast.ScoreDef):
+        params = check_params(decl.params, {}, source, overrides)
+        return check_score(decl, source, params, base_dir)
+    return _instantiate(decl, source, templates, overrides)
+
+
+def _instantiate(inst: ast.Instance, source: Source, templates, overrides):
+    found = templates.get(inst.template)
+    if found is None or found[0] is inst:
+        kinds = [n for n, (d, _) in templates.items() if _kind(d) == inst.kind and d is not inst]
+        guess = did_you_mean(inst.template, kinds)
+        raise source.error(f"unknown {inst.kind} '{inst.template}'", inst.template_pos,
+                           expected=f"a {inst.kind} of this file, an import or the standard "
+                                    f"library: {', '.join(sorted(kinds))}",
+                           hint=f"did you mean '{guess}'?" if guess else None)
+    template, t_source = found
+    if _kind(template) != inst.kind:
+        raise source.error(f"'{inst.template}' is a {_kind(template)}, not a {inst.kind}",
+                           inst.template_pos, hint=f"write: {_kind(template)} {inst.name} = "
+                                                   f"{inst.template}(...)")
+    if isinstance(template, ast.Instance):
+        template, t_source = _expand(template, t_source, templates)
+    names = {p.name: p for p in template.params}
+    kw_sources: dict[str, Source] = {}
+    params = list(template.params)
+    for kw in inst.kwargs:
+        if kw.name not in names:
+            guess = did_you_mean(kw.name, names)
+            raise source.error(f"'{inst.template}' has no parameter '{kw.name}'", kw.pos,
+                               expected="one of: " + ", ".join(names),
+                               hint=f"did you mean '{guess}'?" if guess else None)
+        if kw.name in kw_sources:
+            raise source.error(f"'{kw.name}' is given twice", kw.pos)
+        kw_sources[kw.name] = source
+        params = [ast.Param(p.name, p.type, kw.value, p.pos) if p.name == kw.name else p
+                  for p in params]
+    checked = check_params(tuple(params), kw_sources, t_source, overrides)
+    centres = inst.centres or template.centres
+    domain = inst.domain or template.domain
+    if isinstance(template, ast.PropertyDef):
+        if inst.settings or inst.families:
+            raise source.error("a property has no Q, H, G or families", inst.pos)
+        decl = ast.PropertyDef(inst.name, template.params, centres, domain, template.body,
+                               inst.pos)
+        return check_property(decl, _clause_source(inst, source, t_source), checked)
+    settings = {s.name: s for s in template.settings} | {s.name: s for s in inst.settings}
+    families = {f.var: f for f in template.families} | {f.var: f for f in inst.families}
+    decl = ast.ScoreDef(inst.name, template.params, tuple(settings.values()),
+                        tuple(families.values()), centres, domain, inst.pos)
+    return check_score(decl, _clause_source(inst, source, t_source), checked,
+                       Path(t_source.path).parent)
+
+
+def _clause_source(inst: ast.Instance, source: Source, t_source: Source) -> Source:
+    """Errors in an instance's own clauses point into its file, the rest into the template's."""
+    if inst.centres or inst.domain or inst.settings or inst.families:
+        return source
+    return t_source
+
+
+def _expand(inst: ast.Instance, source: Source, templates):
+    """An instance used as a template: its template with the instance's defaults."""
+    template, t_source = templates[inst.template]
+    if isinstance(template, ast.Instance):
+        template, t_source = _expand(template, t_source, templates)
+    kw = {k.name: k.value for k in inst.kwargs}
+    params = tuple(ast.Param(p.name, p.type, kw.get(p.name, p.default), p.pos)
+                   for p in template.params)
+    common = dict(centres=inst.centres or template.centres, domain=inst.domain or template.domain)
+    if isinstance(template, ast.PropertyDef):
+        return ast.PropertyDef(inst.name, params, body=template.body, pos=inst.pos,
+                               **common), t_source
+    settings = {s.name: s for s in template.settings} | {s.name: s for s in inst.settings}
+    families = {f.var: f for f in template.families} | {f.var: f for f in inst.families}
+    return ast.ScoreDef(inst.name, params, tuple(settings.values()), tuple(families.values()),
+                        pos=inst.pos, **common), t_source
+
+
+def _kind(decl: ast.Decl) -> str:
+    if isinstance(decl, ast.Instance):
+        return decl.kind
+    return "property" if isinstance(decl, ast.PropertyDef) else "score"
+
+
+def overrides_from_cli(texts: list[str]) -> list[Override]:
+    out: dict[str, Override] = {}
+    for text in texts:
+        o = parse_override(text)
+        out[o.name] = o
+    return list(out.values())
+
+
+def overrides_from_api(values: dict) -> list[Override]:
+    return [override_from_api(k, v) for k, v in values.items()]

@@ -1,0 +1,287 @@
+"""Text -> AST (`ast.SpecFile`), with lark's errors turned into located `SpecError`s."""
+from __future__ import annotations
+
+from functools import cache
+
+import lark
+from lark import Lark, Token, Transformer, v_args
+from lark.lexer import PatternStr
+
+from specrob.lang import ast
+from specrob.lang.errors import Source, SpecError, did_you_mean
+from specrob.resources import grammar_path
+
+_NAMED_TERMINALS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "STRING": 'a "string"',
+    "CMP": "a comparison (<= < >= > ==)",
+    "NEQ": "'!='",
+    "FORALL": "'forall'",
+    "EXISTS": "'exists'",
+    "$END": "end of file",
+}
+
+
+@cache
+def _lark() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr",
+                propagate_positions=True, maybe_placeholders=True)
+
+
+@cache
+def _terminal_texts() -> dict[str, str]:
+    texts = dict(_NAMED_TERMINALS)
+    for term in _lark().terminals:
+        if isinstance(term.pattern, PatternStr) and term.name not in texts:
+            texts[term.name] = f"'{term.pattern.value}'"
+    return texts
+
+
+def keywords() -> set[str]:
+    """Reserved words of the language (they cannot be names)."""
+    return {t[1:-1] for t in _terminal_texts().values()
+            if t.startswith("'") and t[1:-1].isalpha()}
+
+
+def _describe(expected: set[str]) -> str:
+    texts = _terminal_texts()
+    words = sorted({texts.get(e, e) for e in expected}, key=lambda w: (not w.startswith("'"), w))
+    if len(words) > 10:
+        words = words[:10] + ["..."]
+    return ", ".join(words)
+
+
+def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
+    """Parse spec text into an AST; raises SpecError (never a lark exception)."""
+    source = Source(path, text)
+    try:
+        tree = _lark().parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise _syntax_error(exc, source, text) from None
+    items = _ToAst().transform(tree)
+    imports = tuple(i for i in items if isinstance(i, ast.Import))
+    decls = tuple(i for i in items if not isinstance(i, ast.Import))
+    return ast.SpecFile(imports, decls)
+
+
+def _syntax_error(exc: lark.exceptions.UnexpectedInput, source: Source, text: str) -> SpecError:
+    expected_names = set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+    expected = _describe(expected_names) if expected_names else None
+    line, col = getattr(exc, "line", 1), getattr(exc, "column", 1)
+    if isinstance(exc, lark.exceptions.UnexpectedToken) and exc.token.type != "$END":
+        tok = exc.token
+        hint = None
+        kws = [_terminal_texts()[e][1:-1] for e in expected_names
+               if _terminal_texts().get(e, "").startswith("'")]
+        if tok.type == "NAME":
+            guess = did_you_mean(str(tok), [k for k in kws if k.isalpha()])
+            if guess:
+                hint = f"did you mean '{guess}'?"
+        elif str(tok) in keywords():
+            hint = f"'{tok}' is a reserved word and cannot be used as a name"
+        pos = ast.Pos(tok.line, tok.column, tok.end_line or tok.line,
+                      tok.end_column or tok.column + len(str(tok)))
+        return source.error(f"unexpected {_token_text(tok)}", pos, expected=expected, hint=hint)
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        char = text[exc.pos_in_stream]
+        pos = ast.Pos(line, col, line, col + 1)
+        hint = None
+        if char == "'":
+            hint = 'strings use double quotes: "file.rspec"'
+        elif char == "=":
+            hint = "use '==' to compare"
+        return source.error(f"unexpected character {char!r}", pos, expected=expected, hint=hint)
+    # End of input: the file stops in the middle of a declaration.
+    lines = text.splitlines() or [""]
+    last = len(lines)
+    pos = ast.Pos(last, len(lines[-1]) + 1, last, len(lines[-1]) + 2)
+    return source.error("unexpected end of file (the spec is truncated)", pos, expected=expected)
+
+
+def _token_text(tok: Token) -> str:
+    if tok.type == "NAME":
+        return f"name '{tok}'"
+    if tok.type == "NUMBER":
+        return f"number {tok}"
+    if tok.type == "STRING":
+        return f"string {tok}"
+    return f"'{tok}'"
+
+
+def _pos(meta) -> ast.Pos:
+    if getattr(meta, "empty", False):
+        return ast.NOWHERE
+    return ast.Pos(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tpos(tok: Token) -> ast.Pos:
+    return ast.Pos(tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _number(tok: Token) -> ast.Num:
+    return ast.Num(float(tok), str(tok), _tpos(tok))
+
+
+def _present(items) -> list:
+    return [i for i in items if i is not None]
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """lark tree -> ast dataclasses."""
+
+    def start(self, meta, *items):
+        return list(items)
+
+    def import_stmt(self, meta, s):
+        return ast.Import(str(s)[1:-1], _pos(meta))
+
+    # declarations
+    def _clauses(self, items):
+        centres = next((i for i in items if isinstance(i, ast.Centres)), None)
+        domains = [i[1] for i in items if isinstance(i, tuple) and i[0] == "domain"]
+        return centres, (domains[-1] if domains else None)
+
+    def property_def(self, meta, name, *rest):
+        params = rest[0] if rest and isinstance(rest[0], tuple) and (
+            not rest[0] or isinstance(rest[0][0], ast.Param)) else ()
+        body = [r for r in rest if isinstance(r, ast.Expr)]
+        centres, domain = self._clauses(rest)
+        return ast.PropertyDef(str(name), params, centres, domain, body[0], _pos(meta))
+
+    def score_def(self, meta, name, *rest):
+        params = rest[0] if rest and isinstance(rest[0], tuple) and (
+            not rest[0] or isinstance(rest[0][0], ast.Param)) else ()
+        centres, domain = self._clauses(rest)
+        return ast.ScoreDef(str(name), params,
+                            tuple(r for r in rest if isinstance(r, ast.Setting)),
+                            tuple(r for r in rest if isinstance(r, ast.Family)),
+                            centres, domain, _pos(meta))
+
+    def _instance(self, kind, meta, name, template, rest):
+        kwargs = tuple(r for r in rest if isinstance(r, ast.Kwarg))
+        centres, domain = self._clauses(rest)
+        return ast.Instance(kind, str(name), str(template), kwargs,
+                            tuple(r for r in rest if isinstance(r, ast.Setting)),
+                            tuple(r for r in rest if isinstance(r, ast.Family)),
+                            centres, domain, _pos(meta), _tpos(template))
+
+    def property_inst(self, meta, name, template, *rest):
+        return self._instance("property", meta, name, template, rest)
+
+    def score_inst(self, meta, name, template, *rest):
+        return self._instance("score", meta, name, template, rest)
+
+    def setting(self, meta, name, value, given=None):
+        g_name, g_pos = given if given is not None else (None, ast.NOWHERE)
+        return ast.Setting(str(name), value, g_name, _pos(meta), g_pos)
+
+    def given(self, meta, name):
+        return (str(name), _tpos(name))
+
+    def family(self, meta, name, dist):
+        return ast.Family(str(name), dist, _pos(meta))
+
+    def params(self, meta, *items):
+        return tuple(_present(items))
+
+    def param(self, meta, name, *rest):
+        ptype = next((r for r in rest if isinstance(r, ast.PType)), None)
+        default = next((r for r in rest if isinstance(r, ast.Expr)), None)
+        return ast.Param(str(name), ptype, default, _pos(meta))
+
+    def ptype(self, meta, name, unit=None):
+        return ast.PType(str(name), unit, _pos(meta))
+
+    def unit(self, meta, num, den=None):
+        return (str(num), None if den is None else str(den))
+
+    def kwarg(self, meta, name, value):
+        return ast.Kwarg(str(name), value, _pos(meta))
+
+    def centres(self, meta, source, *rest):
+        where = next((r for r in rest if isinstance(r, tuple) and r[0] == "where"), None)
+        count = next((r for r in rest if isinstance(r, tuple) and r[0] == "count"), None)
+        text, is_file = source
+        return ast.Centres(text, is_file, where[1] if where else None,
+                           count[1] if count else None, count[2] if count else None,
+                           _pos(meta), where[2] if where else ast.NOWHERE,
+                           count[3] if count else ast.NOWHERE)
+
+    def source(self, meta, tok):
+        return (str(tok)[1:-1], True) if tok.type == "STRING" else (str(tok), False)
+
+    def where(self, meta, name):
+        return ("where", str(name), _tpos(name))
+
+    def count(self, meta, num, word):
+        return ("count", _number(num), str(word), _tpos(word))
+
+    def domain(self, meta, expr):
+        return ("domain", expr)
+
+    # expressions
+    def input_quant(self, meta, _forall, var, set_, body):
+        return ast.InputQuant(str(var), set_, body, _pos(meta), _tpos(var))
+
+    def index_quant(self, meta, kind, var, *rest):
+        if len(rest) == 3:
+            _neq, exclude, body = rest
+        else:
+            exclude, body = None, rest[-1]
+        return ast.IndexQuant(str(kind), str(var), exclude, body, _pos(meta))
+
+    def implies(self, meta, left, right):
+        return ast.Implies(left, right, _pos(meta))
+
+    def or_expr(self, meta, *items):
+        return ast.Logic("or", items, _pos(meta))
+
+    def and_expr(self, meta, *items):
+        return ast.Logic("and", items, _pos(meta))
+
+    def not_(self, meta, operand):
+        return ast.Not(operand, _pos(meta))
+
+    def comparison(self, meta, left, op, right):
+        return ast.Compare(str(op), left, right, _pos(meta), _tpos(op))
+
+    neq = comparison
+
+    def _bin(op):  # noqa: N805 - a factory for the four arithmetic rules
+        def rule(self, meta, left, right):
+            return ast.BinOp(op, left, right, _pos(meta))
+        return rule
+
+    add, sub, mul, div = _bin("+"), _bin("-"), _bin("*"), _bin("/")
+
+    def neg(self, meta, operand):
+        return ast.Neg(operand, _pos(meta))
+
+    def index(self, meta, base, idx):
+        return ast.Subscript(base, idx, _pos(meta))
+
+    def number(self, meta, tok):
+        return _number(tok)
+
+    def string(self, meta, tok):
+        return ast.Str(str(tok)[1:-1], _tpos(tok))
+
+    def name(self, meta, tok):
+        return ast.Name(str(tok), _tpos(tok))
+
+    def true(self, meta):
+        return ast.Bool(True, _pos(meta))
+
+    def false(self, meta):
+        return ast.Bool(False, _pos(meta))
+
+    def call(self, meta, func, *args):
+        return ast.Call(str(func), tuple(_present(args)), _pos(meta), _tpos(func))
+
+    def reduce(self, meta, func, body, var, *rest):
+        exclude = rest[1] if len(rest) == 2 else None
+        return ast.Reduce(str(func), body, str(var), exclude, _pos(meta))
+
+
