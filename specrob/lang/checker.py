@@ -386,13 +386,10 @@ class DeclChecker:
             return ir.IndexQuant("exists", var, other.node,
                                  replace(margin, op=ir.NEGATE[">"]))
         if "index" in kinds:
-            if kinds != {"index"}:
-                bad = expr.left if left.kind != "index" else expr.right
-                self.index(bad)
             if expr.op not in ("==", "!="):
                 raise self.error(f"class indices are compared with == or !=, not '{expr.op}'",
                                  expr.op_pos, expected="== or !=")
-            return ir.IndexCompare(op, left.node, right.node, expr.pos)
+            return ir.IndexCompare(op, self.index(expr.left), self.index(expr.right), expr.pos)
         for side, e in ((left, expr.left), (right, expr.right)):
             if side.kind == "vector":
                 raise self.error("compare numbers, not vectors", e.pos,

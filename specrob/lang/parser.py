@@ -46,7 +46,10 @@ def keywords() -> set[str]:
 
 def _describe(expected: set[str]) -> str:
     texts = _terminal_texts()
-    words = sorted({texts.get(e, e) for e in expected}, key=lambda w: (not w.startswith("'"), w))
+    def rank(w: str) -> tuple:  # descriptions, then keywords, then punctuation
+        return (w.startswith("'"), not w[1:2].isalpha(), w)
+
+    words = sorted({texts.get(e, e) for e in expected}, key=rank)
     if len(words) > 10:
         words = words[:10] + ["..."]
     return ", ".join(words)
@@ -78,8 +81,12 @@ def _syntax_error(exc: lark.exceptions.UnexpectedInput, source: Source, text: st
             guess = did_you_mean(str(tok), [k for k in kws if k.isalpha()])
             if guess:
                 hint = f"did you mean '{guess}'?"
-        elif str(tok) in keywords():
+        elif str(tok) in keywords() and "NAME" in expected_names:
             hint = f"'{tok}' is a reserved word and cannot be used as a name"
+        elif str(tok) == "=" and "CMP" in expected_names:
+            hint = "use '==' to compare; '=' gives a parameter its value"
+        elif str(tok) in ("&&", "||", "!"):
+            hint = "write and, or, not"
         pos = ast.Pos(tok.line, tok.column, tok.end_line or tok.line,
                       tok.end_column or tok.column + len(str(tok)))
         return source.error(f"unexpected {_token_text(tok)}", pos, expected=expected, hint=hint)
@@ -123,6 +130,14 @@ def _number(tok: Token) -> ast.Num:
     return ast.Num(float(tok), str(tok), _tpos(tok))
 
 
+class _Params(tuple):
+    """The parameter list of a declaration (distinct from other tuples in a rule's children)."""
+
+
+class _Domain(tuple):
+    """A `domain:` clause: (expr,)."""
+
+
 def _present(items) -> list:
     return [i for i in items if i is not None]
 
@@ -140,19 +155,17 @@ class _ToAst(Transformer):
     # declarations
     def _clauses(self, items):
         centres = next((i for i in items if isinstance(i, ast.Centres)), None)
-        domains = [i[1] for i in items if isinstance(i, tuple) and i[0] == "domain"]
+        domains = [i[0] for i in items if isinstance(i, _Domain)]
         return centres, (domains[-1] if domains else None)
 
     def property_def(self, meta, name, *rest):
-        params = rest[0] if rest and isinstance(rest[0], tuple) and (
-            not rest[0] or isinstance(rest[0][0], ast.Param)) else ()
+        params = next((tuple(r) for r in rest if isinstance(r, _Params)), ())
         body = [r for r in rest if isinstance(r, ast.Expr)]
         centres, domain = self._clauses(rest)
         return ast.PropertyDef(str(name), params, centres, domain, body[0], _pos(meta))
 
     def score_def(self, meta, name, *rest):
-        params = rest[0] if rest and isinstance(rest[0], tuple) and (
-            not rest[0] or isinstance(rest[0][0], ast.Param)) else ()
+        params = next((tuple(r) for r in rest if isinstance(r, _Params)), ())
         centres, domain = self._clauses(rest)
         return ast.ScoreDef(str(name), params,
                             tuple(r for r in rest if isinstance(r, ast.Setting)),
@@ -184,7 +197,7 @@ class _ToAst(Transformer):
         return ast.Family(str(name), dist, _pos(meta))
 
     def params(self, meta, *items):
-        return tuple(_present(items))
+        return _Params(_present(items))
 
     def param(self, meta, name, *rest):
         ptype = next((r for r in rest if isinstance(r, ast.PType)), None)
@@ -219,7 +232,7 @@ class _ToAst(Transformer):
         return ("count", _number(num), str(word), _tpos(word))
 
     def domain(self, meta, expr):
-        return ("domain", expr)
+        return _Domain((expr,))
 
     # expressions
     def input_quant(self, meta, _forall, var, set_, body):

@@ -1,0 +1,32 @@
+"""Shared fixtures. Torch (when present) runs single-threaded: two threads on a busy 2-core
+machine were measured 100x slower."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:  # pragma: no cover - torch arrives with the training issue
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = sorted((REPO / "specs").glob("*.rspec"))
+
+
+@pytest.fixture
+def write(tmp_path):
+    """Write a spec file (text or bytes) into a temporary folder and return its path."""
+    def _write(content: str | bytes, name: str = "spec.rspec") -> Path:
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+    return _write
