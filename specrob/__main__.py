@@ -1,0 +1,4 @@
+"""`python -m specrob` is the `specrob` command."""
+from specrob.cli import run
+
+run()

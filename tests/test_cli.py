@@ -1,0 +1,82 @@
+"""`specrob check`: normal forms on stdout, JSON with --json, located errors and exit code 2."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+from typer.testing import CliRunner
+
+from specrob.cli import app
+from tests.conftest import REPO, SPECS
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_check_prints_every_standard_declaration():
+    result = run("check", *map(str, SPECS))
+    assert result.exit_code == 0, result.output
+    for name in ("property CR", "property SR", "property LR", "property SCR",
+                 "property LocalLipschitz", "score margin_area", "score gaussian_consistency",
+                 "score on_manifold_average"):
+        assert name in result.output
+    assert "normal form  forall j != y: f(x)[y] - f(x)[j] > 0" in result.output
+
+
+def test_check_json_is_scriptable():
+    result = run("check", str(REPO / "specs" / "cr.rspec"), "--set", "eps=0.05", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    (cr,) = data["declarations"]
+    assert cr["name"] == "CR" and cr["piecewise_linear"] is True
+    assert {p["name"]: p["value"] for p in cr["params"]}["eps"] == 0.05
+    assert cr["backends"]["marabou"]["level"] == "exact"
+
+
+def test_malformed_spec_exits_2_with_one_located_message(tmp_path):
+    bad = tmp_path / "bad.rspec"
+    bad.write_text("property R(eps = 0.1):\n    forall x in ball(x0, eps): f(x)[y] >> 0\n")
+    result = run("check", str(bad))
+    assert result.exit_code == 2
+    assert f"{bad}:2:41: error: unexpected '>'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_bad_set_exits_2():
+    result = run("check", str(REPO / "specs" / "scr.rspec"), "--set", "eta=1.5")
+    assert result.exit_code == 2
+    assert "--set:1:5: error" in result.stderr and "between 0 and 1" in result.stderr
+
+
+def test_good_files_are_still_reported_next_to_a_bad_one(tmp_path):
+    bad = tmp_path / "bad.rspec"
+    bad.write_text("")
+    result = run("check", str(REPO / "specs" / "cr.rspec"), str(bad))
+    assert result.exit_code == 2
+    assert "property CR" in result.stdout and "declares nothing" in result.stderr
+
+
+def test_help_teaches_the_command():
+    result = run("check", "--help")
+    assert result.exit_code == 0
+    assert "--set" in result.output and "Example" in result.output
+
+
+def test_installed_command_finds_its_grammar_outside_the_repository(tmp_path):
+    """The console script of a normal `pip install .` carries grammar and specs inside."""
+    exe = shutil.which("specrob")
+    assert exe, "install specrob first (README: pip install '.[test]')"
+    spec = tmp_path / "mine.rspec"
+    spec.write_text("property robust = CR(eps = 0.05, p = 2)\n")
+    done = subprocess.run([exe, "check", str(spec)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "property robust" in done.stdout
+    missing = subprocess.run([exe, "check", "absent.rspec"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert "Traceback" not in missing.stderr
