@@ -27,6 +27,7 @@ class Module:
     tree: ast.SpecFile
     own: dict[str, tuple[ast.Decl, Source]] = field(default_factory=dict)
     visible: dict[str, tuple[ast.Decl, Source]] = field(default_factory=dict)
+    imported: list["Module"] = field(default_factory=list)
 
 
 def read_source(path: str | Path) -> Source:
@@ -71,6 +72,7 @@ def _module(source: Source, stack: tuple[Path, ...], base_dir: Path | None) -> M
             raise source.error(f"cyclic import: {chain}", imp.pos,
                                hint="remove one of the imports in this cycle")
         imported = _module(read_source(target), (*stack, target), target.parent)
+        module.imported.append(imported)
         visible.update(imported.own)
     for decl in tree.decls:
         if decl.name in module.own:
@@ -128,7 +130,9 @@ def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
                            expected="a 'property' or 'score' declaration",
                            hint="e.g.  property robust = CR(eps = 0.05)")
     by_name = {o.name: o for o in overrides}
-    templates = {**(prelude() if use_prelude else {}), **module.visible}
+    std = prelude() if use_prelude else {}
+    _check_imports(module, std, base_dir, set())
+    templates = {**std, **module.visible}
     properties, scores = [], []
     for decl in module.tree.decls:
         checked = _check_decl(decl, source, templates, by_name, base_dir)
@@ -143,6 +147,19 @@ def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
     return ir.Spec(source.path, tuple(properties), tuple(scores))
 
 
+def _check_imports(module: Module, std, base_dir, seen: set[str]) -> None:
+    """Imported files are checked too (without --set), so their mistakes surface at once."""
+    for imported in module.imported:
+        if imported.source.path in seen:
+            continue
+        seen.add(imported.source.path)
+        _check_imports(imported, std, base_dir, seen)
+        templates = {**std, **imported.visible}
+        for decl in imported.tree.decls:
+            _check_decl(decl, imported.source, templates, {},
+                        Path(imported.source.path).parent)
+
+
 def _check_decl(decl: ast.Decl, source: Source, templates, overrides, base_dir):
     if isinstance(decl, ast.PropertyDef):
         params = check_params(decl.params, {}, source, overrides)
@@ -154,8 +171,24 @@ def _check_decl(decl: ast.Decl, source: Source, templates, overrides, base_dir):
 
 
 def _instantiate(inst: ast.Instance, source: Source, templates, overrides):
+    decl, t_source, kw_sources = _expand(inst, source, templates)
+    params = check_params(decl.params, kw_sources, t_source, overrides)
+    # Errors in the instance's own clauses point into its file, the rest into the template's.
+    own = inst.centres or inst.domain or inst.settings or inst.families
+    where = source if own else t_source
+    if isinstance(decl, ast.PropertyDef):
+        return check_property(decl, where, params)
+    return check_score(decl, where, params, Path(t_source.path).parent)
+
+
+def _expand(inst: ast.Instance, source: Source, templates):
+    """An instance as the declaration it stands for: the template (itself perhaps an
+    instance) with the instance's defaults and clauses. Returns it with the template's source
+    and, per overridden parameter, the source its new default was written in."""
     found = templates.get(inst.template)
-    if found is None or found[0] is inst:
+    if found is not None and found[0] is inst:  # `property CR = CR(...)`: the standard CR
+        found = prelude().get(inst.template)
+    if found is None:
         kinds = [n for n, (d, _) in templates.items() if _kind(d) == inst.kind and d is not inst]
         guess = did_you_mean(inst.template, kinds)
         raise source.error(f"unknown {inst.kind} '{inst.template}'", inst.template_pos,
@@ -167,62 +200,33 @@ def _instantiate(inst: ast.Instance, source: Source, templates, overrides):
         raise source.error(f"'{inst.template}' is a {_kind(template)}, not a {inst.kind}",
                            inst.template_pos, hint=f"write: {_kind(template)} {inst.name} = "
                                                    f"{inst.template}(...)")
-    if isinstance(template, ast.Instance):
-        template, t_source = _expand(template, t_source, templates)
-    names = {p.name: p for p in template.params}
     kw_sources: dict[str, Source] = {}
-    params = list(template.params)
+    if isinstance(template, ast.Instance):
+        template, t_source, kw_sources = _expand(template, t_source, templates)
+    names = {p.name for p in template.params}
+    values: dict[str, ast.Expr] = {}
     for kw in inst.kwargs:
         if kw.name not in names:
             guess = did_you_mean(kw.name, names)
             raise source.error(f"'{inst.template}' has no parameter '{kw.name}'", kw.pos,
-                               expected="one of: " + ", ".join(names),
+                               expected="one of: " + ", ".join(sorted(names)),
                                hint=f"did you mean '{guess}'?" if guess else None)
-        if kw.name in kw_sources:
+        if kw.name in values:
             raise source.error(f"'{kw.name}' is given twice", kw.pos)
+        values[kw.name] = kw.value
         kw_sources[kw.name] = source
-        params = [ast.Param(p.name, p.type, kw.value, p.pos) if p.name == kw.name else p
-                  for p in params]
-    checked = check_params(tuple(params), kw_sources, t_source, overrides)
-    centres = inst.centres or template.centres
-    domain = inst.domain or template.domain
+    params = tuple(ast.Param(p.name, p.type, values.get(p.name, p.default), p.pos)
+                   for p in template.params)
+    centres, domain = inst.centres or template.centres, inst.domain or template.domain
     if isinstance(template, ast.PropertyDef):
         if inst.settings or inst.families:
             raise source.error("a property has no Q, H, G or families", inst.pos)
-        decl = ast.PropertyDef(inst.name, template.params, centres, domain, template.body,
-                               inst.pos)
-        return check_property(decl, _clause_source(inst, source, t_source), checked)
+        return (ast.PropertyDef(inst.name, params, centres, domain, template.body, inst.pos),
+                t_source, kw_sources)
     settings = {s.name: s for s in template.settings} | {s.name: s for s in inst.settings}
     families = {f.var: f for f in template.families} | {f.var: f for f in inst.families}
-    decl = ast.ScoreDef(inst.name, template.params, tuple(settings.values()),
-                        tuple(families.values()), centres, domain, inst.pos)
-    return check_score(decl, _clause_source(inst, source, t_source), checked,
-                       Path(t_source.path).parent)
-
-
-def _clause_source(inst: ast.Instance, source: Source, t_source: Source) -> Source:
-    """Errors in an instance's own clauses point into its file, the rest into the template's."""
-    if inst.centres or inst.domain or inst.settings or inst.families:
-        return source
-    return t_source
-
-
-def _expand(inst: ast.Instance, source: Source, templates):
-    """An instance used as a template: its template with the instance's defaults."""
-    template, t_source = templates[inst.template]
-    if isinstance(template, ast.Instance):
-        template, t_source = _expand(template, t_source, templates)
-    kw = {k.name: k.value for k in inst.kwargs}
-    params = tuple(ast.Param(p.name, p.type, kw.get(p.name, p.default), p.pos)
-                   for p in template.params)
-    common = dict(centres=inst.centres or template.centres, domain=inst.domain or template.domain)
-    if isinstance(template, ast.PropertyDef):
-        return ast.PropertyDef(inst.name, params, body=template.body, pos=inst.pos,
-                               **common), t_source
-    settings = {s.name: s for s in template.settings} | {s.name: s for s in inst.settings}
-    families = {f.var: f for f in template.families} | {f.var: f for f in inst.families}
-    return ast.ScoreDef(inst.name, params, tuple(settings.values()), tuple(families.values()),
-                        pos=inst.pos, **common), t_source
+    return (ast.ScoreDef(inst.name, params, tuple(settings.values()), tuple(families.values()),
+                         centres, domain, inst.pos), t_source, kw_sources)
 
 
 def _kind(decl: ast.Decl) -> str:

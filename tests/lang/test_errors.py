@@ -181,3 +181,12 @@ def test_eta_override_out_of_range_through_the_api(tmp_path):
 def _stdlib(name: str):
     from specrob.resources import specs_dir
     return specs_dir() / name
+
+
+def test_mistakes_in_an_imported_file_are_reported_in_that_file(write):
+    lib = write("property Broken(eps = 0.1):\n    forall x in ball(x0, eps): f(x)[y] > undefined\n",
+                "lib.rspec")
+    path = write('import "lib.rspec"\nproperty ok = CR()\n', "main.rspec")
+    with pytest.raises(SpecError, match="unknown name 'undefined'") as info:
+        load(path)
+    assert info.value.path == str(lib.resolve()) and info.value.line == 2

@@ -131,3 +131,14 @@ def test_import_finds_the_standard_library(write):
 def test_load_overrides_apply_to_every_declaration_with_that_parameter():
     spec = specrob.loads("property a = CR()\nproperty b = SR()\n", eps=0.2)
     assert spec["a"].value("eps") == spec["b"].value("eps") == 0.2
+
+
+def test_an_instance_can_be_a_template():
+    spec = specrob.loads("property a = CR(eps = 0.2)\nproperty b = a(p = 2)\n")
+    assert spec["b"].value("eps") == 0.2 and spec["b"].ball.p == 2.0
+    assert spec["b"].body == spec["a"].body
+
+
+def test_an_instance_may_reuse_the_name_of_its_standard_template():
+    spec = specrob.loads("property CR = CR(eps = 0.01)\n")
+    assert spec["CR"].value("eps") == 0.01
