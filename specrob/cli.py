@@ -108,6 +108,142 @@ def _print_summary(console: Console, result: dict) -> None:
     console.print()
 
 
+def _user_error(message: str, code: int = 2) -> None:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    model: Annotated[Path, typer.Argument(help="A model file: a .py file whose build() returns "
+                                               "a torch.nn.Module (flattened inputs -> logits).",
+                                          show_default=False)],
+    spec: Annotated[Path, typer.Argument(help="The .rspec file with the property.",
+                                         show_default=False)],
+    prop: Annotated[Optional[str], typer.Option(
+        "--property", help="Which property of the spec (default: its first).")] = None,
+    data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
+                                           "PATH.npz (arrays x, y)")] = "digits",
+    regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
+                                             "augmentation | cotrain")] = "constraint",
+    logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
+                                            "yager[:P]")] = "dl2",
+    search: Annotated[str, typer.Option(help="How the constraint's worst point is found: "
+                                             "pgd | sample | fgsm")] = "pgd",
+    steps: Annotated[int, typer.Option(help="PGD steps.")] = 10,
+    restarts: Annotated[int, typer.Option(help="PGD random restarts (worst case kept).")] = 1,
+    samples: Annotated[int, typer.Option(help="Samples per point for --search sample.")] = 10,
+    epochs: Annotated[int, typer.Option(help="Epochs in all (a resumed run continues).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    a: Annotated[float, typer.Option(help="constraint regime: weight of cross-entropy.")] = 1.0,
+    b: Annotated[float, typer.Option(help="constraint regime: weight of the constraint "
+                                          "loss.")] = 0.2,
+    adv_steps: Annotated[int, typer.Option(help="adversarial regime: 1 = single steepest-"
+                                                "ascent step (Shaham et al.), >1 = PGD.")] = 1,
+    augment: Annotated[str, typer.Option(help="augmentation regime: uniform | fgsm.")] = "uniform",
+    lam: Annotated[float, typer.Option(help="cotrain regime: weight of the generator "
+                                            "regulariser (Tibo et al. eq. 10).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    out: Annotated[Path, typer.Option(help="Output folder: checkpoint.pt, metrics.json, "
+                                           "model.onnx.")] = Path("runs/train"),
+    set_: SetOption = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore a checkpoint in --out and "
+                                                        "start over.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train a network under a property and export it to ONNX.
+
+    The constraint regime minimises a·CE + b·L_C(x*), where x* maximises the property's
+    violation in its ball (PGD) and L_C is the property's loss in the chosen logic. The other
+    regimes use the property's ball: adversarial training, augmentation, co-training.
+
+    Writes to --out after every epoch: checkpoint.pt and metrics.json (CE, constraint loss,
+    clean accuracy, fraction of points whose PGD point satisfies the property); at the end
+    model.onnx, checked against torch with onnxruntime. Run the same command again to resume
+    an interrupted run.
+
+    Example:  specrob train examples/digits_mlp.py specs/cr.rspec --set eps=0.1 --epochs 10
+    """
+    import torch
+
+    from specrob.data import DataError, load_data
+    from specrob.lang.loader import load, overrides_from_cli
+    from specrob.train.export import ExportError, export_onnx
+    from specrob.train.model_file import ModelFileError, build_model
+    from specrob.train.trainer import TrainConfig, Trainer, TrainError
+
+    try:
+        checked = load(spec, overrides_from_cli(set_ or []))
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
+    prop_ir = _pick_property(checked, prop)
+    try:
+        dataset = load_data(data)
+    except DataError as error:
+        _user_error(str(error))
+    torch.manual_seed(seed)
+    try:
+        net = build_model(model, dataset.input_dim, dataset.classes)
+        with torch.no_grad():
+            logits = net(torch.tensor(dataset.x_train[:2]))
+    except ModelFileError as error:
+        _user_error(str(error))
+    except Exception as exc:  # the user's network cannot take this data
+        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
+                    f"from --data {data}: {type(exc).__name__}: {exc}")
+    if tuple(logits.shape) != (2, dataset.classes):
+        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
+                    f"expected (2, {dataset.classes}) logits for --data {data}")
+    config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
+                         restarts=restarts, samples=samples, epochs=epochs,
+                         batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
+                         adv_steps=adv_steps, augment=augment, lam=lam)
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        trainer = Trainer(net, prop_ir, dataset, config, out=out, model_file=str(model),
+                          progress=not quiet)
+        if fresh and trainer.checkpoint_path.exists():
+            trainer.checkpoint_path.unlink()
+        if trainer.resume():
+            console.print(f"resuming {out} after epoch {trainer.epoch}")
+        console.print(f"training [bold]{prop_ir.name}[/bold] on {dataset.name} "
+                      f"({dataset.train_size} points), regime {regime}, logic {logic}")
+        metrics = trainer.fit()
+        diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
+    except (TrainError, ExportError) as error:
+        _user_error(str(error))
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"interrupted: finished epochs are in {out}; run the same "
+                                   f"command to resume")
+        raise typer.Exit(130)
+    if metrics:
+        last = metrics[-1]
+        console.print(f"epoch {last['epoch']}: CE {last['ce']:.4f}, test accuracy "
+                      f"{last['test_accuracy']:.3f}, PGD points satisfying {prop_ir.name}: "
+                      f"train {last['train_satisfied']:.3f} / test {last['test_satisfied']:.3f}")
+    console.print(f"wrote {out / 'model.onnx'} (onnxruntime matches torch to {diff:.1e}), "
+                  f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}")
+
+
+def _pick_property(spec, name: str | None):
+    if not spec.properties:
+        _user_error(f"{spec.path} declares no property to train under (only scores)")
+    if name is None:
+        return spec.properties[0]
+    for p in spec.properties:
+        if p.name == name:
+            return p
+    from specrob.lang.errors import did_you_mean
+    guess = did_you_mean(name, [p.name for p in spec.properties])
+    _user_error(f"{spec.path} has no property '{name}'"
+                + (f"; did you mean '{guess}'?" if guess else "")
+                + f" (properties: {', '.join(p.name for p in spec.properties)})")
+
+
 def run() -> None:
     """Console entry point: never a traceback for a user's mistake."""
     try:

@@ -210,10 +210,10 @@ class DeclChecker:
                              expr.pos, hint="index them ([i]) or take norms first")
         if expr.op == "/" and b.kind == "vector":
             raise self.error("cannot divide by a vector", expr.pos)
-        ua = ONE if a.literal else a.unit
-        ub = ONE if b.literal else b.unit
+        # A written number carries any unit: `2 * norm(x - x0, 2)` may stand for an output.
+        ua, ub = a.unit, b.unit
         unit = None
-        if ua is not None and ub is not None:
+        if ua is not None and ub is not None and not (a.literal or b.literal):
             sign = 1 if expr.op == "*" else -1
             unit = (ua[0] + sign * ub[0], ua[1] + sign * ub[1])
         kind = "vector" if "vector" in (a.kind, b.kind) else "real"

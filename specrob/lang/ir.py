@@ -364,3 +364,21 @@ class Spec:
     @property
     def names(self) -> list[str]:
         return [d.name for d in (*self.properties, *self.scores)]
+
+    def loss(self, model, *, property: str | None = None, logic: str = "dl2",
+             search: str = "pgd", **options):
+        """A callable `(x, y) -> mean constraint loss` of one property (default: the first)
+        at the worst point of each ball, for a training loop of your own:
+
+            constraint = spec.loss(model, logic="dl2", search="pgd", steps=10)
+            loss = F.cross_entropy(model(x), y) + 0.2 * constraint(x, y)
+
+        `options` go to the search (steps, restarts, step_size for pgd; samples for sample).
+        """
+        from specrob.logic.compiled import ConstraintLoss  # torch only when asked for
+        if not self.properties:
+            raise ValueError(f"{self.path} declares no property")
+        prop = self.properties[0] if property is None else self[property]
+        if not isinstance(prop, Property):
+            raise ValueError(f"'{property}' is a score, not a property")
+        return ConstraintLoss(prop, model, logic, search, **options)

@@ -1,0 +1,131 @@
+"""A property compiled against a network: its search objective, its loss in a logic, and
+crisp satisfaction — all batched, with one network call per network application."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from specrob.lang import ir
+from specrob.logic.formulas import constant, evaluate, holds, negate, resolve_params
+from specrob.logic.logics import DL2, Logic, make_logic
+from specrob.logic.terms import Points
+from specrob.search.region import Region
+from specrob.search.searches import Search, make_search
+
+
+def _mentions(node, target) -> bool:
+    if node == target:
+        return True
+    if isinstance(node, tuple):
+        return any(_mentions(n, target) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return any(_mentions(getattr(node, f), target) for f in node.__dataclass_fields__
+                   if f != "pos")
+    return False
+
+
+class CompiledProperty:
+    """`forall x in ball(x0, eps, p) ∩ box: body` for inputs of dimension n."""
+
+    def __init__(self, prop: ir.Property, input_dim: int, logic: Logic | str = "dl2",
+                 xi: float = 0.1):
+        self.prop = prop
+        self.params = resolve_params(prop, input_dim)
+        self.region = Region(constant(prop.ball.radius, self.params), prop.ball.p,
+                             constant(prop.domain.low, self.params),
+                             constant(prop.domain.high, self.params))
+        self.body = prop.body
+        self.negated = negate(prop.body)
+        self.logic = make_logic(logic, xi=xi) if isinstance(logic, str) else logic
+        self.dl2 = DL2(xi)
+        self.needs_centre_output = _mentions(prop.body, ir.Net(True))
+
+    def centre_output(self, model: nn.Module, x0: torch.Tensor) -> torch.Tensor | None:
+        """f(x0), computed once per batch (None when the body does not mention it)."""
+        return model(x0) if self.needs_centre_output else None
+
+    def points(self, x, fx, x0, fx0, y) -> Points:
+        fx0 = fx0 if fx0 is not None else fx  # unused by the body: any tensor of the shape
+        return Points(x, fx, x0, fx0, y, self.params)
+
+    def _repeat(self, rows: int, *tensors):
+        """Centre data repeated to match `rows` stacked restarts."""
+        batch = tensors[0].shape[0]
+        times = rows // batch
+        return [None if t is None else t.repeat((times,) + (1,) * (t.dim() - 1))
+                for t in tensors]
+
+    def objective(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
+                  fx0: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """J(x) = L(body) - L(not body) in DL2: positive exactly where the body is violated
+        (but at ties), growing with the violation, and with a gradient towards the violation
+        where the body still holds (DL2's counterexample search minimises L(not body))."""
+        fx0 = None if fx0 is None else fx0.detach()
+
+        def J(x: torch.Tensor) -> torch.Tensor:
+            c0, cf0, cy = self._repeat(x.shape[0], x0, fx0, y)
+            pts = self.points(x, model(x), c0, cf0, cy)
+            return evaluate(self.body, pts, self.dl2) - evaluate(self.negated, pts, self.dl2)
+
+        return J
+
+    def worst_point(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
+                    search: Search | str = "pgd", generator: torch.Generator | None = None,
+                    fx0: torch.Tensor | None = None, **options) -> torch.Tensor:
+        """x* maximising the violation in ball ∩ box (the network in eval mode meanwhile)."""
+        search = make_search(search, **options) if isinstance(search, str) else search
+        was_training = model.training
+        model.eval()
+        try:
+            if fx0 is None:
+                with torch.no_grad():
+                    fx0 = self.centre_output(model, x0)
+            x_star, _ = search.maximise(self.objective(model, x0, y, fx0), x0, self.region,
+                                        generator)
+        finally:
+            model.train(was_training)
+        return x_star.detach()
+
+    def loss(self, model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor,
+             fx0: torch.Tensor | None = None) -> torch.Tensor:
+        """The logic's loss of the body at x, per sample (differentiable in the weights)."""
+        if fx0 is None:
+            fx0 = self.centre_output(model, x0)
+        return self.logic.loss(evaluate(self.body, self.points(x, model(x), x0, fx0, y),
+                                        self.logic))
+
+    def holds(self, model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor,
+              fx0: torch.Tensor | None = None) -> torch.Tensor:
+        """Crisp satisfaction of the body at x, per sample."""
+        with torch.no_grad():
+            if fx0 is None:
+                fx0 = self.centre_output(model, x0)
+            return holds(self.body, self.points(x, model(x), x0, fx0, y))
+
+
+class ConstraintLoss:
+    """`spec.loss(model)`: a callable (x, y) -> mean constraint loss at the worst point of
+    each ball, ready to add to a training loss: `ce + 0.2 * constraint(x, y)`."""
+
+    def __init__(self, prop: ir.Property, model: nn.Module, logic: str = "dl2",
+                 search: str = "pgd", xi: float = 0.1, **search_options):
+        self.prop, self.model = prop, model
+        self.logic_name, self.xi = logic, xi
+        self.search = make_search(search, **search_options)
+        self._compiled: dict[int, CompiledProperty] = {}
+
+    def compiled(self, input_dim: int) -> CompiledProperty:
+        if input_dim not in self._compiled:
+            self._compiled[input_dim] = CompiledProperty(self.prop, input_dim, self.logic_name,
+                                                         self.xi)
+        return self._compiled[input_dim]
+
+    def per_sample(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = self.compiled(x.shape[-1])
+        x_star = c.worst_point(self.model, x, y, self.search)
+        return c.loss(self.model, x_star, x, y)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.per_sample(x, y).mean()

@@ -1,0 +1,105 @@
+"""Searches that maximise a per-sample objective inside ball ∩ box around each centre.
+
+One implementation serves training (the constraint's worst point), attacks and metrics.
+The objective maps points of shape (K, n) to values (K,), where K = R·B stacks R restarts of
+the B centres (row r·B + b belongs to centre b); the worst case over restarts and steps is
+kept per centre. Add a search by subclassing `Search` and listing it in `SEARCHES`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from specrob.search.region import Region, ascent_step
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Search:
+    name = "search"
+
+    def maximise(self, objective: Objective, x0: torch.Tensor, region: Region,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best point found per centre (B, n) and its objective value (B,)."""
+        raise NotImplementedError
+
+
+def _worst_over_restarts(xs: torch.Tensor, values: torch.Tensor, batch: int):
+    """Per centre, the restart with the largest objective (the worst case for the property)."""
+    values = values.reshape(-1, batch)
+    best = values.argmax(0)
+    picked = xs.reshape(values.shape[0], batch, -1)[best, torch.arange(batch)]
+    return picked, values.max(0).values
+
+
+@dataclass(frozen=True)
+class PGD(Search):
+    """Projected gradient ascent (Madry et al.) with random restarts; the step is the
+    steepest ascent of the ball's norm. `step_size` is a fraction of eps (default 2.5/steps,
+    the torchattacks/foolbox convention)."""
+
+    name = "pgd"
+    steps: int = 10
+    restarts: int = 1
+    step_size: float | None = None
+    random_start: bool = True
+    l1_coordinates: int = 1
+
+    def maximise(self, objective, x0, region, generator=None):
+        batch = x0.shape[0]
+        starts = x0.detach().repeat(self.restarts, 1)
+        reg = region.repeat(self.restarts)
+        x = reg.random(starts, generator) if self.random_start else starts.clone()
+        fraction = self.step_size if self.step_size is not None else 2.5 / max(self.steps, 1)
+        alpha = fraction * reg.radius(starts)
+        best_x, best_v = x.clone(), torch.full((x.shape[0],), -math.inf, device=x.device)
+        for step in range(self.steps + 1):
+            x = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = objective(x)
+                grad = None
+                if step < self.steps:
+                    (grad,) = torch.autograd.grad(value.sum(), x)
+            value = value.detach()
+            better = value > best_v
+            best_x = torch.where(better.unsqueeze(-1), x.detach(), best_x)
+            best_v = torch.where(better, value, best_v)
+            if grad is None:
+                break
+            x = reg.project(x.detach() + ascent_step(grad, reg.p, alpha, self.l1_coordinates),
+                            starts)
+        return _worst_over_restarts(best_x, best_v, batch)
+
+
+def fgsm(**options) -> PGD:
+    """FGSM and its l_1 / l_2 analogues: one steepest-ascent step of size eps from x0."""
+    return PGD(steps=1, restarts=1, step_size=1.0, random_start=False, **options)
+
+
+@dataclass(frozen=True)
+class Sampling(Search):
+    """Uniform samples from ball ∩ box; the worst one per centre."""
+
+    name = "sample"
+    samples: int = 10
+
+    def maximise(self, objective, x0, region, generator=None):
+        batch = x0.shape[0]
+        xs = region.uniform(x0.detach(), self.samples, generator).reshape(-1, x0.shape[-1])
+        with torch.no_grad():
+            values = objective(xs)
+        return _worst_over_restarts(xs, values, batch)
+
+
+SEARCHES = {"pgd": PGD, "fgsm": fgsm, "sample": Sampling}
+
+
+def make_search(name: str, **options) -> Search:
+    if name not in SEARCHES:
+        raise ValueError(f"unknown search '{name}': choose one of {', '.join(SEARCHES)}")
+    accepted = {"pgd": {"steps", "restarts", "step_size", "random_start", "l1_coordinates"},
+                "fgsm": {"l1_coordinates"}, "sample": {"samples"}}[name]
+    return SEARCHES[name](**{k: v for k, v in options.items() if k in accepted})

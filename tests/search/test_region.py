@@ -1,0 +1,80 @@
+"""Ball ∩ box: projections, random starts and uniform samples stay inside; steepest steps."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from specrob.search.region import Region, ascent_step, project_l1
+
+NORMS = [1.0, 2.0, math.inf]
+
+
+def dist(d: torch.Tensor, p: float) -> torch.Tensor:
+    return d.abs().sum(-1) if p == 1 else d.norm(dim=-1) if p == 2 else d.abs().amax(-1)
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_projection_lands_in_ball_and_box(p):
+    torch.manual_seed(0)
+    x0 = torch.rand(50, 7)
+    region = Region(0.3, p)
+    x = region.project(x0 + torch.randn(50, 7), x0)
+    assert region.contains(x, x0).all()
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_projection_keeps_points_already_inside(p):
+    torch.manual_seed(1)
+    x0 = torch.full((20, 5), 0.5)
+    region = Region(0.2, p)
+    x = region.random(x0)
+    assert torch.allclose(region.project(x, x0), x)
+
+
+def test_l1_projection_is_the_euclidean_projection():
+    """Against brute force: the projection is no farther than any point of the ball found
+    by projecting many random candidates."""
+    torch.manual_seed(2)
+    v = torch.randn(1, 4)
+    eps = torch.tensor([[0.5]])
+    p = project_l1(v, eps)
+    assert p.abs().sum() == pytest.approx(0.5, abs=1e-6)
+    candidates = torch.randn(20000, 4)
+    candidates = candidates / candidates.abs().sum(-1, keepdim=True) * 0.5 * torch.rand(20000, 1)
+    assert (v - p).norm() <= (v - candidates).norm(dim=-1).min() + 1e-6
+
+
+@pytest.mark.parametrize("p", NORMS)
+def test_random_starts_and_uniform_samples_are_inside(p):
+    torch.manual_seed(3)
+    x0 = torch.rand(30, 6)
+    x0[0] = 0.0  # a corner: most of the ball lies outside the box
+    region = Region(0.4, p)
+    assert region.contains(region.random(x0), x0).all()
+    samples = region.uniform(x0, 8)
+    assert samples.shape == (8, 30, 6)
+    assert region.contains(samples.reshape(-1, 6), x0.repeat(8, 1)).all()
+
+
+def test_uniform_in_linf_box_covers_the_intersection():
+    torch.manual_seed(4)
+    x0 = torch.tensor([[0.0, 0.5]])
+    s = Region(0.2, math.inf).uniform(x0, 4000).reshape(-1, 2)
+    assert s[:, 0].min() >= 0 and s[:, 0].max() == pytest.approx(0.2, abs=0.01)
+    assert s[:, 0].mean() == pytest.approx(0.1, abs=0.01)   # uniform on [0, 0.2], not clamped
+
+
+def test_per_centre_radii():
+    x0 = torch.full((3, 2), 0.5)
+    region = Region(torch.tensor([0.0, 0.1, 0.3]), math.inf)
+    x = region.project(x0 + 1.0, x0)
+    assert torch.allclose(x[:, 0], torch.tensor([0.5, 0.6, 0.8]))
+
+
+def test_steepest_ascent_steps():
+    g = torch.tensor([[0.5, -2.0, 1.0]])
+    assert torch.equal(ascent_step(g, math.inf, 0.1), 0.1 * g.sign())
+    assert ascent_step(g, 2, 1.0).norm() == pytest.approx(1.0)
+    assert torch.equal(ascent_step(g, 1, 0.3), torch.tensor([[0.0, -0.3, 0.0]]))
