@@ -32,7 +32,7 @@ Inputs for the step are Fashion-MNIST's first training points when it is install
 random pixels in [0, 1] with random labels (a step costs the same either way). Torch runs on
 one thread (OMP_NUM_THREADS=1) unless --threads is given.
 
-    python benchmarks/bench_loss.py [--repeat 30] [--batch 256] [--steps 10] [--threads N]
+    python benchmarks/bench_loss.py [--repeat 40] [--batch 256] [--steps 10] [--threads N]
         [--epochs-digits 3] [--epochs-fashion 1] [--fashion fashion-mnist]
         [--fashion-points 10000] [--profile]
 """
@@ -57,7 +57,7 @@ LR = 3e-3  # TrainConfig's default
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=30, help="timed steps per implementation")
+    ap.add_argument("--repeat", type=int, default=40, help="timed steps per implementation")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="PGD steps")
@@ -274,8 +274,14 @@ def bench_step(args, fashion) -> None:
         for _ in range(args.repeat):
             step_a(model, opt)
         prof.disable()
-        print(f"  cProfile of {args.repeat} specrob steps (top by own time):")
-        pstats.Stats(prof).sort_stats("tottime").print_stats(14)
+        stats = pstats.Stats(prof).stats  # (file, line, name) -> (cc, calls, own, cum, callers)
+        top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:12]
+        print(f"  cProfile of {args.repeat} specrob steps, top by own time (ms per step):")
+        print(f"    {'own':>6}{'cum':>7}{'calls':>7}  function")
+        for (file, line, name), (_, calls, own, cum, _) in top:
+            where = name if file == "~" else f"{Path(file).name}:{line}({name})"
+            print(f"    {1000 * own / args.repeat:6.2f}{1000 * cum / args.repeat:7.2f}"
+                  f"{calls / args.repeat:7.0f}  {where}")
 
 
 # --- Trainer epochs ------------------------------------------------------------------------------
@@ -318,9 +324,9 @@ def bench_epochs(args, fashion, fashion_error) -> None:
         run_epochs(load_data("digits"), DIGITS_NET, 64, args.epochs_digits, args.eps,
                    args.steps, "Trainer, digits (digits_mlp)")
     if fashion is None:
-        print(f"Fashion-MNIST epoch skipped: {fashion_error}\n"
-              f"  get it with `apt-get install dataset-fashion-mnist` (or pass "
-              f"--fashion fashion-mnist:DIR with the IDX files)")
+        print(f"Fashion-MNIST epoch skipped: {str(fashion_error).split(';')[0]}\n"
+              f"  get it with `apt-get install dataset-fashion-mnist` "
+              f"(or pass --fashion fashion-mnist:DIR with the IDX files)")
         return
     if args.epochs_fashion > 0:
         if args.fashion_points:

@@ -80,3 +80,39 @@ def test_installed_command_finds_its_grammar_outside_the_repository(tmp_path):
                              text=True, timeout=120)
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+MLP = str(REPO / "examples" / "digits_mlp.py")
+CR = str(REPO / "specs" / "cr.rspec")
+
+
+def test_train_writes_checkpoint_metrics_and_a_checked_onnx_model(tmp_path):
+    out = tmp_path / "run"
+    result = run("train", MLP, CR, "--epochs", "1", "--steps", "3", "--out", str(out),
+                 "--quiet", "--set", "eps=0.05")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} >= {"checkpoint.pt", "metrics.json", "model.onnx"}
+    assert "onnxruntime matches torch" in result.stdout
+    again = run("train", MLP, CR, "--epochs", "2", "--steps", "3", "--out", str(out),
+                "--quiet", "--set", "eps=0.05")
+    assert again.exit_code == 0 and "resuming" in again.stdout
+    assert len(json.loads((out / "metrics.json").read_text())) == 2
+
+
+def test_train_reports_bad_inputs_without_a_traceback(tmp_path):
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("import torch.nn as nn\ndef build():\n    return nn.Linear(64, 3)\n")
+    cases = [
+        ((str(tmp_path / "absent.py"), CR), "no such model file"),
+        ((str(wrong), CR), "expected (2, 10) logits"),
+        ((MLP, CR, "--property", "CRR"), "did you mean 'CR'"),
+        ((MLP, CR, "--data", str(tmp_path / "absent.npz")), "absent.npz"),
+        ((MLP, CR, "--regime", "magic"), "unknown regime"),
+        ((MLP, str(REPO / "specs" / "margin.rspec")), "no property"),
+        ((MLP, CR, "--set", "eps=-1"), "must not be negative"),
+    ]
+    for args, message in cases:
+        result = run("train", *args, "--out", str(tmp_path / "o"), "--quiet")
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
