@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from specrob.lang import ir
-from specrob.logic.formulas import constant, evaluate, holds, negate, resolve_params
-from specrob.logic.logics import DL2, Logic, make_logic
+from specrob.logic.formulas import FormulaCompiler, constant, negate, resolve_params
+from specrob.logic.logics import DL2, Boolean, Logic, make_logic
 from specrob.logic.terms import Points
 from specrob.search.region import Region
 from specrob.search.searches import Search, make_search
@@ -36,11 +36,18 @@ class CompiledProperty:
         self.region = Region(constant(prop.ball.radius, self.params), prop.ball.p,
                              constant(prop.domain.low, self.params),
                              constant(prop.domain.high, self.params))
-        self.body = prop.body
-        self.negated = negate(prop.body)
         self.logic = make_logic(logic, xi=xi) if isinstance(logic, str) else logic
-        self.dl2 = DL2(xi)
         self.needs_centre_output = _mentions(prop.body, ir.Net(True))
+        # compiled once: the body and its negation in DL2 (the search objective, sharing
+        # every term), the body in the training logic, and crisp satisfaction
+        self._search = FormulaCompiler()
+        dl2 = DL2(xi)
+        self._search_fns = [self._search.compile(prop.body, dl2),
+                            self._search.compile(negate(prop.body), dl2)]
+        self._loss = FormulaCompiler()
+        self._loss_fn = self._loss.compile(prop.body, self.logic)
+        self._holds = FormulaCompiler()
+        self._holds_fn = self._holds.compile(prop.body, Boolean())
 
     def centre_output(self, model: nn.Module, x0: torch.Tensor) -> torch.Tensor | None:
         """f(x0), computed once per batch (None when the body does not mention it)."""
@@ -52,8 +59,9 @@ class CompiledProperty:
 
     def _repeat(self, rows: int, *tensors):
         """Centre data repeated to match `rows` stacked restarts."""
-        batch = tensors[0].shape[0]
-        times = rows // batch
+        times = rows // tensors[0].shape[0]
+        if times == 1:
+            return list(tensors)
         return [None if t is None else t.repeat((times,) + (1,) * (t.dim() - 1))
                 for t in tensors]
 
@@ -66,8 +74,9 @@ class CompiledProperty:
 
         def J(x: torch.Tensor) -> torch.Tensor:
             c0, cf0, cy = self._repeat(x.shape[0], x0, fx0, y)
-            pts = self.points(x, model(x), c0, cf0, cy)
-            return evaluate(self.body, pts, self.dl2) - evaluate(self.negated, pts, self.dl2)
+            body, negated = self._search.run(self._search_fns,
+                                             self.points(x, model(x), c0, cf0, cy))
+            return body - negated
 
         return J
 
@@ -93,8 +102,8 @@ class CompiledProperty:
         """The logic's loss of the body at x, per sample (differentiable in the weights)."""
         if fx0 is None:
             fx0 = self.centre_output(model, x0)
-        return self.logic.loss(evaluate(self.body, self.points(x, model(x), x0, fx0, y),
-                                        self.logic))
+        (value,) = self._loss.run([self._loss_fn], self.points(x, model(x), x0, fx0, y))
+        return self.logic.loss(value)
 
     def holds(self, model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor,
               fx0: torch.Tensor | None = None) -> torch.Tensor:
@@ -102,7 +111,8 @@ class CompiledProperty:
         with torch.no_grad():
             if fx0 is None:
                 fx0 = self.centre_output(model, x0)
-            return holds(self.body, self.points(x, model(x), x0, fx0, y))
+            (value,) = self._holds.run([self._holds_fn], self.points(x, model(x), x0, fx0, y))
+            return value
 
 
 class ConstraintLoss:

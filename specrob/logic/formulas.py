@@ -1,13 +1,14 @@
-"""Core IR formulas -> per-sample values of a logic; negation in negation normal form."""
+"""Core IR formulas -> per-sample values of a logic, compiled once; negation in NNF."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from specrob.lang import ir
 from specrob.logic.logics import Boolean, Logic
-from specrob.logic.terms import Evaluator, Points, depth
+from specrob.logic.terms import Env, Fn, Points, TermCompiler, depth
 
 
 def negate(f: ir.Formula) -> ir.Formula:
@@ -26,33 +27,62 @@ def negate(f: ir.Formula) -> ir.Formula:
     return ir.IndexQuant(kind, f.var, f.exclude, negate(f.body))
 
 
+class FormulaCompiler:
+    """Formulas -> closures computing a logic's value; formulas compiled by one compiler
+    share their terms' values within one evaluation (`Env`)."""
+
+    def __init__(self):
+        self.terms = TermCompiler()
+        self.axes = 0
+
+    def compile(self, f: ir.Formula, logic: Logic) -> Fn:
+        self.axes = max(self.axes, depth(f))
+        return self._formula(f, logic, {})
+
+    def _formula(self, f: ir.Formula, logic: Logic, scope: dict[str, int]) -> Fn:
+        if isinstance(f, ir.Compare):
+            a, b = self.terms.term(f.left, scope), self.terms.term(f.right, scope)
+            op = f.op
+            return lambda env: logic.atom(op, a(env), b(env))
+        if isinstance(f, ir.IndexCompare):
+            a, b = self.terms.index(f.left, scope), self.terms.index(f.right, scope)
+            equal = f.op == "=="
+
+            def crisp(env):
+                holds = (a(env) == b(env)) if equal else (a(env) != b(env))
+                return logic.crisp(holds)
+            return crisp
+        if isinstance(f, ir.Truth):
+            value = f.value
+            return lambda env: logic.crisp(torch.tensor(value, device=env.p.fx.device))
+        if isinstance(f, (ir.And, ir.Or)):
+            items = [self._formula(i, logic, scope) for i in f.items]
+            fold = logic.conj if isinstance(f, ir.And) else logic.disj
+            return lambda env: fold([item(env) for item in items])
+        over = self.terms.over_classes(f.var, f.exclude, scope,
+                                       lambda node, sc: self._formula(node, logic, sc))
+        body = over.body(f.body)
+        forall = f.kind == "forall"
+        neutral = logic.true if forall else logic.false
+
+        def quantifier(env):
+            values, excluded = over(env, body)
+            if excluded is not None:
+                values = values.masked_fill(excluded, neutral)
+            return logic.all(values, over.axis) if forall else logic.any(values, over.axis)
+        return quantifier
+
+    def run(self, fns: list[Fn], points: Points) -> list[torch.Tensor]:
+        """Evaluate compiled formulas on one batch (shared terms computed once): (B,) each."""
+        env = Env(points, self.axes)
+        full = (env.batch,) + (1,) * env.axes
+        return [fn(env).expand(full).reshape(env.batch) for fn in fns]
+
+
 def evaluate(f: ir.Formula, points: Points, logic: Logic) -> torch.Tensor:
-    """The logic's value of f at every sample: shape (B,)."""
-    ev = Evaluator(points, depth(f))
-    value = _formula(f, ev, logic)
-    return value.expand((ev.batch,) + (1,) * ev.axes).reshape(ev.batch)
-
-
-def _formula(f: ir.Formula, ev: Evaluator, logic: Logic) -> torch.Tensor:
-    if isinstance(f, ir.Compare):
-        return logic.atom(f.op, ev.term(f.left), ev.term(f.right))
-    if isinstance(f, ir.IndexCompare):
-        a, b = ev.index(f.left), ev.index(f.right)
-        holds = a == b if f.op == "==" else a != b
-        return logic.crisp(holds.expand(torch.broadcast_shapes(holds.shape, (ev.batch,)
-                                                               + (1,) * ev.axes)))
-    if isinstance(f, ir.Truth):
-        full = torch.full((ev.batch,) + (1,) * ev.axes, f.value, device=ev.p.fx.device)
-        return logic.crisp(full)
-    if isinstance(f, (ir.And, ir.Or)):
-        values = [_formula(i, ev, logic) for i in f.items]
-        return logic.conj(values) if isinstance(f, ir.And) else logic.disj(values)
-    # index quantifier: over all classes on its own axis; the excluded class is neutral
-    axis, values, excluded = ev.over_classes(f.var, f.exclude, lambda: _formula(f.body, ev, logic))
-    neutral = logic.true if f.kind == "forall" else logic.false
-    if excluded is not None:
-        values = values.masked_fill(excluded, neutral)
-    return logic.all(values, axis) if f.kind == "forall" else logic.any(values, axis)
+    """The logic's value of f at every sample, shape (B,) (compiles f each call)."""
+    compiler = FormulaCompiler()
+    return compiler.run([compiler.compile(f, logic)], points)[0]
 
 
 def holds(f: ir.Formula, points: Points) -> torch.Tensor:
@@ -88,3 +118,7 @@ def constant(t, params: dict[str, float]) -> float:
         a, b = constant(t.left, params), constant(t.right, params)
         return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else math.inf}[t.op]
     raise ValueError(f"not a constant: {t!r}")
+
+
+__all__ = ["negate", "FormulaCompiler", "evaluate", "holds", "resolve_params", "constant",
+           "Callable"]

@@ -1,19 +1,24 @@
-"""Core IR terms -> batched torch tensors.
+"""Core IR terms -> batched torch functions, compiled once per property.
 
 Shapes: every value has a batch axis first, then one axis per nesting depth of the index
 binders (`forall j`, `max(... for j)`), of size 1 or m (the classes), and vectors one more
 axis last. Binders at the same depth share an axis: it is reduced (keepdim) before a sibling
 uses it. So a whole formula, index quantifiers included, is one batched computation.
+
+Compiling walks the IR once; evaluating runs closures only. A term's value is memoised per
+evaluation (`Env.memo`), so a body and its negation evaluated together share every term.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
 from specrob.lang import ir
 from specrob.numerics import safe_l2
+
 
 @dataclass
 class Points:
@@ -26,9 +31,34 @@ class Points:
     y: torch.Tensor  # (B,) int64
     params: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def classes(self) -> int:
-        return self.fx.shape[-1]
+
+class Env:
+    """One evaluation: the points, the number of index axes, memoised term values."""
+
+    def __init__(self, points: Points, axes: int):
+        self.p = points
+        self.axes = axes
+        self.batch = points.x.shape[0]
+        self.classes = points.fx.shape[-1]
+        self.memo: dict[int, torch.Tensor] = {}
+        self._ranges: dict[int, torch.Tensor] = {}
+
+    def shaped(self, t: torch.Tensor, vector: bool) -> torch.Tensor:
+        """(B, L) -> (B, 1, ..., 1, L); (B,) -> (B, 1, ..., 1)."""
+        return t.reshape((t.shape[0],) + (1,) * self.axes + ((t.shape[-1],) if vector else ()))
+
+    def class_range(self, axis: int) -> torch.Tensor:
+        if axis not in self._ranges:
+            shape = [1] * (1 + self.axes)
+            shape[axis] = self.classes
+            self._ranges[axis] = torch.arange(self.classes, device=self.p.fx.device).reshape(shape)
+        return self._ranges[axis]
+
+    def scalar(self, value: float) -> torch.Tensor:
+        return torch.tensor(value, dtype=self.p.fx.dtype, device=self.p.fx.device)
+
+
+Fn = Callable[[Env], torch.Tensor]
 
 
 def depth(node) -> int:
@@ -61,113 +91,179 @@ def norm(v: torch.Tensor, p: float) -> torch.Tensor:
     return v.abs().amax(-1)
 
 
-class Evaluator:
-    """Evaluates terms of one formula on a batch; `axes` is the number of index axes."""
+def _index_value(vec: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """vec[..., idx] with vec (..., L) and idx broadcastable to vec's leading shape."""
+    lead = vec.shape[:-1]
+    if idx.shape != lead:
+        shape = torch.Size(max(a, b) for a, b in zip(lead, (1,) * (len(lead) - idx.dim())
+                                                     + tuple(idx.shape)))
+        vec = vec.expand(*shape, vec.shape[-1])
+        idx = idx.expand(shape)
+    return vec.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
 
-    def __init__(self, points: Points, axes: int):
-        self.p = points
-        self.axes = axes
-        self.bound: dict[str, int] = {}  # index variable -> its axis (1-based after batch)
-        self.batch = points.x.shape[0]
 
-    def shaped(self, t: torch.Tensor, vector: bool) -> torch.Tensor:
-        """(B, L) -> (B, 1, ..., 1, L) or (B,) -> (B, 1, ..., 1)."""
-        shape = (t.shape[0],) + (1,) * self.axes + ((t.shape[-1],) if vector else ())
-        return t.reshape(shape)
+class TermCompiler:
+    """Compiles terms under a scope (index variable -> axis); shares memo slots between
+    structurally equal terms in equal scopes."""
 
-    def class_range(self, axis: int) -> torch.Tensor:
-        shape = [1] * (1 + self.axes)
-        shape[axis] = self.p.classes
-        return torch.arange(self.p.classes, device=self.p.fx.device).reshape(shape)
+    def __init__(self):
+        self.slots: dict[tuple, int] = {}
 
-    def scalar(self, value: float) -> torch.Tensor:
-        return torch.tensor(value, dtype=self.p.fx.dtype, device=self.p.fx.device)
-
-    # --- class indices ------------------------------------------------------------------
-    def index(self, i: ir.IndexTerm) -> torch.Tensor:
+    def index(self, i: ir.IndexTerm, scope: dict[str, int]) -> Fn:
         if isinstance(i, ir.Label):
-            return self.shaped(self.p.y, vector=False)
+            return lambda env: env.shaped(env.p.y, vector=False)
         if isinstance(i, ir.IndexVar):
-            return self.class_range(self.bound[i.name])
+            axis = scope[i.name]
+            return lambda env: env.class_range(axis)
         if isinstance(i, ir.IndexConst):
-            return torch.tensor(i.value, device=self.p.fx.device)
-        return self.term(i.vector).argmax(-1)
+            value = i.value
+            return lambda env: torch.tensor(value, device=env.p.fx.device)
+        vector = self.term(i.vector, scope)
+        return lambda env: vector(env).argmax(-1)
 
-    # --- terms -----------------------------------------------------------------------------
-    def term(self, t) -> torch.Tensor:
+    def term(self, t, scope: dict[str, int]) -> Fn:
+        fn = self._term(t, scope)
+        key = (t, tuple(sorted(scope.items())))
+        slot = self.slots.setdefault(key, len(self.slots))
+
+        def memoised(env: Env) -> torch.Tensor:
+            value = env.memo.get(slot)
+            if value is None:
+                value = env.memo[slot] = fn(env)
+            return value
+        return memoised
+
+    def _term(self, t, scope: dict[str, int]) -> Fn:
         if isinstance(t, ir.Net):
-            return self.shaped(self.p.fx0 if t.centre else self.p.fx, vector=True)
+            if t.centre:
+                return lambda env: env.shaped(env.p.fx0, vector=True)
+            return lambda env: env.shaped(env.p.fx, vector=True)
         if isinstance(t, ir.Input):
-            return self.shaped(self.p.x0 if t.centre else self.p.x, vector=True)
+            if t.centre:
+                return lambda env: env.shaped(env.p.x0, vector=True)
+            return lambda env: env.shaped(env.p.x, vector=True)
         if isinstance(t, ir.Const):
-            return self.scalar(t.value)
-        if isinstance(t, ir.Param):
-            return self.scalar(self.p.params[t.name])
-        if isinstance(t, ir.DataConst):
-            return self.scalar(self.p.params[t.name])
+            value = t.value
+            return lambda env: env.scalar(value)
+        if isinstance(t, (ir.Param, ir.DataConst)):
+            name = t.name
+            return lambda env: env.scalar(env.p.params[name])
         if isinstance(t, ir.OneHot):
-            idx = self.index(t.index)
-            return torch.nn.functional.one_hot(idx, self.p.classes).to(self.p.fx.dtype)
+            idx = self.index(t.index, scope)
+            return lambda env: torch.nn.functional.one_hot(idx(env), env.classes).to(env.p.fx.dtype)
         if isinstance(t, ir.Index):
-            vec, idx = self.term(t.vector), self.index(t.index)
-            shape = torch.broadcast_shapes(vec.shape[:-1], idx.shape)
-            vec = vec.expand(*shape, vec.shape[-1])
-            idx = idx.expand(shape).unsqueeze(-1)
-            return vec.gather(-1, idx).squeeze(-1)
+            return self._indexed(t, scope)
         if isinstance(t, ir.Arith):
-            a, b = self.term(t.left), self.term(t.right)
-            if is_vector(t.left) and not is_vector(t.right) and b.dim() > 0:
-                b = b.unsqueeze(-1)
-            if is_vector(t.right) and not is_vector(t.left) and a.dim() > 0:
-                a = a.unsqueeze(-1)
-            if t.op == "+":
-                return a + b
-            if t.op == "-":
-                return a - b
-            if t.op == "*":
-                return a * b
-            return a / b
+            a, b = self.term(t.left, scope), self.term(t.right, scope)
+            # a scalar meets a vector: give it the vector's last axis
+            if is_vector(t.left) and not is_vector(t.right):
+                b = _with_vector_axis(b)
+            elif is_vector(t.right) and not is_vector(t.left):
+                a = _with_vector_axis(a)
+            op = {"+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div}[t.op]
+            return lambda env: op(a(env), b(env))
         if isinstance(t, ir.Neg):
-            return -self.term(t.operand)
+            inner = self.term(t.operand, scope)
+            return lambda env: -inner(env)
         if isinstance(t, ir.Norm):
-            return norm(self.term(t.vector), t.p)
+            inner, p = self.term(t.vector, scope), t.p
+            return lambda env: norm(inner(env), p)
         if isinstance(t, ir.Abs):
-            return self.term(t.operand).abs()
+            inner = self.term(t.operand, scope)
+            return lambda env: inner(env).abs()
         if isinstance(t, ir.Softmax):
-            return torch.softmax(self.term(t.vector), dim=-1)
+            inner = self.term(t.vector, scope)
+            return lambda env: torch.softmax(inner(env), dim=-1)
         if isinstance(t, ir.Extremum):
-            items = [self.term(i) for i in t.items]
-            out = items[0]
-            for item in items[1:]:
-                out = torch.maximum(out, item) if t.kind == "max" else torch.minimum(out, item)
-            return out
+            items = [self.term(i, scope) for i in t.items]
+            pick = torch.maximum if t.kind == "max" else torch.minimum
+
+            def extremum(env):
+                out = items[0](env)
+                for item in items[1:]:
+                    out = pick(out, item(env))
+                return out
+            return extremum
         if isinstance(t, ir.Reduce):
-            axis, values, excluded = self.over_classes(t.var, t.exclude, lambda: self.term(t.body))
+            over = self.over_classes(t.var, t.exclude, scope, self.term)
+            body = over.body(t.body)
             fill = -math.inf if t.kind == "max" else math.inf
-            if excluded is not None:
-                values = values.masked_fill(excluded, fill)
-            return values.amax(axis, keepdim=True) if t.kind == "max" else values.amin(
-                axis, keepdim=True)
+            reduce = torch.amax if t.kind == "max" else torch.amin
+
+            def reduction(env):
+                values, excluded = over(env, body)
+                if excluded is not None:
+                    values = values.masked_fill(excluded, fill)
+                return reduce(values, over.axis, keepdim=True)
+            return reduction
         raise TypeError(f"cannot evaluate {t!r}")
 
-    def over_classes(self, var: str, exclude, body):
-        """Bind `var` to all classes on the next free axis and evaluate `body()` there.
+    def _indexed(self, t: ir.Index, scope: dict[str, int]) -> Fn:
+        vec = self.term(t.vector, scope)
+        if (isinstance(t.index, ir.IndexVar) and _is_class_vector(t.vector)
+                and not _mentions_index_var(t.vector)):
+            # v[j] over all classes j on j's axis: the vector's last axis moved there
+            axis = scope[t.index.name]
+            return lambda env: vec(env).transpose(axis, -1).squeeze(-1)
+        idx = self.index(t.index, scope)
+        return lambda env: _index_value(vec(env), idx(env))
 
-        Returns the axis, the values expanded over it, and a mask of the excluded class (or
-        None)."""
-        axis = 1 + len(self.bound)
-        excluded = None
-        if exclude is not None:
-            excluded = self.class_range(axis) == self.index(exclude)
-        self.bound[var] = axis
-        try:
-            values = body()
-        finally:
-            del self.bound[var]
-        full = list(values.shape)
-        full[0] = self.batch
-        full[axis] = self.p.classes
+    def over_classes(self, var: str, exclude, scope: dict[str, int], compile_body):
+        return _OverClasses(self, var, exclude, scope, compile_body)
+
+
+def _is_class_vector(t) -> bool:
+    """A vector of length m (the classes): built from f(.), onehot and softmax."""
+    if isinstance(t, (ir.Net, ir.OneHot)):
+        return True
+    if isinstance(t, ir.Softmax):
+        return _is_class_vector(t.vector)
+    if isinstance(t, ir.Arith):
+        return any(_is_class_vector(s) for s in (t.left, t.right) if is_vector(s))
+    if isinstance(t, ir.Neg):
+        return _is_class_vector(t.operand)
+    return False
+
+
+def _mentions_index_var(node) -> bool:
+    if isinstance(node, ir.IndexVar):
+        return True
+    if isinstance(node, tuple):
+        return any(_mentions_index_var(n) for n in node)
+    if hasattr(node, "__dataclass_fields__"):
+        return any(_mentions_index_var(getattr(node, f)) for f in node.__dataclass_fields__
+                   if f != "pos")
+    return False
+
+
+def _with_vector_axis(fn: Fn) -> Fn:
+    def lifted(env):
+        value = fn(env)
+        return value.unsqueeze(-1) if value.dim() > 0 else value
+    return lifted
+
+
+class _OverClasses:
+    """A binder: `var` ranges over all classes on the next free axis (the excluded class
+    masked); `body` is compiled in the extended scope."""
+
+    def __init__(self, compiler: TermCompiler, var: str, exclude, scope, compile_body):
+        self.axis = 1 + len(scope)
+        self.scope = {**scope, var: self.axis}
+        self.compile_body = compile_body
+        self.exclude = compiler.index(exclude, scope) if exclude is not None else None
+
+    def body(self, node) -> Fn:
+        return self.compile_body(node, self.scope)
+
+    def __call__(self, env: Env, body: Fn):
+        values = body(env)
+        full = list(values.shape) + [1] * (1 + env.axes - values.dim())
+        full[0], full[self.axis] = env.batch, env.classes
+        values = values.reshape(values.shape + (1,) * (1 + env.axes - values.dim())) \
+            if values.dim() < 1 + env.axes else values
         values = values.expand(full)
-        if excluded is not None:
-            excluded = excluded.expand(full)
-        return axis, values, excluded
+        excluded = None
+        if self.exclude is not None:
+            excluded = (env.class_range(self.axis) == self.exclude(env)).expand(full)
+        return values, excluded

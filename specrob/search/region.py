@@ -46,6 +46,16 @@ class Region:
             delta = project_l1(delta, eps)
         return (x0 + delta).clamp(self.low, self.high)
 
+    def projector(self, x0: torch.Tensor):
+        """`project(., x0)` for repeated use around the same centres: for l_inf, ball ∩ box
+        is one box and projecting is a single clamp."""
+        if self.p == math.inf:
+            eps = self.radius(x0)
+            low = (x0 - eps).clamp_min(self.low)
+            high = (x0 + eps).clamp_max(self.high)
+            return lambda x: torch.clamp(x, low, high)
+        return lambda x: self.project(x, x0)
+
     def contains(self, x: torch.Tensor, x0: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
         eps = self.radius(x0).squeeze(-1)
         d = x - x0

@@ -55,22 +55,23 @@ class PGD(Search):
         x = reg.random(starts, generator) if self.random_start else starts.clone()
         fraction = self.step_size if self.step_size is not None else 2.5 / max(self.steps, 1)
         alpha = fraction * reg.radius(starts)
-        best_x, best_v = x.clone(), torch.full((x.shape[0],), -math.inf, device=x.device)
+        project = reg.projector(starts)
+        best_x, best_v = x, torch.full((x.shape[0],), -math.inf, device=x.device)
         for step in range(self.steps + 1):
-            x = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                value = objective(x)
-                grad = None
-                if step < self.steps:
+            if step < self.steps:
+                x = x.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    value = objective(x)
                     (grad,) = torch.autograd.grad(value.sum(), x)
-            value = value.detach()
+            else:  # the last point: its value only
+                with torch.no_grad():
+                    value = objective(x)
+            x, value = x.detach(), value.detach()
             better = value > best_v
-            best_x = torch.where(better.unsqueeze(-1), x.detach(), best_x)
+            best_x = torch.where(better.unsqueeze(-1), x, best_x)
             best_v = torch.where(better, value, best_v)
-            if grad is None:
-                break
-            x = reg.project(x.detach() + ascent_step(grad, reg.p, alpha, self.l1_coordinates),
-                            starts)
+            if step < self.steps:
+                x = project(x + ascent_step(grad, reg.p, alpha, self.l1_coordinates))
         return _worst_over_restarts(best_x, best_v, batch)
 
 

@@ -1,6 +1,7 @@
 """Exporting a trained network to ONNX, checked against torch with onnxruntime."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
     example = example.detach().cpu().float()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, (example[:1],), str(path), input_names=["x"],
-                      output_names=["logits"], dynamic_axes={"x": {0: "batch"},
-                                                             "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not broken:
+        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo needs onnxscript
+        torch.onnx.export(model, (example[:1],), str(path), input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "batch"},
+                                                                 "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"x": example.numpy()})
     with torch.no_grad():
