@@ -178,8 +178,8 @@ def _split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_idx_dir(directory: Path, name: str, fashion: bool) -> Dataset:
     """Read the four MNIST-layout IDX files (plain or .gz) from `directory`."""
-    hint = (f"; install it with `apt-get install dataset-fashion-mnist` "
-            f"or pass fashion-mnist:DIR" if fashion else "")
+    hint = ("; install it with `apt-get install dataset-fashion-mnist` "
+            "or pass fashion-mnist:DIR" if fashion else "")
     if not directory.is_dir():
         raise DataError(f"{name}: directory {directory} not found{hint}")
     paths = [_find_idx_file(directory, stem, name, hint) for stem in IDX_FILES]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from specrob.lang import ir
+from specrob.lang.walk import children, varying
 
 BACKENDS = ("loss", "attack", "bounds", "marabou", "vnnlib")
 
@@ -21,17 +22,6 @@ class Support:
 
     def __str__(self) -> str:
         return self.level + (f" ({self.note})" if self.note else "")
-
-
-def varying(node) -> bool:
-    """Does a term change with x (mention x or f(x))?"""
-    if isinstance(node, (ir.Net, ir.Input)):
-        return not node.centre
-    if isinstance(node, tuple):
-        return any(varying(n) for n in node)
-    if hasattr(node, "__dataclass_fields__"):
-        return any(varying(getattr(node, f)) for f in node.__dataclass_fields__ if f != "pos")
-    return False
 
 
 def _term_nonlinear(t, out: list[str]) -> None:
@@ -46,11 +36,9 @@ def _term_nonlinear(t, out: list[str]) -> None:
         out.append(f"{show(t)} multiplies two terms that change with x")
     if isinstance(t, ir.Arith) and t.op == "/" and varying(t.right):
         out.append(f"{show(t)} divides by a term that changes with x")
-    for f in getattr(t, "__dataclass_fields__", ()):
-        value = getattr(t, f)
-        for child in (value if isinstance(value, tuple) else (value,)):
-            if hasattr(child, "__dataclass_fields__"):
-                _term_nonlinear(child, out)
+    for child in children(t):
+        for node in (child if isinstance(child, tuple) else (child,)):
+            _term_nonlinear(node, out)
 
 
 def atoms(f: ir.Formula) -> list[ir.Compare]:

@@ -14,7 +14,9 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from specrob.lang import ir
-from specrob.lang.capabilities import atoms, varying
+from specrob.lang.capabilities import atoms
+from specrob.lang.walk import is_vector as _is_vector
+from specrob.lang.walk import varying
 from specrob.lang.printer import index as show_index
 from specrob.lang.printer import norm_text
 from specrob.lang.printer import term as show_term
@@ -165,16 +167,6 @@ class _ToSympy:
             rng = t.var + (f" != {show_index(t.exclude, self.var)}" if t.exclude else "")
             return self.symbol(f"{t.kind}({body} for {rng})", varying(t))
         raise TypeError(f"not a scalar term: {t!r}")
-
-
-def _is_vector(t) -> bool:
-    if isinstance(t, (ir.Net, ir.Input, ir.OneHot, ir.Softmax)):
-        return True
-    if isinstance(t, ir.Arith):
-        return _is_vector(t.left) or _is_vector(t.right)
-    if isinstance(t, ir.Neg):
-        return _is_vector(t.operand)
-    return False
 
 
 def _is_varying(expr: sympy.Expr, conv: _ToSympy) -> bool:

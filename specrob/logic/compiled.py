@@ -8,22 +8,12 @@ import torch
 from torch import nn
 
 from specrob.lang import ir
+from specrob.lang.walk import mentions
 from specrob.logic.formulas import FormulaCompiler, constant, negate, resolve_params
 from specrob.logic.logics import DL2, Boolean, Logic, make_logic
 from specrob.logic.terms import Points
 from specrob.search.region import Region
 from specrob.search.searches import Search, make_search
-
-
-def _mentions(node, target) -> bool:
-    if node == target:
-        return True
-    if isinstance(node, tuple):
-        return any(_mentions(n, target) for n in node)
-    if hasattr(node, "__dataclass_fields__"):
-        return any(_mentions(getattr(node, f), target) for f in node.__dataclass_fields__
-                   if f != "pos")
-    return False
 
 
 class CompiledProperty:
@@ -37,7 +27,7 @@ class CompiledProperty:
                              constant(prop.domain.low, self.params),
                              constant(prop.domain.high, self.params))
         self.logic = make_logic(logic, xi=xi) if isinstance(logic, str) else logic
-        self.needs_centre_output = _mentions(prop.body, ir.Net(True))
+        self.needs_centre_output = mentions(prop.body, lambda n: n == ir.Net(True))
         # compiled once: the body and its negation in DL2 (the search objective, sharing
         # every term), the body in the training logic, and crisp satisfaction
         self._search = FormulaCompiler()

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from specrob.lang import ir
+from specrob.lang.walk import children, is_vector, mentions
 from specrob.numerics import safe_l2
 
 
@@ -65,22 +66,7 @@ def depth(node) -> int:
     """How many index binders nest in a formula or term (the number of index axes)."""
     if isinstance(node, (ir.IndexQuant, ir.Reduce)):
         return 1 + depth(node.body) + (depth(node.exclude) if node.exclude is not None else 0)
-    if isinstance(node, tuple):
-        return max((depth(n) for n in node), default=0)
-    if hasattr(node, "__dataclass_fields__"):
-        return max((depth(getattr(node, f)) for f in node.__dataclass_fields__ if f != "pos"),
-                   default=0)
-    return 0
-
-
-def is_vector(t) -> bool:
-    if isinstance(t, (ir.Net, ir.Input, ir.OneHot, ir.Softmax)):
-        return True
-    if isinstance(t, ir.Arith):
-        return is_vector(t.left) or is_vector(t.right)
-    if isinstance(t, ir.Neg):
-        return is_vector(t.operand)
-    return False
+    return max((depth(c) for c in children(node)), default=0)
 
 
 def norm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -201,7 +187,7 @@ class TermCompiler:
     def _indexed(self, t: ir.Index, scope: dict[str, int]) -> Fn:
         vec = self.term(t.vector, scope)
         if (isinstance(t.index, ir.IndexVar) and _is_class_vector(t.vector)
-                and not _mentions_index_var(t.vector)):
+                and not mentions(t.vector, lambda n: isinstance(n, ir.IndexVar))):
             # v[j] over all classes j on j's axis: the vector's last axis moved there
             axis = scope[t.index.name]
             return lambda env: vec(env).transpose(axis, -1).squeeze(-1)
@@ -222,17 +208,6 @@ def _is_class_vector(t) -> bool:
         return any(_is_class_vector(s) for s in (t.left, t.right) if is_vector(s))
     if isinstance(t, ir.Neg):
         return _is_class_vector(t.operand)
-    return False
-
-
-def _mentions_index_var(node) -> bool:
-    if isinstance(node, ir.IndexVar):
-        return True
-    if isinstance(node, tuple):
-        return any(_mentions_index_var(n) for n in node)
-    if hasattr(node, "__dataclass_fields__"):
-        return any(_mentions_index_var(getattr(node, f)) for f in node.__dataclass_fields__
-                   if f != "pos")
     return False
 
 

@@ -1,0 +1,39 @@
+"""Generic questions about core IR nodes, shared by the back ends."""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from specrob.lang import ir
+
+
+def children(node) -> Iterator:
+    """The IR nodes directly inside a node (source positions excluded)."""
+    if isinstance(node, tuple):
+        yield from node
+        return
+    for name in getattr(node, "__dataclass_fields__", ()):
+        if name != "pos":
+            value = getattr(node, name)
+            if isinstance(value, tuple) or hasattr(value, "__dataclass_fields__"):
+                yield value
+
+
+def mentions(node, hit: Callable[[object], bool]) -> bool:
+    """Does `hit` hold for the node or anything inside it?"""
+    return hit(node) or any(mentions(c, hit) for c in children(node))
+
+
+def varying(node) -> bool:
+    """Does a term change with x (mention x or f(x), not just the centre x0, f(x0))?"""
+    return mentions(node, lambda n: isinstance(n, (ir.Net, ir.Input)) and not n.centre)
+
+
+def is_vector(t) -> bool:
+    """Is a (type-checked) term vector-valued?"""
+    if isinstance(t, (ir.Net, ir.Input, ir.OneHot, ir.Softmax)):
+        return True
+    if isinstance(t, ir.Arith):
+        return is_vector(t.left) or is_vector(t.right)
+    if isinstance(t, ir.Neg):
+        return is_vector(t.operand)
+    return False
