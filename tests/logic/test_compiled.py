@@ -70,7 +70,8 @@ def test_the_search_finds_almost_every_brute_force_counterexample(centres):
 @pytest.mark.parametrize("p", [1.0, 2.0, math.inf])
 def test_worst_points_stay_in_ball_and_domain(p):
     net = tiny_net()
-    prop = specrob.loads(f"property P = SR(eps = 0.2, delta = 0.01, p = {'inf' if p == math.inf else int(p)})\n")["P"]
+    norm = "inf" if p == math.inf else int(p)
+    prop = specrob.loads(f"property P = SR(eps = 0.2, delta = 0.01, p = {norm})\n")["P"]
     c = CompiledProperty(prop, 2)
     x0 = torch.rand(64, 2)
     for search in (PGD(steps=10, restarts=2), Sampling(samples=5)):
