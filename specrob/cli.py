@@ -229,6 +229,108 @@ def train(
                   f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}")
 
 
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        _user_error(f"{option} takes numbers separated by commas, e.g. {option} 0,0.02,0.05")
+    if not values or any(v < 0 for v in values):
+        _user_error(f"{option} takes radii >= 0, e.g. {option} 0,0.02,0.05")
+    return values
+
+
+@app.command(name="eval")
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="model.onnx, or a model file (.py) with "
+                                               "--checkpoint.", show_default=False)],
+    spec: Annotated[Path, typer.Argument(help="The .rspec file.", show_default=False)],
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        help="For a .py model: the --out folder (or checkpoint.pt) of specrob train.")] = None,
+    data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
+                                           "PATH.npz")] = "digits",
+    eps: Annotated[Optional[str], typer.Option(
+        help="Radii, comma-separated (default: 6 from 0 to each property's eps).")] = None,
+    points: Annotated[Optional[int], typer.Option(help="At most this many centres per "
+                                                       "declaration.")] = None,
+    samples: Annotated[int, typer.Option(help="Uniform samples per centre (accuracy, "
+                                              "scores).")] = 100,
+    steps: Annotated[int, typer.Option(help="PGD steps of the attacks.")] = 20,
+    restarts: Annotated[int, typer.Option(help="PGD random restarts.")] = 2,
+    grid: Annotated[int, typer.Option(help="Grid points for a parameter family "
+                                           "(eps ~ uniform(a, b)).")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder: results.json and PNG "
+                                           "plots.")] = Path("runs/eval"),
+    set_: SetOption = None,
+    margins: Annotated[bool, typer.Option(help="Margin curves for margin scores.")] = True,
+    lipschitz: Annotated[bool, typer.Option(help="alpha_lim(r) for Lipschitz-shaped "
+                                                 "properties.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
+) -> None:
+    """Evaluate a network against every property and score of a spec.
+
+    Properties: constraint security (no attack finds a violation: PGD in the ball's norm with
+    restarts, and FGSM; the worst case per centre; every violation re-checked on the model)
+    and constraint accuracy (uniform samples of ball ∩ domain), at each eps, with 95%
+    intervals. Scores (Q, H, G): Monte Carlo; H = indicator is an upper bound (attacks);
+    margin scores give margin curves and their area. Lipschitz-shaped properties also give
+    alpha_lim(r).
+
+    Writes results.json (after each declaration: an interrupted run continues when started
+    again) and PNG plots to --out.
+
+    Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
+    """
+    from specrob.data import DataError, load_data
+    from specrob.estimate.evaluation import EvalConfig, Evaluation
+    from specrob.estimate.scores import ScoreError
+    from specrob.lang.loader import load, overrides_from_cli
+    from specrob.models import ModelError, load_model
+    from specrob.report import plot_results, print_results
+
+    try:
+        checked = load(spec, overrides_from_cli(set_ or []))
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
+    eps_values = _floats(eps, "--eps")
+    try:
+        dataset = load_data(data)
+        net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint)
+    except (DataError, ModelError) as error:
+        _user_error(str(error))
+    import torch
+    try:
+        with torch.no_grad():
+            logits = net(torch.tensor(dataset.x_test[:2]))
+    except Exception as exc:
+        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
+                    f"from --data {data}: {type(exc).__name__}: {exc}")
+    if tuple(logits.shape) != (2, dataset.classes):
+        _user_error(f"{model}: the network returns shape {tuple(logits.shape)}; expected "
+                    f"(2, {dataset.classes}) logits for --data {data}")
+    console = Console(highlight=False, soft_wrap=True)
+    config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
+                        restarts=restarts, grid=grid, seed=seed, margins=margins,
+                        lipschitz=lipschitz)
+    say = (lambda m: None) if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
+    try:
+        evaluation = Evaluation(checked, net, dataset, config, out=out,
+                                describe_model=described, progress=say)
+        results = evaluation.run()
+    except ScoreError as error:
+        _user_error(str(error))
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"interrupted: finished declarations are in "
+                                   f"{out / 'results.json'}; run the same command to continue")
+        raise typer.Exit(130)
+    print_results(results, console)
+    written = plot_results(results, out)
+    console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in written))
+
+
 def _pick_property(spec, name: str | None):
     if not spec.properties:
         _user_error(f"{spec.path} declares no property to train under (only scores)")

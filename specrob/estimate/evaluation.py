@@ -1,0 +1,206 @@
+"""`specrob eval`: every property and score of a spec, estimated on a model and data.
+
+Results are plain data (results.json), written after each declaration, so an interrupted
+run keeps its finished work and a rerun with the same settings continues where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from specrob.data import Dataset, load_data, subset
+from specrob.lang import ir
+from specrob.logic.formulas import constant, resolve_params
+
+
+@dataclass
+class EvalConfig:
+    eps: list[float] | None = None  # None: 6 radii from 0 to each property's own eps
+    points: int | None = None       # cap on centres per declaration
+    samples: int = 100              # uniform samples per centre (accuracy, scores)
+    steps: int = 20                 # PGD steps of the attacks
+    restarts: int = 2               # PGD restarts
+    grid: int = 10                  # grid points of a parameter family
+    seed: int = 0
+    margins: bool = True            # margin curves for margin scores (uniform ball, H = 1)
+    lipschitz: bool = True          # alpha_lim(r) for Lipschitz-shaped properties
+    extras: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)
+                            .encode()).hexdigest()[:12]
+
+
+def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points: int | None,
+                   spec_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The centres R of a declaration: its source, `where correct`, its point count (capped
+    by `points`)."""
+    if centres.is_file:
+        path = Path(centres.source)
+        if not path.is_absolute() and spec_dir is not None:
+            path = spec_dir / path
+        other = load_data(str(path))
+        x, y = other.x_train, other.y_train
+    else:
+        x, y = (data.x_train, data.y_train) if centres.source == "train" else \
+            (data.x_test, data.y_test)
+    x, y = torch.tensor(x), torch.tensor(y)
+    info = {"source": centres.source, "available": len(y)}
+    if centres.correct_only:
+        with torch.no_grad():
+            keep = model(x).argmax(-1) == y
+        x, y = x[keep], y[keep]
+        info["correct"] = int(keep.sum())
+    count = centres.count
+    if points is not None:
+        count = points if count is None else min(count, points)
+    if count is not None:
+        x, y = x[:count], y[:count]
+    info["used"] = len(y)
+    return x, y, info
+
+
+def eps_grid(prop: ir.Property, input_dim: int, config: EvalConfig) -> list[float]:
+    if config.eps is not None:
+        return sorted(config.eps)
+    eps = constant(prop.ball.radius, resolve_params(prop, input_dim))
+    return [round(eps * i / 5, 10) for i in range(6)]
+
+
+def lipschitz_shape(prop: ir.Property) -> tuple[str, float] | None:
+    """`norm(F(x) - F(x0), q) <= alpha * norm(x - x0, p)`: the name of alpha and the input
+    norm p, else None."""
+    body = prop.body
+    if not (isinstance(body, ir.Compare) and body.op in ("<=", "<")):
+        return None
+    right = body.right
+    if (isinstance(right, ir.Arith) and right.op == "*" and isinstance(right.left, ir.Param)
+            and isinstance(right.right, ir.Norm)
+            and right.right.vector == ir.Arith("-", ir.Input(False), ir.Input(True))
+            and isinstance(body.left, ir.Norm)):
+        return right.left.name, right.right.p
+    return None
+
+
+class Evaluation:
+    """Runs the estimators declaration by declaration, saving results as it goes."""
+
+    def __init__(self, spec: ir.Spec, model: nn.Module, data: Dataset, config: EvalConfig,
+                 out: Path | None = None, describe_model: str = "",
+                 progress: Callable[[str], None] | None = None):
+        self.spec, self.model, self.data, self.config = spec, model, data, config
+        self.out = out
+        self.progress = progress or (lambda message: None)
+        self.spec_dir = Path(spec.path).resolve().parent if Path(spec.path).exists() else None
+        self.results = {"spec": spec.path, "model": describe_model, "data": data.name,
+                        "config": {**config.__dict__}, "key": config.key(),
+                        "properties": {}, "scores": {}}
+        self._resume()
+
+    def _resume(self) -> None:
+        path = self.results_path
+        if path is None or not path.exists():
+            return
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return
+        if old.get("key") == self.results["key"] and old.get("spec") == self.spec.path:
+            self.results["properties"] = old.get("properties", {})
+            self.results["scores"] = old.get("scores", {})
+
+    @property
+    def results_path(self) -> Path | None:
+        return None if self.out is None else self.out / "results.json"
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.results_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.results, indent=2, default=_jsonable))
+        tmp.replace(self.results_path)
+
+    def run(self) -> dict:
+        for prop in self.spec.properties:
+            if prop.name not in self.results["properties"]:
+                self.progress(f"property {prop.name}")
+                self.results["properties"][prop.name] = self.property(prop)
+                self.save()
+        for score in self.spec.scores:
+            if score.name not in self.results["scores"]:
+                self.progress(f"score {score.name}")
+                self.results["scores"][score.name] = self.score(score)
+                self.save()
+        return self.results
+
+    def property(self, prop: ir.Property) -> dict:
+        from specrob.estimate.security import default_attacks, security_curve
+        cfg = self.config
+        x0, y, info = select_centres(prop.centres, self.data, self.model, cfg.points,
+                                     self.spec_dir)
+        eps_values = eps_grid(prop, x0.shape[-1], cfg)
+        curve = security_curve(prop, self.model, x0, y, eps_values,
+                               attacks=default_attacks(cfg.steps, cfg.restarts),
+                               samples=cfg.samples, seed=cfg.seed)
+        entry = {"norm": _norm_name(prop.ball.p), "centres": info,
+                 "points": [r.as_dict() for r in curve]}
+        shape = lipschitz_shape(prop)
+        if shape is not None and cfg.lipschitz and len(y) > 0:
+            entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
+        return entry
+
+    def alpha_curve(self, prop: ir.Property, x0: torch.Tensor, shape) -> dict:
+        from specrob.estimate import lipschitz
+        params = resolve_params(prop, x0.shape[-1])
+        r = constant(prop.ball.radius, params)
+        radii = [r * k / 4 for k in range(1, 9)]  # up to twice the property's radius
+        uses_softmax = "softmax" in repr(prop.body)
+        return lipschitz.alpha_curve_summary(self.model, x0, radii, p=shape[1],
+                                             softmax=uses_softmax, seed=self.config.seed,
+                                             alpha=params.get(shape[0]))
+
+    def score(self, score: ir.Score) -> dict:
+        from specrob.estimate.scores import estimate_score
+        cfg = self.config
+        x0, y, info = select_centres(score.centres, self.data, self.model, cfg.points,
+                                     self.spec_dir)
+        if cfg.margins and _is_margin_score(score):
+            from specrob.estimate import margins
+            return {"centres": info, **margins.margin_score_summary(
+                score, self.model, x0, y, grid=max(cfg.grid, 20), seed=cfg.seed)}
+        result = estimate_score(score, self.model, x0, y, samples=cfg.samples, grid=cfg.grid,
+                                attack_steps=cfg.steps, seed=cfg.seed, spec_dir=self.spec_dir)
+        return {"centres": info, **result.as_dict()}
+
+
+def _is_margin_score(score: ir.Score) -> bool:
+    """Q uniform on a ball whose radius is the family variable, H = indicator: the score is
+    the area under a margin curve (Tibo et al., Examples 2-3)."""
+    k = score.kernel
+    return (isinstance(k, ir.UniformBall) and score.H == "indicator" and not score.label_conditioned
+            and isinstance(k.ball.radius, ir.Param)
+            and any(f.var == k.ball.radius.name for f in score.families)
+            and score.G.divide_by is None)
+
+
+def _norm_name(p: float) -> str:
+    return "inf" if math.isinf(p) else str(int(p))
+
+
+def _jsonable(value):
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if torch.is_tensor(value):
+        return value.tolist()
+    return str(value)
+
+
+__all__ = ["EvalConfig", "Evaluation", "select_centres", "eps_grid", "lipschitz_shape", "subset"]

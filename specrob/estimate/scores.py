@@ -1,0 +1,207 @@
+"""Monte Carlo estimates of Q,H,G robustness scores (Tibo et al., Definitions 1-4).
+
+rho_Q(x0) = Q({x' : f(x') = f(x0)} | x0) is estimated from `samples` draws of the kernel.
+H = id: the score is the mean of rho over centres (G = density: centres from the data; G = 1:
+centres uniform in the domain box). H = indicator: 1[rho = 1] is bounded from above — for a
+uniform ball kernel by an attack on the label inside the ball (the "for all" reading of
+eq. 6) together with the samples, otherwise by the samples: a label change found makes it 0,
+none found leaves 1, so the estimate is an upper bound and is reported as one.
+`Q ... given label` compares f(x') with the centre's label y: the label-aware reading of
+Example 4 / seed 000 Example 5, where perturbed points are taken to keep the label y.
+A family `eps ~ uniform(a, b)` is integrated by the midpoint rule on a grid of eps values;
+G = density / eps weighs each grid point by 1 / eps.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from specrob.estimate.stats import Estimate, mean, proportion
+from specrob.lang import ir
+from specrob.logic.formulas import constant, resolve_params
+from specrob.search.region import Region
+from specrob.search.searches import PGD
+
+
+class ScoreError(Exception):
+    """A score that cannot be estimated as written (e.g. a missing generator module)."""
+
+
+@dataclass
+class ScoreResult:
+    name: str
+    value: Estimate
+    upper_bound: bool
+    curve: list[dict] = field(default_factory=list)  # per family grid point: eps, value, ...
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "value": self.value.as_dict(), "upper_bound": self.upper_bound,
+                "curve": self.curve, "note": self.note}
+
+
+def load_generator(path: str | Path):
+    """A generator module for on-manifold kernels: it defines `encode(x)` and `decode(z)`
+    (torch functions), or `load()` returning an object with both."""
+    p = Path(path)
+    if not p.is_file():
+        raise ScoreError(f"generator module '{path}' not found (give it with "
+                         f"--set generator=PATH.py)")
+    spec = importlib.util.spec_from_file_location(f"specrob_generator_{abs(hash(p))}", p)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ScoreError(f"{path}: importing the generator failed: {exc}") from exc
+    target = module.load() if callable(getattr(module, "load", None)) else module
+    if not (callable(getattr(target, "encode", None)) and callable(getattr(target, "decode", None))):
+        raise ScoreError(f"{path}: a generator defines encode(x) and decode(z) (or load())")
+    return target
+
+
+class _Kernel:
+    """Draws from Q(.|x0) for one grid value of the family variables."""
+
+    def __init__(self, score: ir.Score, params: dict[str, float], spec_dir: Path | None):
+        self.score, self.params = score, params
+        k = score.kernel
+        self.low = constant(score.domain.low, params)
+        self.high = constant(score.domain.high, params)
+        self.generator = None
+        if isinstance(k, ir.Manifold):
+            path = k.generator.value if isinstance(k.generator, ir.Text) else \
+                score.value(k.generator.name)
+            path = Path(path)
+            if not path.is_absolute() and spec_dir is not None:
+                path = spec_dir / path
+            self.generator = load_generator(path)
+
+    def region(self) -> Region | None:
+        ball = getattr(self.score.kernel, "ball", None)
+        if ball is None:
+            return None
+        return Region(constant(ball.radius, self.params), ball.p, self.low, self.high)
+
+    def sample(self, x0: torch.Tensor, count: int, gen: torch.Generator) -> tuple[torch.Tensor,
+                                                                                     torch.Tensor]:
+        """(count, B, n) draws and a mask of the valid ones (inside the kernel's ball)."""
+        k = self.score.kernel
+        if isinstance(k, ir.UniformBall):
+            pts = self.region().uniform(x0, count, gen)
+            return pts, torch.ones(pts.shape[:2], dtype=torch.bool)
+        sigma = constant(k.sigma, self.params)
+        if isinstance(k, ir.Gaussian):
+            noise = torch.randn((count, *x0.shape), generator=gen, dtype=x0.dtype)
+            return (x0 + sigma * noise).clamp(self.low, self.high), \
+                torch.ones((count, x0.shape[0]), dtype=torch.bool)
+        with torch.no_grad():  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
+            z = self.generator.encode(x0)
+            noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype)
+            pts = torch.stack([self.generator.decode(z + sigma * noise[i]) for i in range(count)])
+        pts = pts.reshape(count, *x0.shape).clamp(self.low, self.high)
+        region = self.region()
+        valid = torch.ones(pts.shape[:2], dtype=torch.bool)
+        if region is not None:
+            valid = region.contains(pts.reshape(-1, x0.shape[-1]),
+                                    x0.repeat(count, 1)).reshape(count, -1)
+        return pts, valid
+
+
+def _label_kept(model, pts, target):
+    with torch.no_grad():
+        return torch.stack([model(p).argmax(-1) == target for p in pts])
+
+
+def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, *,
+                   samples: int = 100, grid: int = 10, attack_steps: int = 20, seed: int = 0,
+                   spec_dir: Path | None = None, domain_points: torch.Tensor | None = None
+                   ) -> ScoreResult:
+    """The score's Monte Carlo estimate. `x0`, `y`: data centres (G = density); with G = 1
+    the centres are `domain_points` (uniform in the domain box; drawn here if not given)."""
+    params = resolve_params(score, x0.shape[-1])
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if not score.G.density:
+        if domain_points is None:
+            lo, hi = constant(score.domain.low, params), constant(score.domain.high, params)
+            domain_points = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype)
+        x0 = domain_points
+    with torch.no_grad():
+        predicted = model(x0).argmax(-1)
+    target = y if score.label_conditioned else predicted
+    grid_values = _family_grid(score, params, grid)
+    curve, per_grid = [], []
+    for values in grid_values:
+        p = {**params, **values}
+        kernel = _Kernel(score, p, spec_dir)
+        pts, valid = kernel.sample(x0, samples, gen)
+        kept = _label_kept(model, pts, target) | ~valid
+        counts = valid.sum(0)
+        rho = torch.where(counts > 0, (kept & valid).sum(0) / counts.clamp_min(1), torch.nan)
+        if score.H == "id":
+            h = rho
+        else:
+            h = (kept.all(0)).float()
+            region = kernel.region()
+            if isinstance(score.kernel, ir.UniformBall) and region is not None:
+                h = h * (~_attack_changes_label(model, x0, target, region, attack_steps)).float()
+        weight = 1.0
+        if score.G.divide_by is not None:
+            weight = 1.0 / max(p[score.G.divide_by], 1e-12)
+        usable = ~torch.isnan(h)
+        est = mean(h[usable]) if score.H == "id" else proportion(float(h[usable].sum()),
+                                                                 int(usable.sum()))
+        curve.append({**values, "value": est.value, "low": est.low, "high": est.high,
+                      "count": est.count, "weight": weight})
+        per_grid.append((h, weight))
+    value = _integrate(per_grid, score.H)
+    note = "upper bound: H = indicator is estimated with an attack and samples" \
+        if score.H == "indicator" else ""
+    if score.label_conditioned:
+        note = (note + "; " if note else "") + "given label: f(x') is compared with y"
+    return ScoreResult(score.name, value, score.H == "indicator", curve, note)
+
+
+def _attack_changes_label(model, x0, target, region: Region, steps: int) -> torch.Tensor:
+    """Does PGD find a point of the ball whose predicted label differs from `target`?"""
+    def objective(x):
+        logits = model(x)
+        t = target.repeat(x.shape[0] // target.shape[0])
+        true = logits.gather(-1, t[:, None]).squeeze(-1)
+        other = logits.scatter(-1, t[:, None], -math.inf).amax(-1)
+        return other - true
+    was = model.training
+    model.eval()
+    x, _ = PGD(steps=steps, restarts=1).maximise(objective, x0, region)
+    model.train(was)
+    with torch.no_grad():
+        return (model(x).argmax(-1) != target) & region.contains(x, x0)
+
+
+def _family_grid(score: ir.Score, params: dict[str, float], grid: int) -> list[dict]:
+    """Midpoints of `grid` equal cells per family variable (their product for several)."""
+    points: list[dict] = [{}]
+    for fam in score.families:
+        lo, hi = constant(fam.low, params), constant(fam.high, params)
+        mids = [lo + (hi - lo) * (i + 0.5) / grid for i in range(grid)]
+        points = [{**p, fam.var: m} for p in points for m in mids]
+    return points
+
+
+def _integrate(per_grid: list[tuple[torch.Tensor, float]], H: str) -> Estimate:
+    """The family integral (uniform density: the mean over grid cells) of the weighted
+    per-centre values, with an interval from the per-centre averages over the grid."""
+    if len(per_grid) == 1 and per_grid[0][1] == 1.0:
+        values = per_grid[0][0]
+        values = values[~torch.isnan(values)]
+        if H == "indicator":
+            return proportion(float(values.sum()), values.numel())
+        return mean(values, bounds=(0.0, 1.0))
+    stacked = torch.stack([v * w for v, w in per_grid])  # (grid, centres), NaN: no sample
+    per_centre = stacked.nanmean(0)
+    return mean(per_centre[~torch.isnan(per_centre)])

@@ -1,0 +1,48 @@
+"""Models to evaluate: an ONNX file (imported into specrob's network IR and checked against
+onnxruntime) or a model file with the weights of a `specrob train` run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded; the message names the file and the fix."""
+
+
+def load_model(path: str | Path, input_dim: int, classes: int,
+               checkpoint: str | Path | None = None) -> tuple[nn.Module, str]:
+    """The network as a torch module (flattened inputs -> logits) and a description.
+
+    `path` is a `.onnx` file, or a model file (`.py` with build()) together with
+    `checkpoint`: a `checkpoint.pt` or the --out folder of `specrob train`."""
+    p = Path(path)
+    if p.suffix == ".onnx":
+        from specrob.network import NetworkError, load_onnx_checked
+        try:
+            _, module = load_onnx_checked(p)
+        except NetworkError as exc:
+            raise ModelError(str(exc)) from None
+        return module.eval(), f"{p} (ONNX, checked against onnxruntime)"
+    from specrob.train.model_file import ModelFileError, build_model
+    try:
+        net = build_model(p, input_dim, classes)
+    except ModelFileError as exc:
+        raise ModelError(str(exc)) from None
+    if checkpoint is None:
+        raise ModelError(f"{p}: a model file needs its trained weights: --checkpoint "
+                         f"runs/NAME (the --out folder of specrob train), or evaluate the "
+                         f"exported model.onnx")
+    ck = Path(checkpoint)
+    if ck.is_dir():
+        ck = ck / "checkpoint.pt"
+    if not ck.is_file():
+        raise ModelError(f"{ck}: no such checkpoint")
+    try:
+        state = torch.load(ck, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"] if "model" in state else state)
+    except Exception as exc:
+        raise ModelError(f"{ck}: cannot load these weights into {p}: {exc}") from None
+    return net.eval(), f"{p} with weights from {ck}"

@@ -1,0 +1,109 @@
+"""Evaluation results for people: a terminal table and PNG plots (security vs eps as in
+Casadio et al.'s figures, margin curves with their area as in Tibo et al. Fig. 3, alpha_lim(r)
+as in Lassance et al. Fig. 5)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(e: dict | None) -> str:
+    if not e:
+        return "-"
+    return f"{e['value']:.3f} [{e['low']:.3f},{e['high']:.3f}]"
+
+
+def print_results(results: dict, console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    for name, entry in results["properties"].items():
+        c = entry["centres"]
+        table = Table(title=f"property {name} (l_{entry['norm']} ball; {c['used']} centres "
+                            f"from {c['source']})", title_justify="left")
+        for col in ("eps", "security [95% CI]", "accuracy [95% CI]", "violations", "found by"):
+            table.add_column(col, justify="right" if col != "found by" else "left",
+                             no_wrap=col != "found by")
+        for pt in entry["points"]:
+            found = ", ".join(f"{k}: {v}" for k, v in pt["found_by"].items())
+            table.add_row(f"{pt['eps']:g}", _fmt(pt["security"]), _fmt(pt["accuracy"]),
+                          str(pt["violations"]), found)
+        console.print(table)
+        if "alpha_lim" in entry:
+            a = entry["alpha_lim"]
+            pairs = ", ".join(f"r={r:g}: {v:.3g}" for r, v in zip(a["radii"], a["alpha"]))
+            console.print(f"  alpha_lim(r) lower bounds: {pairs}")
+    for name, entry in results["scores"].items():
+        bound = " (upper bound)" if entry.get("upper_bound") else ""
+        console.print(f"score [bold]{name}[/bold]: {_fmt(entry['value'])}{bound}"
+                      f"  [dim]{entry.get('note', '')}[/dim]")
+        if "shares" in entry:
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in entry["shares"].items())
+            console.print(f"  closest adversarial example found by: {shares}")
+    console.print()
+
+
+def plot_results(results: dict, out: Path) -> list[Path]:
+    """Write the PNG plots for the results; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    props = {k: v for k, v in results["properties"].items() if len(v["points"]) > 1}
+    if props:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, entry in props.items():
+            eps = [p["eps"] for p in entry["points"]]
+            sec = [p["security"] for p in entry["points"]]
+            line, = ax.plot(eps, [s["value"] for s in sec], marker="o", label=f"{name} security")
+            ax.fill_between(eps, [s["low"] for s in sec], [s["high"] for s in sec],
+                            color=line.get_color(), alpha=0.15)
+            acc = [p["accuracy"] for p in entry["points"]]
+            if all(acc):
+                ax.plot(eps, [a["value"] for a in acc], linestyle="--", color=line.get_color(),
+                        label=f"{name} accuracy")
+        ax.set_xlabel("eps")
+        ax.set_ylabel("fraction of centres")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("constraint security (solid) and accuracy (dashed)")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "security.png"))
+    margin_scores = {k: v for k, v in results["scores"].items() if "margin_curve" in v}
+    if margin_scores:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, entry in margin_scores.items():
+            curve = entry["margin_curve"]
+            eps = [p["eps"] for p in curve]
+            line, = ax.plot(eps, [p["value"] for p in curve],
+                            label=f"{name}: area {entry['area']:.3f}")
+            ax.fill_between(eps, [p["low"] for p in curve], [p["high"] for p in curve],
+                            color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("eps (distance to the decision boundary)")
+        ax.set_ylabel("R(eps): fraction with margin > eps")
+        ax.set_title("margin curves (upper bounds: margins found by attacks)")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "margins.png"))
+    alphas = {k: v["alpha_lim"] for k, v in results["properties"].items() if "alpha_lim" in v}
+    if alphas:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, a in alphas.items():
+            ax.plot(a["radii"], a["alpha"], marker="o", label=f"{name}")
+            if a.get("gaussian"):
+                ax.plot(a["radii"], a["gaussian"], linestyle=":", label=f"{name} (Gaussian noise)")
+        ax.set_xlabel("r")
+        ax.set_ylabel("alpha_lim(r) (sampled lower bound)")
+        ax.set_title("local Lipschitz constant vs radius")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "alpha_lim.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path

@@ -1,0 +1,81 @@
+"""Monte Carlo Q,H,G scores against cases with known values."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import specrob
+from specrob.estimate.scores import ScoreError, estimate_score
+
+
+class Threshold(nn.Module):
+    """Class 1 where x[0] > 0.5, else class 0."""
+
+    def forward(self, x):
+        s = x[:, :1] - 0.5
+        return torch.cat([-s, s], dim=-1)
+
+
+def score(text: str, **kw):
+    return specrob.loads(text, **kw).scores[0]
+
+
+def test_gaussian_consistency_with_zero_noise_is_one():
+    s = score("score s = gaussian_consistency(sigma = 0)\n")
+    x = torch.rand(50, 3)
+    r = estimate_score(s, Threshold(), x, torch.zeros(50, dtype=torch.long), samples=20)
+    assert r.value.value == 1.0 and not r.upper_bound
+
+
+def test_uniform_ball_consistency_matches_the_exact_probability():
+    """rho for the threshold classifier and the l_inf ball of radius 0.2 around x0 = 0.45:
+    the ball's first coordinate is uniform on [0.25, 0.65]; P(x'[0] <= 0.5) = 0.25/0.4."""
+    s = score("score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = id; G = density\n")
+    x = torch.full((40, 2), 0.45)
+    r = estimate_score(s, Threshold(), x, torch.zeros(40, dtype=torch.long), samples=500)
+    assert r.value.value == pytest.approx(0.625, abs=0.02)
+    assert r.value.low <= 0.625 <= r.value.high
+
+
+def test_indicator_scores_are_upper_bounds_from_attacks():
+    s = score("score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = indicator; G = density\n")
+    x = torch.tensor([[0.45, 0.5], [0.1, 0.5], [0.9, 0.5], [0.62, 0.5]])
+    r = estimate_score(s, Threshold(), x, torch.zeros(4, dtype=torch.long), samples=5)
+    # balls at 0.45 and 0.62 reach the threshold 0.5: the attack finds the label change there
+    assert r.value.value == 0.5 and r.upper_bound and "upper bound" in r.note
+
+
+def test_family_integrates_over_the_radius():
+    """Margin-area score with a uniform family eps ~ uniform(0, d): for the threshold
+    classifier the indicator is 1 while eps < |x0[0] - 0.5|: the area is min(margin, d) / d."""
+    s = score("score s(d = 0.4):\n    Q = uniform(ball(x0, eps, inf)); H = indicator; "
+              "G = density\n    eps ~ uniform(0, d)\n")
+    x = torch.tensor([[0.3, 0.5], [0.8, 0.5]])  # margins 0.2 and 0.3
+    r = estimate_score(s, Threshold(), x, torch.zeros(2, dtype=torch.long), samples=5, grid=40)
+    assert r.value.value == pytest.approx((0.2 / 0.4 + 0.3 / 0.4) / 2, abs=0.03)
+    assert len(r.curve) == 40 and r.curve[0]["value"] == 1.0 and r.curve[-1]["value"] == 0.0
+
+
+def test_label_conditioned_kernels_compare_with_the_label():
+    s = score("score s(sigma = 0):\n    Q = gaussian(x0, sigma) given label; H = id; G = density\n")
+    x = torch.full((10, 2), 0.2)  # predicted class 0
+    r = estimate_score(s, Threshold(), x, torch.ones(10, dtype=torch.long), samples=5)
+    assert r.value.value == 0.0 and "given label" in r.note
+
+
+def test_on_manifold_kernel_uses_the_users_generator(tmp_path):
+    gen = tmp_path / "identity_ae.py"
+    gen.write_text("def encode(x):\n    return x\n\ndef decode(z):\n    return z\n")
+    spec_file = tmp_path / "m.rspec"
+    spec_file.write_text('score s = on_manifold_average(generator = "identity_ae.py", '
+                         'sigma = 0.0, d = 0.2)\n')
+    s = specrob.load(spec_file).scores[0]
+    x = torch.rand(20, 2)
+    r = estimate_score(s, Threshold(), x, torch.zeros(20, dtype=torch.long), samples=5,
+                       spec_dir=tmp_path)
+    # sigma = 0: every sample is x0 itself, the label is kept; G = density / eps weighs by 1/eps
+    assert all(point["value"] == 1.0 for point in r.curve)
+    with pytest.raises(ScoreError, match="not found"):
+        estimate_score(s, Threshold(), x, torch.zeros(20, dtype=torch.long),
+                       spec_dir=tmp_path / "elsewhere")
