@@ -10,7 +10,7 @@ from torch import nn
 from specrob.lang import ir
 from specrob.lang.walk import mentions
 from specrob.logic.formulas import FormulaCompiler, constant, negate, resolve_params
-from specrob.logic.logics import DL2, Boolean, Logic, make_logic
+from specrob.logic.logics import Boolean, Logic, SearchDL2, make_logic
 from specrob.logic.terms import Points
 from specrob.search.region import Region
 from specrob.search.searches import Search, make_search
@@ -31,7 +31,9 @@ class CompiledProperty:
         # compiled once: the body and its negation in DL2 (the search objective, sharing
         # every term), the body in the training logic, and crisp satisfaction
         self._search = FormulaCompiler()
-        dl2 = DL2(xi)
+        # The search needs the direction towards a violation and its sign: DL2 with `or` as a
+        # minimum, and without the tie term (no gradient; a tie has measure zero).
+        dl2 = SearchDL2(xi=0.0)
         self._search_fns = [self._search.compile(prop.body, dl2),
                             self._search.compile(negate(prop.body), dl2)]
         self._loss = FormulaCompiler()
@@ -57,9 +59,10 @@ class CompiledProperty:
 
     def objective(self, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
                   fx0: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
-        """J(x) = L(body) - L(not body) in DL2: positive exactly where the body is violated
-        (but at ties), growing with the violation, and with a gradient towards the violation
-        where the body still holds (DL2's counterexample search minimises L(not body))."""
+        """J(x) = L(body) - L(not body) in DL2 (`or` as a minimum): positive exactly where the
+        body is violated (but at ties), growing with the violation, and with a gradient
+        towards the violation where the body still holds (DL2's counterexample search
+        minimises L(not body))."""
         fx0 = None if fx0 is None else fx0.detach()
 
         def J(x: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ class FormulaCompiler:
                                        lambda node, sc: self._formula(node, logic, sc))
         body = over.body(f.body)
         forall = f.kind == "forall"
-        neutral = logic.true if forall else logic.false
+        neutral = logic.all_neutral if forall else logic.any_neutral
 
         def quantifier(env):
             values, excluded = over(env, body)

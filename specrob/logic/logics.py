@@ -8,6 +8,8 @@ Add a logic by subclassing `Logic` and adding it to `LOGICS`.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from specrob.numerics import safe_root
@@ -16,7 +18,7 @@ def dl2_atom(op: str, a: torch.Tensor, b: torch.Tensor, xi: float) -> torch.Tens
     """DL2's comparison losses; strict ones add xi at a tie (Fischer et al., Table 1)."""
     if op in (">=", ">"):
         op, a, b = {">=": "<=", ">": "<"}[op], b, a
-    if op == "<=":
+    if op == "<=" or (op == "<" and xi == 0):
         return torch.relu(a - b)
     if op == "<":
         return torch.relu(a - b) + xi * (a == b).to(a.dtype)
@@ -34,6 +36,16 @@ class Logic:
 
     def __init__(self, xi: float = 0.1):
         self.xi = xi
+
+    @property
+    def all_neutral(self) -> float:
+        """The value that leaves `all` unchanged (for the class a quantifier excludes)."""
+        return self.true
+
+    @property
+    def any_neutral(self) -> float:
+        """The value that leaves `any` unchanged."""
+        return self.false
 
     def atom(self, op: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return 1.0 / (1.0 + dl2_atom(op, a, b, self.xi))
@@ -76,6 +88,20 @@ class DL2(Logic):
 
     def loss(self, value):
         return value
+
+
+class SearchDL2(DL2):
+    """DL2 with `or` as the minimum: the same zero set as the product (a disjunction holds
+    iff one part does), so the sign of L(body) - L(not body) is unchanged, but its gradient
+    follows the part closest to holding, as a margin attack does, and is cheaper to
+    differentiate than a product with zeros. Used only to steer searches."""
+
+    name = "search-dl2"
+    any_neutral = math.inf
+    false = 1e6  # a crisp falsehood: large, so that `min` in a disjunction passes over it
+
+    def any(self, v, dim, keepdim=True):
+        return v.amin(dim, keepdim=keepdim)
 
 
 class Goedel(Logic):

@@ -33,6 +33,9 @@ class Points:
     params: dict[str, float] = field(default_factory=dict)
 
 
+_RANGES: dict[tuple, torch.Tensor] = {}  # arange(m) shaped for an axis: the same every call
+
+
 class Env:
     """One evaluation: the points, the number of index axes, memoised term values."""
 
@@ -41,19 +44,20 @@ class Env:
         self.axes = axes
         self.batch = points.x.shape[0]
         self.classes = points.fx.shape[-1]
-        self.memo: dict[int, torch.Tensor] = {}
-        self._ranges: dict[int, torch.Tensor] = {}
+        self.memo: dict = {}
 
     def shaped(self, t: torch.Tensor, vector: bool) -> torch.Tensor:
         """(B, L) -> (B, 1, ..., 1, L); (B,) -> (B, 1, ..., 1)."""
         return t.reshape((t.shape[0],) + (1,) * self.axes + ((t.shape[-1],) if vector else ()))
 
     def class_range(self, axis: int) -> torch.Tensor:
-        if axis not in self._ranges:
+        key = (self.classes, self.axes, axis, self.p.fx.device)
+        found = _RANGES.get(key)
+        if found is None:
             shape = [1] * (1 + self.axes)
             shape[axis] = self.classes
-            self._ranges[axis] = torch.arange(self.classes, device=self.p.fx.device).reshape(shape)
-        return self._ranges[axis]
+            found = _RANGES[key] = torch.arange(self.classes, device=self.p.fx.device).reshape(shape)
+        return found
 
     def scalar(self, value: float) -> torch.Tensor:
         return torch.tensor(value, dtype=self.p.fx.dtype, device=self.p.fx.device)
@@ -227,6 +231,7 @@ class _OverClasses:
         self.scope = {**scope, var: self.axis}
         self.compile_body = compile_body
         self.exclude = compiler.index(exclude, scope) if exclude is not None else None
+        self.exclude_key = (exclude, tuple(sorted(scope.items())))
 
     def body(self, node) -> Fn:
         return self.compile_body(node, self.scope)
@@ -239,6 +244,10 @@ class _OverClasses:
             if values.dim() < 1 + env.axes else values
         values = values.expand(full)
         excluded = None
-        if self.exclude is not None:
-            excluded = (env.class_range(self.axis) == self.exclude(env)).expand(full)
+        if self.exclude is not None:  # shared by a body and its negation within one call
+            key = ("excluded", self.axis, self.exclude_key, tuple(full))
+            excluded = env.memo.get(key)
+            if excluded is None:
+                excluded = env.memo[key] = (env.class_range(self.axis)
+                                            == self.exclude(env)).expand(full)
         return values, excluded

@@ -1,0 +1,151 @@
+"""The CR attack: specrob's property-derived PGD against plain PyTorch PGD (speed) and against
+foolbox's LinfPGD (strength).
+
+1. Speed: PGD-20 (l_inf, one random start, step 2.5·eps/20) on the same model and batch,
+   specrob's `CompiledProperty.worst_point` (objective derived from CR) against a
+   hand-written loop on the margin max_{j != y} f_j - f_y. Median ms, ratio (aim <= 1.10).
+2. Strength: constraint security of CR at eps in {0, 0.02, ..., 0.1} on correctly classified
+   test points with specrob's default attacks (PGD with restarts, PGD from the centre, FGSM;
+   worst case per point) against foolbox's LinfPGD robust accuracy on the same points.
+   specrob's security should be at most foolbox's (a stronger attack finds more).
+
+Models: the digits MLP trained for a few epochs here, and, when Fashion-MNIST is installed,
+the seed-003 network trained for one epoch. foolbox is installed in the benchmark environment
+only (`pip install foolbox`); without it, part 2 is skipped with a note.
+
+    python benchmarks/bench_attack.py [--repeat 30] [--batch 256] [--points 500]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import specrob  # noqa: E402
+from specrob.data import DataError, load_data  # noqa: E402
+from specrob.estimate.security import security_curve  # noqa: E402
+from specrob.logic import CompiledProperty  # noqa: E402
+from specrob.search import PGD  # noqa: E402
+from specrob.train.model_file import build_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+EPS = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1]
+
+
+def train_quickly(model_file: Path, data, epochs: int, batch: int = 64) -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = build_model(model_file, data.input_dim, data.classes)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    for _ in range(epochs):
+        order = torch.randperm(len(y))
+        for i in range(0, len(y), batch):
+            idx = order[i:i + batch]
+            opt.zero_grad()
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def hand_pgd(net, x0, y, eps, steps):
+    """Plain PGD on the margin max_{j != y} f_j - f_y, keeping the best point per sample."""
+    alpha = 2.5 * eps / steps
+    x = (x0 + (torch.rand_like(x0) * 2 - 1) * eps).clamp(0, 1)
+    low, high = (x0 - eps).clamp_min(0), (x0 + eps).clamp_max(1)
+    best_x, best_v = x, torch.full((len(y),), -float("inf"))
+    for step in range(steps + 1):
+        x = x.detach().requires_grad_(step < steps)
+        with torch.set_grad_enabled(step < steps):
+            logits = net(x)
+            true = logits.gather(1, y[:, None]).squeeze(1)
+            other = logits.scatter(1, y[:, None], -float("inf")).amax(1)
+            v = other - true
+        if step < steps:
+            (g,) = torch.autograd.grad(v.sum(), x)
+        better = v.detach() > best_v
+        best_x = torch.where(better[:, None], x.detach(), best_x)
+        best_v = torch.where(better, v.detach(), best_v)
+        if step < steps:
+            x = torch.clamp(x.detach() + alpha * g.sign(), low, high)
+    return best_x
+
+
+def timing(net, x, y, repeat: int) -> None:
+    prop = specrob.load(ROOT / "specs" / "cr.rspec", eps=0.1)["CR"]
+    compiled = CompiledProperty(prop, x.shape[1])
+    search = PGD(steps=20, restarts=1)
+    run_a = lambda: compiled.worst_point(net, x, y, search)  # noqa: E731
+    run_b = lambda: hand_pgd(net, x, y, 0.1, 20)  # noqa: E731
+    for _ in range(3):
+        run_a(), run_b()
+    a, b = [], []
+    for i in range(repeat):
+        for run, times in ((run_a, a), (run_b, b)) if i % 2 == 0 else ((run_b, b), (run_a, a)):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+    ma, mb = statistics.median(a) * 1000, statistics.median(b) * 1000
+    print(f"  CR PGD-20, batch {len(y)}:  specrob {ma:7.2f} ms   hand-written {mb:7.2f} ms   "
+          f"ratio {ma / mb:.3f} ({'meets' if ma / mb <= 1.10 else 'MISSES'} the 1.10 aim)")
+
+
+def strength(net, x, y) -> None:
+    try:
+        import foolbox as fb
+    except ImportError:
+        print("  strength: foolbox is not installed here (pip install foolbox); skipped")
+        return
+    with torch.no_grad():
+        keep = net(x).argmax(-1) == y
+    x, y = x[keep], y[keep]
+    prop = specrob.load(ROOT / "specs" / "cr.rspec")["CR"]
+    ours = security_curve(prop, net, x, y, EPS)
+    fmodel = fb.PyTorchModel(net, bounds=(0, 1))
+    _, _, success = fb.attacks.LinfPGD(steps=20)(fmodel, x, y, epsilons=EPS)
+    theirs = 1 - success.float().mean(-1)
+    print(f"  strength on {len(y)} correctly classified points (security = robust accuracy):")
+    print(f"  {'eps':>6} {'specrob':>9} {'foolbox':>9}")
+    ok = True
+    for r, f in zip(ours, theirs.tolist()):
+        ok &= r.security.value <= f + 1e-9
+        print(f"  {r.eps:>6g} {r.security.value:>9.3f} {f:>9.3f}")
+    print(f"  specrob's security <= foolbox's at every eps: {'yes' if ok else 'NO'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--points", type=int, default=500)
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    cases = [("digits", ROOT / "examples" / "digits_mlp.py", 5)]
+    try:
+        load_data("fashion-mnist")
+        cases.append(("fashion-mnist", ROOT / "examples" / "fashion_mnist_net.py", 1))
+    except DataError:
+        print("Fashion-MNIST absent (apt-get install dataset-fashion-mnist): digits only")
+    for name, model_file, epochs in cases:
+        data = load_data(name)
+        net = train_quickly(model_file, data, epochs)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        print(f"{name}: {model_file.name}, {epochs} epoch(s) of plain training")
+        x = torch.tensor(data.x_test[:args.batch])
+        y = torch.tensor(data.y_test[:args.batch])
+        torch.manual_seed(0)
+        timing(net, x, y, args.repeat)
+        strength(net, torch.tensor(data.x_test[:args.points]),
+                 torch.tensor(data.y_test[:args.points]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Estimators: constraint security and accuracy, Q/H/G scores, margins, local Lipschitz."""
