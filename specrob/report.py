@@ -31,15 +31,19 @@ def print_results(results: dict, console: Console | None = None) -> None:
         console.print(table)
         if "alpha_lim" in entry:
             a = entry["alpha_lim"]
-            pairs = ", ".join(f"r={r:g}: {v:.3g}" for r, v in zip(a["radii"], a["alpha"]))
-            console.print(f"  alpha_lim(r) lower bounds: {pairs}")
+            pairs = ", ".join(f"r={r:.3g}: {v:.3g}" for r, v in zip(a["radii"], a["alpha_lim"]))
+            console.print(f"  alpha_lim(r) ({a['output']}; sampled lower bounds): {pairs}")
+            if a.get("refuted") and any(a["refuted"]):
+                console.print(f"  alpha = {a['alpha']:g} is refuted at r >= "
+                              f"{a['radii'][a['refuted'].index(True)]:.3g}")
     for name, entry in results["scores"].items():
         bound = " (upper bound)" if entry.get("upper_bound") else ""
         console.print(f"score [bold]{name}[/bold]: {_fmt(entry['value'])}{bound}"
                       f"  [dim]{entry.get('note', '')}[/dim]")
-        if "shares" in entry:
-            shares = ", ".join(f"{k} {v:.0%}" for k, v in entry["shares"].items())
-            console.print(f"  closest adversarial example found by: {shares}")
+        if "margins" in entry:
+            shares = ", ".join(f"{k} {v['value']:.0%}" for k, v in entry["margins"]["shares"].items())
+            console.print(f"  area under the margin curve on [0, {entry['d']:.3g}]: "
+                          f"{_fmt(entry['area'])}; closest adversarial example found by: {shares}")
     console.print()
 
 
@@ -70,16 +74,19 @@ def plot_results(results: dict, out: Path) -> list[Path]:
         ax.set_title("constraint security (solid) and accuracy (dashed)")
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "security.png"))
-    margin_scores = {k: v for k, v in results["scores"].items() if "margin_curve" in v}
+    margin_scores = {k: v for k, v in results["scores"].items() if "margins" in v}
     if margin_scores:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, entry in margin_scores.items():
-            curve = entry["margin_curve"]
+            curve = entry["curve"]
             eps = [p["eps"] for p in curve]
             line, = ax.plot(eps, [p["value"] for p in curve],
-                            label=f"{name}: area {entry['area']:.3f}")
+                            label=f"{name}: area {entry['area']['value']:.3f}")
             ax.fill_between(eps, [p["low"] for p in curve], [p["high"] for p in curve],
                             color=line.get_color(), alpha=0.15)
+        reach = max((p["eps"] for e in margin_scores.values() for p in e["curve"]
+                     if p["value"] > 0), default=1.0)
+        ax.set_xlim(0, reach * 1.2)  # past the largest margin the curves are 0 up to d
         ax.set_xlabel("eps (distance to the decision boundary)")
         ax.set_ylabel("R(eps): fraction with margin > eps")
         ax.set_title("margin curves (upper bounds: margins found by attacks)")
@@ -89,7 +96,7 @@ def plot_results(results: dict, out: Path) -> list[Path]:
     if alphas:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, a in alphas.items():
-            ax.plot(a["radii"], a["alpha"], marker="o", label=f"{name}")
+            ax.plot(a["radii"], a["alpha_lim"], marker="o", label=f"{name}")
             if a.get("gaussian"):
                 ax.plot(a["radii"], a["gaussian"], linestyle=":", label=f"{name} (Gaussian noise)")
         ax.set_xlabel("r")
@@ -97,6 +104,35 @@ def plot_results(results: dict, out: Path) -> list[Path]:
         ax.set_title("local Lipschitz constant vs radius")
         ax.legend(fontsize=8)
         written.append(_save(fig, out / "alpha_lim.png"))
+    incompatible = {k: v["incompatibility"] for k, v in results["properties"].items()
+                    if "incompatibility" in v}
+    if incompatible:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, inc in incompatible.items():
+            for c in inc["curves"]:
+                ax.plot([p["d"] for p in c["points"]], [p["value"] for p in c["points"]],
+                        marker=".", label=f"{name}: alpha = {c['alpha']:g}")
+        ax.set_xlabel(f"d (l_{inc['p']} distance between training points)")
+        ax.set_ylabel("fraction of distinct-class pairs")
+        ax.set_title("pairs within d that no alpha-robust function separates")
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "incompatibility.png"))
+    noisy = {k: v["noise_accuracy"] for k, v in results["properties"].items()
+             if "noise_accuracy" in v}
+    if noisy:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, n in noisy.items():
+            snr = [p["snr_db"] for p in n["curve"]]
+            line, = ax.plot(snr, [p["value"] for p in n["curve"]], marker="o", label=name)
+            ax.fill_between(snr, [p["low"] for p in n["curve"]], [p["high"] for p in n["curve"]],
+                            color=line.get_color(), alpha=0.15)
+            ax.axhline(n["clean"]["value"], color=line.get_color(), linestyle=":",
+                       label=f"{name} clean")
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel("accuracy under Gaussian noise")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+        written.append(_save(fig, out / "noise.png"))
     return written
 
 

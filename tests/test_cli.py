@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import shutil
 import subprocess
 
@@ -116,3 +118,49 @@ def test_train_reports_bad_inputs_without_a_traceback(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A digits MLP trained for 2 epochs under CR (its run folder)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    result = run("train", MLP, CR, "--epochs", "2", "--steps", "3", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_eval_writes_results_json_and_plots(trained, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", str(trained / "model.onnx"), CR, "--points", "60", "--samples", "10",
+            "--steps", "5", "--eps", "0,0.05,0.1", "--out", str(out), "--quiet"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    points = data["properties"]["CR"]["points"]
+    assert [p["eps"] for p in points] == [0.0, 0.05, 0.1]
+    for p in points:
+        for metric in ("security", "accuracy"):
+            e = p[metric]
+            assert e["low"] <= e["value"] <= e["high"] and e["count"] == 60
+    assert (out / "security.png").stat().st_size > 1000
+    again = run(*args)  # finished declarations are reused
+    assert again.exit_code == 0
+    assert json.loads((out / "results.json").read_text())["properties"] == data["properties"]
+
+
+def test_eval_of_a_model_file_needs_its_weights(trained, tmp_path):
+    bare = run("eval", MLP, CR, "--out", str(tmp_path), "--quiet")
+    assert bare.exit_code == 2 and "--checkpoint" in bare.stderr
+    with_weights = run("eval", MLP, CR, "--checkpoint", str(trained), "--points", "20",
+                       "--samples", "5", "--eps", "0.1", "--out", str(tmp_path), "--quiet")
+    assert with_weights.exit_code == 0, with_weights.output
+
+
+def test_eval_reports_bad_inputs(tmp_path):
+    bad_eps = run("eval", MLP, CR, "--eps", "0,x", "--out", str(tmp_path))
+    assert bad_eps.exit_code == 2 and "--eps takes numbers" in bad_eps.stderr
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("not a model")
+    result = run("eval", str(not_onnx), CR, "--out", str(tmp_path))
+    assert result.exit_code == 2 and "model.onnx" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -17,6 +17,7 @@ from torch import nn
 
 from specrob.data import Dataset, load_data, subset
 from specrob.lang import ir
+from specrob.lang.walk import mentions
 from specrob.logic.formulas import constant, resolve_params
 
 
@@ -155,14 +156,34 @@ class Evaluation:
         shape = lipschitz_shape(prop)
         if shape is not None and cfg.lipschitz and len(y) > 0:
             entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
+            entry.update(self.lipschitz_context(prop, shape))
         return entry
+
+    def lipschitz_context(self, prop: ir.Property, shape) -> dict:
+        """Lassance et al.'s other two views of the same data: the dataset-incompatibility
+        curve of the training set (Figs. 1/3) and the accuracy under Gaussian noise vs SNR
+        (Fig. 4) on the test set."""
+        from specrob.estimate import lipschitz
+        params = resolve_params(prop, self.data.input_dim)
+        alpha = params.get(shape[0], 1.0)
+        x, y = torch.tensor(self.data.x_train[:1000]), torch.tensor(self.data.y_train[:1000])
+        top = params["diameter"] / 2
+        distances = [top * k / 20 for k in range(21)]
+        incompatible = lipschitz.incompatibility_curve(x, y, distances, alpha=[alpha],
+                                                       p=shape[1])
+        xt, yt = torch.tensor(self.data.x_test), torch.tensor(self.data.y_test)
+        if self.config.points is not None:
+            xt, yt = xt[:self.config.points], yt[:self.config.points]
+        noise = lipschitz.noise_accuracy(self.model, xt, yt, [-10, -5, 0, 5, 10, 15, 20, 30],
+                                         generator=torch.Generator().manual_seed(self.config.seed))
+        return {"incompatibility": incompatible.as_dict(), "noise_accuracy": noise.as_dict()}
 
     def alpha_curve(self, prop: ir.Property, x0: torch.Tensor, shape) -> dict:
         from specrob.estimate import lipschitz
         params = resolve_params(prop, x0.shape[-1])
         r = constant(prop.ball.radius, params)
         radii = [r * k / 4 for k in range(1, 9)]  # up to twice the property's radius
-        uses_softmax = "softmax" in repr(prop.body)
+        uses_softmax = mentions(prop.body, lambda n: isinstance(n, ir.Softmax))
         return lipschitz.alpha_curve_summary(self.model, x0, radii, p=shape[1],
                                              softmax=uses_softmax, seed=self.config.seed,
                                              alpha=params.get(shape[0]))
@@ -175,7 +196,7 @@ class Evaluation:
         if cfg.margins and _is_margin_score(score):
             from specrob.estimate import margins
             return {"centres": info, **margins.margin_score_summary(
-                score, self.model, x0, y, grid=max(cfg.grid, 20), seed=cfg.seed)}
+                score, self.model, x0, y, grid=max(cfg.grid, 200), seed=cfg.seed)}
         result = estimate_score(score, self.model, x0, y, samples=cfg.samples, grid=cfg.grid,
                                 attack_steps=cfg.steps, seed=cfg.seed, spec_dir=self.spec_dir)
         return {"centres": info, **result.as_dict()}

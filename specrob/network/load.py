@@ -1,0 +1,74 @@
+"""Loading an ONNX network checked against onnxruntime (`load_onnx_checked`): the torch module
+specrob runs must compute what the file computes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from specrob.network.ir import Network, NetworkError
+from specrob.network.onnx_import import load_onnx
+from specrob.network.torch_exec import to_torch
+
+__all__ = ["load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes"]
+
+
+def input_shape(net: Network) -> tuple[int, ...]:
+    """The per-sample input shape (without the batch dimension)."""
+    return tuple(net.input_shape)
+
+
+def sizes(net: Network) -> tuple[int, int]:
+    """(n, m): the flattened input size and the number of outputs (logits)."""
+    return net.input_size, net.output_size
+
+
+def load_onnx_checked(path: str | Path, tolerance: float = 1e-5, samples: int = 16,
+                      seed: int = 0) -> tuple[Network, nn.Module]:
+    """Import the file, build its torch module and check both agree with onnxruntime on
+    `samples` uniform random inputs in [0, 1]; raise NetworkError when they do not."""
+    net = load_onnx(path)
+    module = to_torch(net)
+    x = np.random.default_rng(seed).random((samples, *net.input_shape))
+    check_against_onnxruntime(path, net, module, x, tolerance)
+    return net, module
+
+
+def check_against_onnxruntime(path: str | Path, net: Network, module: nn.Module,
+                              x: np.ndarray, tolerance: float = 1e-5) -> float:
+    """Run onnxruntime (CPU) and the module on the batch x; return max |difference|, or raise
+    NetworkError when it exceeds tolerance * max(1, max |onnxruntime output|)."""
+    expected = _onnxruntime(path, net, x)
+    device = next(iter(module.buffers()), torch.zeros(())).device
+    with torch.no_grad():
+        got = module(torch.as_tensor(x, dtype=torch.float32, device=device))
+    got = got.double().cpu().numpy()
+    diff = np.abs(got - expected)
+    bound = tolerance * max(1.0, float(np.abs(expected).max(initial=0.0)))
+    worst = float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+    if not worst <= bound:
+        i, j = np.unravel_index(np.argmax(np.nan_to_num(diff, nan=np.inf)), diff.shape)
+        raise NetworkError(f"{path}: the imported network differs from onnxruntime by "
+                           f"{worst:.3g} (sample {i}, output {j}: torch {got[i, j]:.6g}, "
+                           f"onnxruntime {expected[i, j]:.6g}); tolerance {bound:.3g}")
+    return worst
+
+
+def _onnxruntime(path: str | Path, net: Network, x: np.ndarray) -> np.ndarray:
+    """onnxruntime's outputs for the batch x, as (B, m) float64."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise NetworkError(f"{path}: onnxruntime cannot load the model "
+                           f"({str(e).strip().splitlines()[0]})") from None
+    x = np.asarray(x, dtype=np.float64 if net.dtype == "float64" else np.float32)
+    batches = [x[i:i + 1] for i in range(len(x))] if net.batch == 1 else [x]
+    outputs = [session.run(None, {net.input_name: b})[0] for b in batches]
+    return np.concatenate(outputs).reshape(len(x), -1).astype(np.float64)

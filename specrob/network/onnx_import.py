@@ -1,0 +1,672 @@
+"""ONNX -> the network IR (`load_onnx`), with a NetworkError naming the file, operator and node
+for whatever specrob does not support.
+
+Shapes are static except the batch dimension, so the importer computes every value's
+per-sample shape itself, resolves padding (auto_pad), Reshape's 0 and -1, opset differences
+(Clip's attributes before opset 11, the flattening Softmax before 13) and folds constants into
+the nodes: `Constant` and `Identity` disappear, a constant operand turns Add/Sub/Mul/Div into
+`Elementwise`, chains of `Elementwise` become one, and an `Elementwise` that is constant along
+all but the last axis after an `Affine` (MatMul + Add, Gemm + Mul) folds into it.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
+                                LeakyRelu, MaxPool, Network, NetworkError, Node, Relu,
+                                Reshape, Sigmoid, Softmax, Tanh)
+
+__all__ = ["load_onnx", "NetworkError", "SUPPORTED"]
+
+# operator -> the attributes it may carry (anything else is refused rather than ignored)
+_ATTRIBUTES: dict[str, frozenset[str]] = {name: frozenset(attrs) for name, attrs in {
+    "Gemm": {"alpha", "beta", "transA", "transB", "broadcast"},
+    "MatMul": set(),
+    "Add": {"broadcast"}, "Sub": {"broadcast"}, "Mul": {"broadcast"}, "Div": {"broadcast"},
+    "Conv": {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"},
+    "Relu": set(), "LeakyRelu": {"alpha"}, "Clip": {"min", "max"},
+    "Sigmoid": set(), "Tanh": set(), "Softmax": {"axis"},
+    "Flatten": {"axis"}, "Reshape": {"allowzero", "shape"},
+    "BatchNormalization": {"epsilon", "momentum", "training_mode", "spatial", "is_test"},
+    "MaxPool": {"auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order",
+                "strides"},
+    "AveragePool": {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape",
+                    "pads", "strides"},
+    "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
+    "Identity": set(),
+}.items()}
+SUPPORTED: tuple[str, ...] = tuple(_ATTRIBUTES)
+_IGNORED = frozenset({"consumed_inputs"})  # an opset < 6 memory hint with no effect on values
+_FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64"}
+
+
+def load_onnx(path: str | Path) -> Network:
+    """Read an ONNX classifier into the IR, or raise NetworkError saying what is wrong."""
+    path = Path(path)
+    source = str(path)
+    if not path.exists():
+        raise NetworkError(f"{source}: no such file")
+    if not path.is_file():
+        raise NetworkError(f"{source}: not a file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise NetworkError(f"{source}: not an ONNX model ({_first_line(e)})") from None
+    graph = model.graph
+    _check_operators(source, graph)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise NetworkError(f"{source}: not a valid ONNX model ({_first_line(e)})") from None
+    opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not opsets:
+        raise NetworkError(f"{source}: the model imports no ONNX (default-domain) opset")
+    return _Importer(source, graph, opsets[0]).run()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _check_operators(source: str, graph: onnx.GraphProto) -> None:
+    for index, node in enumerate(graph.node):
+        if node.domain not in ("", "ai.onnx") or node.op_type not in _ATTRIBUTES:
+            op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") \
+                else node.op_type
+            raise NetworkError(f"{source}: operator '{op}' (node '{_label(node, index)}') is "
+                               f"not supported; supported: {', '.join(SUPPORTED)}")
+
+
+def _label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"#{index}"
+
+
+def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    out = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, TensorProto):
+            value = numpy_helper.to_array(value)
+        out[attribute.name] = value
+    return out
+
+
+def _live_nodes(source: str, graph: onnx.GraphProto, output: str) -> list[int]:
+    """Indices of the nodes the output depends on, topologically ordered (file order where
+    the file allows it)."""
+    producer = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
+    live: set[int] = set()
+    stack = [output]
+    while stack:
+        i = producer.get(stack.pop())
+        if i is not None and i not in live:
+            live.add(i)
+            stack.extend(name for name in graph.node[i].input if name)
+    waiting = {i: {producer[v] for v in graph.node[i].input if v in producer} for i in live}
+    readers: dict[int, list[int]] = {i: [] for i in live}
+    for i, deps in waiting.items():
+        for d in deps:
+            readers[d].append(i)
+    ready = [i for i, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for r in readers[i]:
+            waiting[r].discard(i)
+            if not waiting[r]:
+                heapq.heappush(ready, r)
+    if len(order) != len(live):
+        raise NetworkError(f"{source}: the graph has a cycle")
+    return order
+
+
+class _Importer:
+    """One pass over the live ONNX nodes, keeping constants, aliases and per-sample shapes."""
+
+    def __init__(self, source: str, graph: onnx.GraphProto, opset: int):
+        self.source, self.graph, self.opset = source, graph, opset
+        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
+                                              for t in graph.initializer}
+        self.alias: dict[str, str] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.nodes: list[Node] = []
+        self.batch: int | None = None
+        self.at = ""  # "Gemm node 'fc1'" while a node is being imported
+
+    def error(self, message: str) -> NetworkError:
+        where = f"{self.at}: " if self.at else ""
+        return NetworkError(f"{self.source}: {where}{message}")
+
+    # --- graph inputs and outputs -------------------------------------------------------
+
+    def run(self) -> Network:
+        input_name, dtype = self._input()
+        outputs = list(self.graph.output)
+        if len(outputs) != 1:
+            raise self.error(f"the model has {len(outputs)} outputs "
+                             f"({', '.join(o.name for o in outputs) or 'none'}); "
+                             f"specrob needs exactly one (the logits)")
+        for index in _live_nodes(self.source, self.graph, outputs[0].name):
+            node = self.graph.node[index]
+            self.at = f"{node.op_type} node '{_label(node, index)}'"
+            self._import(node, index)
+        self.at = ""
+        output = self.alias.get(outputs[0].name, outputs[0].name)
+        if output not in self.shapes:
+            what = "a constant" if output in self.consts else "not computed"
+            raise self.error(f"the output '{outputs[0].name}' is {what}")
+        self._check_declared(outputs[0], self.shapes[output])
+        nodes = _fold_elementwise(self.nodes, output)
+        return Network(input_name=input_name, input_shape=self.shapes[input_name],
+                       output_name=output, nodes=tuple(nodes), source=self.source,
+                       batch=self.batch, dtype=dtype)
+
+    def _input(self) -> tuple[str, str]:
+        inputs = [i for i in self.graph.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            names = ", ".join(i.name for i in inputs) or "none"
+            raise self.error(f"the model has {len(inputs)} inputs besides its weights "
+                             f"({names}); specrob needs exactly one")
+        value = inputs[0]
+        tensor = value.type.tensor_type
+        if tensor.elem_type not in _FLOAT_TYPES:
+            name = TensorProto.DataType.Name(tensor.elem_type) if tensor.elem_type else "none"
+            raise self.error(f"input '{value.name}' has element type {name}; "
+                             f"specrob needs FLOAT or DOUBLE")
+        if not tensor.HasField("shape") or len(tensor.shape.dim) < 2:
+            raise self.error(f"input '{value.name}' needs a known shape (batch, ...) with a "
+                             f"leading batch dimension")
+        dims = list(tensor.shape.dim)
+        if dims[0].HasField("dim_value"):
+            if dims[0].dim_value != 1:
+                raise self.error(f"input '{value.name}' has a fixed batch size of "
+                                 f"{dims[0].dim_value}; the batch dimension must be symbolic "
+                                 f"or 1")
+            self.batch = 1
+        shape = []
+        for axis, dim in enumerate(dims[1:], start=1):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                what = f"'{dim.dim_param}'" if dim.dim_param else "unknown"
+                raise self.error(f"input '{value.name}' has a dynamic dimension ({what}) at "
+                                 f"axis {axis}; only the batch dimension (axis 0) may be "
+                                 f"dynamic")
+            shape.append(dim.dim_value)
+        self.shapes[value.name] = tuple(shape)
+        return value.name, _FLOAT_TYPES[tensor.elem_type]
+
+    def _check_declared(self, output: onnx.ValueInfoProto, shape: tuple[int, ...]) -> None:
+        tensor = output.type.tensor_type
+        if not tensor.HasField("shape"):
+            return
+        dims = list(tensor.shape.dim)
+        declared = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+        if len(dims) != len(shape) + 1 or any(d is not None and d != s
+                                              for d, s in zip(declared, shape, strict=True)):
+            full = ["batch"] + [str(d) for d in shape]
+            raise self.error(f"output '{output.name}' is declared with shape "
+                             f"({', '.join(str(d.dim_value or d.dim_param or '?') for d in dims)})"
+                             f" but computes ({', '.join(full)})")
+
+    # --- operands -----------------------------------------------------------------------
+
+    def _resolve(self, name: str) -> str:
+        return self.alias.get(name, name)
+
+    def _is_const(self, name: str) -> bool:
+        return self._resolve(name) in self.consts
+
+    def _const(self, name: str, what: str) -> np.ndarray:
+        name = self._resolve(name)
+        if name not in self.consts:
+            raise self.error(f"{what} ('{name}') must be a constant (an initializer or a "
+                             f"Constant node)")
+        return self.consts[name]
+
+    def _var(self, name: str, what: str = "the input") -> str:
+        name = self._resolve(name)
+        if name in self.consts:
+            raise self.error(f"{what} ('{name}') is a constant; operators on constants only "
+                             f"are not supported")
+        if name not in self.shapes:
+            raise self.error(f"{what} ('{name}') is not defined")
+        return name
+
+    def _optional(self, node: onnx.NodeProto, index: int) -> str | None:
+        return node.input[index] if index < len(node.input) and node.input[index] else None
+
+    def _emit(self, cls: Callable[..., Node], node: onnx.NodeProto, index: int,
+              inputs: tuple[str, ...], shape: tuple[int, ...], op_type: str | None = None,
+              output: str | None = None, **fields: Any) -> str:
+        output = output or node.output[0]
+        self.nodes.append(cls(name=_label(node, index), op_type=op_type or node.op_type,
+                              inputs=inputs, output=output, shape=shape, **fields))
+        self.shapes[output] = tuple(shape)
+        return output
+
+    # --- operators ----------------------------------------------------------------------
+
+    def _import(self, node: onnx.NodeProto, index: int) -> None:
+        attrs = _attributes(node)
+        for name in attrs:
+            if name not in _ATTRIBUTES[node.op_type] and name not in _IGNORED:
+                raise self.error(f"attribute '{name}' is not supported")
+        extra = [o for o in node.output[1:] if o]
+        if extra:
+            raise self.error(f"extra outputs ({', '.join(extra)}) are not supported; only "
+                             f"the first output (inference) is")
+        getattr(self, f"_op_{node.op_type}")(node, index, attrs)
+
+    def _op_Constant(self, node, index, attrs) -> None:
+        if "value" in attrs:
+            value = np.asarray(attrs["value"])
+        elif "value_float" in attrs or "value_floats" in attrs:
+            value = np.asarray(attrs.get("value_float", attrs.get("value_floats")), np.float32)
+        elif "value_int" in attrs or "value_ints" in attrs:
+            value = np.asarray(attrs.get("value_int", attrs.get("value_ints")), np.int64)
+        else:
+            raise self.error("only tensor, float and int values are supported")
+        self.consts[node.output[0]] = value
+
+    def _op_Identity(self, node, index, attrs) -> None:
+        source = self._resolve(node.input[0])
+        if source in self.consts:
+            self.consts[node.output[0]] = self.consts[source]
+        else:
+            self.alias[node.output[0]] = self._var(source)
+
+    def _op_Gemm(self, node, index, attrs) -> None:
+        a, b, c = node.input[0], node.input[1], self._optional(node, 2)
+        if self._is_const(a):
+            raise self.error("a constant first operand (A) is not supported; the variable "
+                             "must be A and the weights B")
+        x = self._var(a, "operand A")
+        if attrs.get("transA", 0):
+            raise self.error("transA=1 on the variable operand is not supported (it would "
+                             "mix the batch)")
+        if not self._is_const(b):
+            raise self.error("a variable second operand (B) is not supported; B must be a "
+                             "constant weight matrix")
+        weight = np.asarray(self._const(b, "operand B"), np.float64)
+        if weight.ndim != 2:
+            raise self.error(f"operand B must be a matrix, not of shape {weight.shape}")
+        if not attrs.get("transB", 0):
+            weight = weight.T  # now (out, in)
+        shape = self.shapes[x]
+        if len(shape) != 1 or shape[0] != weight.shape[1]:
+            raise self.error(f"operand A of per-sample shape {shape} does not fit B "
+                             f"(in = {weight.shape[1]})")
+        out = weight.shape[0]
+        bias = np.zeros(out)
+        if c is not None:
+            bias = np.asarray(self._const(c, "operand C"), np.float64)
+            if bias.ndim == 2:
+                if bias.shape[0] != 1:
+                    raise self.error(f"operand C of shape {bias.shape} varies along the batch")
+                bias = bias[0]
+            try:
+                bias = np.broadcast_to(bias, (out,))
+            except ValueError:
+                raise self.error(f"operand C of shape {bias.shape} does not broadcast to "
+                                 f"({out},)") from None
+            bias = attrs.get("beta", 1.0) * bias
+        self._emit(Affine, node, index, (x,), (out,),
+                   weight=attrs.get("alpha", 1.0) * weight, bias=bias)
+
+    def _op_MatMul(self, node, index, attrs) -> None:
+        a, b = node.input[0], node.input[1]
+        if not self._is_const(a) and not self._is_const(b):
+            raise self.error("MatMul of two variable values is not supported; one operand "
+                             "must be a constant weight matrix")
+        if self._is_const(a):
+            raise self.error("a constant first operand (C @ x) is not supported; the "
+                             "weights must be the second operand")
+        x = self._var(a)
+        weight = np.asarray(self._const(b, "the second operand"), np.float64)
+        shape = self.shapes[x]
+        if weight.ndim != 2:
+            raise self.error(f"the constant operand must be a matrix, not of shape "
+                             f"{weight.shape}")
+        if shape[-1] != weight.shape[0]:
+            raise self.error(f"the input of per-sample shape {shape} does not fit the "
+                             f"matrix of shape {weight.shape}")
+        self._emit(Affine, node, index, (x,), shape[:-1] + (weight.shape[1],),
+                   weight=weight.T, bias=np.zeros(weight.shape[1]))
+
+    def _binary(self, node, index, attrs) -> None:
+        op = node.op_type
+        a, b = node.input[0], node.input[1]
+        if self._is_const(a) and self._is_const(b):
+            left, right = self._const(a, "A"), self._const(b, "B")
+            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
+            integer = np.issubdtype(np.result_type(left, right), np.integer)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = fn(left, right) if fn else (
+                    np.trunc(left / right).astype(np.result_type(left, right)) if integer
+                    else np.divide(left, right))
+            self.consts[node.output[0]] = np.asarray(value)
+            return
+        if not self._is_const(a) and not self._is_const(b):
+            left, right = self._var(a, "operand A"), self._var(b, "operand B")
+            if op in ("Mul", "Div"):
+                raise self.error(f"{op} of two variable values is not supported; one operand "
+                                 f"must be a constant")
+            if self.shapes[left] != self.shapes[right]:
+                raise self.error(f"{op} of two variable values needs equal shapes, not "
+                                 f"{self.shapes[left]} and {self.shapes[right]}")
+            self._emit(Add, node, index, (left, right), self.shapes[left],
+                       subtract=op == "Sub")
+            return
+        const_first = self._is_const(a)
+        x = self._var(b if const_first else a)
+        shape = self.shapes[x]
+        c = self._per_sample(self._const(a if const_first else b, "the constant operand"),
+                             shape)
+        one, zero = np.ones(shape), np.zeros(shape)
+        if op == "Add":
+            scale, shift = one, c
+        elif op == "Sub":
+            scale, shift = (-one, c) if const_first else (one, -c)
+        elif op == "Mul":
+            scale, shift = c, zero
+        elif const_first:
+            raise self.error("division by a variable value is not supported")
+        else:
+            with np.errstate(divide="ignore"):
+                scale, shift = 1.0 / c, zero
+        self._emit(Elementwise, node, index, (x,), shape, scale=scale, shift=shift)
+
+    _op_Add = _op_Sub = _op_Mul = _op_Div = _binary
+
+    def _per_sample(self, constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The constant operand broadcast to the variable's per-sample shape."""
+        c = np.asarray(constant, np.float64)
+        rank = len(shape) + 1
+        if c.ndim > rank:
+            raise self.error(f"the constant of shape {c.shape} has more axes than the "
+                             f"variable (batch, {', '.join(map(str, shape))})")
+        if c.ndim == rank:
+            if c.shape[0] != 1:
+                raise self.error(f"the constant of shape {c.shape} varies along the batch "
+                                 f"axis")
+            c = c[0]
+        try:
+            full = np.broadcast_shapes(shape, c.shape)
+        except ValueError:
+            raise self.error(f"the constant of shape {c.shape} does not broadcast to the "
+                             f"per-sample shape {shape}") from None
+        if full != shape:
+            raise self.error(f"the constant of shape {c.shape} would broadcast the variable "
+                             f"of per-sample shape {shape} to {full}; not supported")
+        return np.broadcast_to(c, shape).copy()
+
+    def _op_Relu(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        self._emit(Relu, node, index, (x,), self.shapes[x])
+
+    def _op_Sigmoid(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        self._emit(Sigmoid, node, index, (x,), self.shapes[x])
+
+    def _op_Tanh(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        self._emit(Tanh, node, index, (x,), self.shapes[x])
+
+    def _op_LeakyRelu(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        self._emit(LeakyRelu, node, index, (x,), self.shapes[x],
+                   alpha=float(attrs.get("alpha", 0.01)))
+
+    def _op_Clip(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        if self.opset < 11:
+            low, high = attrs.get("min"), attrs.get("max")
+        else:
+            if "min" in attrs or "max" in attrs:
+                raise self.error("min/max attributes are opset < 11; from opset 11 the "
+                                 "bounds are inputs")
+            low, high = [self._bound(self._optional(node, i), what)
+                         for i, what in ((1, "min"), (2, "max"))]
+        low = None if low is None or low == -math.inf else float(low)
+        high = None if high is None or high == math.inf else float(high)
+        self._emit(Clip, node, index, (x,), self.shapes[x], low=low, high=high)
+
+    def _bound(self, name: str | None, what: str) -> float | None:
+        if name is None:
+            return None
+        value = np.asarray(self._const(name, f"the {what} bound"))
+        if value.size != 1:
+            raise self.error(f"the {what} bound must be a scalar, not of shape {value.shape}")
+        return float(value.reshape(()))
+
+    def _op_Softmax(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        rank = len(shape) + 1
+        axis = attrs.get("axis", -1 if self.opset >= 13 else 1)
+        if not -rank <= axis < rank:
+            raise self.error(f"axis {axis} is out of range for rank {rank}")
+        axis %= rank
+        if axis == 0:
+            raise self.error("a softmax over the batch axis (axis 0) is not supported")
+        if self.opset >= 13 or axis == rank - 1:
+            self._emit(Softmax, node, index, (x,), shape, axis=axis - 1)
+            return
+        # opset < 13: softmax over the axes [axis, rank) flattened together
+        flat = shape[:axis - 1] + (math.prod(shape[axis - 1:]),)
+        out = node.output[0]
+        inner = self._emit(Reshape, node, index, (x,), flat, output=f"{out}/flat")
+        soft = self._emit(Softmax, node, index, (inner,), flat, axis=len(flat) - 1,
+                          output=f"{out}/softmax")
+        self._emit(Reshape, node, index, (soft,), shape)
+
+    def _op_Flatten(self, node, index, attrs) -> None:
+        name = self._resolve(node.input[0])
+        if name in self.consts:
+            c = self.consts[name]
+            axis = attrs.get("axis", 1)
+            axis = axis + c.ndim if axis < 0 else axis
+            self.consts[node.output[0]] = c.reshape(math.prod(c.shape[:axis]), -1)
+            return
+        x = self._var(name)
+        shape = self.shapes[x]
+        rank = len(shape) + 1
+        axis = attrs.get("axis", 1)
+        if not -rank <= axis <= rank:
+            raise self.error(f"axis {axis} is out of range for rank {rank}")
+        axis = axis + rank if axis < 0 else axis
+        if axis == 0 or math.prod(shape[:axis - 1]) != 1:
+            raise self.error(f"Flatten with axis {attrs.get('axis', 1)} merges the batch "
+                             f"dimension with others; not supported")
+        self._emit(Reshape, node, index, (x,), (math.prod(shape[axis - 1:]),))
+
+    def _op_Reshape(self, node, index, attrs) -> None:
+        if "shape" in attrs:  # opset < 5
+            target = [int(d) for d in attrs["shape"]]
+        else:
+            target = [int(d) for d in np.asarray(self._const(node.input[1], "the shape"))
+                      .reshape(-1)]
+        allowzero = bool(attrs.get("allowzero", 0))
+        if allowzero and 0 in target:
+            raise self.error("allowzero=1 with a 0 in the shape is not supported")
+        if target.count(-1) > 1 or any(d < -1 for d in target):
+            raise self.error(f"invalid shape {target}")
+        name = self._resolve(node.input[0])
+        if name in self.consts:
+            c = self.consts[name]
+            target = [c.shape[i] if d == 0 else d for i, d in enumerate(target)]
+            self.consts[node.output[0]] = c.reshape(target)
+            return
+        x = self._var(name)
+        self._emit(Reshape, node, index, (x,), self._reshaped(self.shapes[x], target))
+
+    def _reshaped(self, shape: tuple[int, ...], target: list[int]) -> tuple[int, ...]:
+        size = math.prod(shape)
+        wanted = f"({', '.join(map(str, target))})"
+        if not target:
+            raise self.error("a reshape to a scalar is not supported")
+        rest = []
+        for i, d in enumerate(target[1:], start=1):
+            if d == 0 and i > len(shape):
+                raise self.error(f"shape {wanted} copies axis {i}, beyond the input's rank")
+            rest.append(shape[i - 1] if d == 0 else d)
+        first = target[0]
+        if first == -1:
+            if math.prod(rest) != size:
+                raise self.error(f"a reshape of per-sample shape {shape} to {wanted} would "
+                                 f"mix samples of the batch")
+        elif first == 0 or (first == 1 and self.batch == 1):
+            if -1 in rest:
+                known = math.prod(d for d in rest if d != -1)
+                if known == 0 or size % known:
+                    raise self.error(f"cannot reshape per-sample shape {shape} to {wanted}")
+                rest[rest.index(-1)] = size // known
+        else:
+            raise self.error(f"the shape {wanted} must keep the batch dimension (0 or -1 "
+                             f"first)")
+        if math.prod(rest) != size:
+            raise self.error(f"cannot reshape per-sample shape {shape} to {wanted}")
+        return tuple(rest)
+
+    def _op_BatchNormalization(self, node, index, attrs) -> None:
+        if attrs.get("training_mode", 0):
+            raise self.error("training_mode=1 is not supported (inference only)")
+        if not attrs.get("spatial", 1):
+            raise self.error("spatial=0 is not supported")
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        scale, bias, mean, var = [np.asarray(self._const(node.input[i], what), np.float64)
+                                  for i, what in ((1, "scale"), (2, "bias"), (3, "mean"),
+                                                  (4, "var"))]
+        if any(a.shape != (shape[0],) for a in (scale, bias, mean, var)):
+            raise self.error(f"scale, bias, mean and var must have shape ({shape[0]},), one "
+                             f"value per channel")
+        self._emit(BatchNorm, node, index, (x,), shape, scale=scale, bias=bias, mean=mean,
+                   var=var, epsilon=float(attrs.get("epsilon", 1e-5)))
+
+    def _op_Conv(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        weight = np.asarray(self._const(node.input[1], "the weight"), np.float64)
+        shape = self.shapes[x]
+        if weight.ndim != 4 or len(shape) != 3:
+            raise self.error(f"only 2-D convolutions are supported (input (C, H, W), weight "
+                             f"(C_out, C_in, kH, kW)); got input {shape}, weight "
+                             f"{weight.shape}")
+        group = int(attrs.get("group", 1))
+        if shape[0] != weight.shape[1] * group or weight.shape[0] % group:
+            raise self.error(f"weight {weight.shape} with group {group} does not fit "
+                             f"{shape[0]} input channels")
+        kernel = tuple(weight.shape[2:])
+        if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != kernel:
+            raise self.error(f"kernel_shape {tuple(attrs['kernel_shape'])} differs from the "
+                             f"weight's {kernel}")
+        bias_name = self._optional(node, 2)
+        bias = (np.zeros(weight.shape[0]) if bias_name is None
+                else np.asarray(self._const(bias_name, "the bias"), np.float64))
+        if bias.shape != (weight.shape[0],):
+            raise self.error(f"the bias must have shape ({weight.shape[0]},)")
+        strides, dilations, pads, out = self._window(attrs, shape, kernel)
+        self._emit(Conv, node, index, (x,), (weight.shape[0],) + out, weight=weight,
+                   bias=bias, strides=strides, pads=pads, dilations=dilations, group=group)
+
+    def _pool(self, node, index, attrs) -> tuple[str, dict[str, Any]]:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        kernel = tuple(int(k) for k in attrs.get("kernel_shape", ()))
+        if len(kernel) != 2 or len(shape) != 3:
+            raise self.error(f"only 2-D pooling is supported (input (C, H, W), a 2-D "
+                             f"kernel); got input {shape}, kernel {kernel}")
+        if attrs.get("ceil_mode", 0):
+            raise self.error("ceil_mode=1 is not supported")
+        strides, dilations, pads, out = self._window(attrs, shape, kernel)
+        return x, {"shape": (shape[0], *out), "kernel": kernel, "strides": strides,
+                   "pads": pads, "dilations": dilations}
+
+    def _op_MaxPool(self, node, index, attrs) -> None:
+        x, fields = self._pool(node, index, attrs)
+        self._emit(MaxPool, node, index, (x,), **fields)
+
+    def _op_AveragePool(self, node, index, attrs) -> None:
+        x, fields = self._pool(node, index, attrs)
+        if fields.pop("dilations") != (1, 1):
+            raise self.error("dilations other than 1 are not supported")
+        self._emit(AveragePool, node, index, (x,), **fields,
+                   count_include_pad=bool(attrs.get("count_include_pad", 0)))
+
+    def _window(self, attrs: dict[str, Any], shape: tuple[int, ...], kernel: tuple[int, ...]
+                ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int],
+                           tuple[int, int]]:
+        """Strides, dilations, explicit pads (top, left, bottom, right) and the output
+        (H, W) of a 2-D window over (C, H, W)."""
+        strides = tuple(int(s) for s in attrs.get("strides", (1, 1)))
+        dilations = tuple(int(d) for d in attrs.get("dilations", (1, 1)))
+        if len(strides) != 2 or len(dilations) != 2 or min(strides + dilations) < 1:
+            raise self.error(f"strides {strides} and dilations {dilations} must be two "
+                             f"positive numbers each")
+        size = shape[1:]
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        if auto_pad == "NOTSET":
+            pads = tuple(int(p) for p in attrs.get("pads", (0, 0, 0, 0)))
+            if len(pads) != 4 or min(pads) < 0:
+                raise self.error(f"pads {pads} must be four non-negative numbers")
+        elif auto_pad == "VALID":
+            pads = (0, 0, 0, 0)
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = [], []
+            for n, k, s, d in zip(size, kernel, strides, dilations, strict=True):
+                total = max(0, (-(-n // s) - 1) * s + (k - 1) * d + 1 - n)
+                small = total // 2
+                begin.append(small if auto_pad == "SAME_UPPER" else total - small)
+                end.append(total - begin[-1])
+            pads = tuple(begin + end)
+        else:
+            raise self.error(f"auto_pad '{auto_pad}' is not supported")
+        out = tuple((n + pads[i] + pads[i + 2] - d * (k - 1) - 1) // s + 1
+                    for i, (n, k, s, d) in enumerate(zip(size, kernel, strides,
+                                                                 dilations, strict=True)))
+        if min(out) < 1:
+            raise self.error(f"the window {kernel} does not fit the input {shape}")
+        return strides, dilations, pads, out  # type: ignore[return-value]
+
+
+def _fold_elementwise(nodes: list[Node], output: str) -> list[Node]:
+    """Fold each Elementwise into the Affine or Elementwise it reads when nothing else reads
+    that (MatMul + Add is one linear layer, (x - mean) / std one Elementwise); into an Affine
+    only when it is constant along all but the last axis."""
+    uses = Counter(v for node in nodes for v in node.inputs)
+    uses[output] += 1
+    producer: dict[str, Node] = {}
+    result: list[Node] = []
+    for node in nodes:
+        prev = producer.get(node.inputs[0]) if isinstance(node, Elementwise) else None
+        if prev is not None and uses[prev.output] == 1:
+            names = {"name": f"{prev.name}+{node.name}",
+                     "op_type": f"{prev.op_type}+{node.op_type}", "inputs": prev.inputs,
+                     "output": node.output, "shape": node.shape}
+            if isinstance(prev, Elementwise):
+                result.remove(prev)
+                node = Elementwise(**names, scale=prev.scale * node.scale,
+                                   shift=prev.shift * node.scale + node.shift)
+            elif isinstance(prev, Affine):
+                n = prev.out_features
+                scale, shift = node.scale.reshape(-1, n), node.shift.reshape(-1, n)
+                if (scale == scale[0]).all() and (shift == shift[0]).all():
+                    result.remove(prev)
+                    node = Affine(**names, weight=scale[0][:, None] * prev.weight,
+                                  bias=scale[0] * prev.bias + shift[0])
+        producer[node.output] = node
+        result.append(node)
+    return result
