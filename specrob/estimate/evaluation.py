@@ -97,6 +97,7 @@ class Evaluation:
                  out: Path | None = None, describe_model: str = "",
                  progress: Callable[[str], None] | None = None):
         self.spec, self.model, self.data, self.config = spec, model, data, config
+        self.show_bars = progress is not None
         self.out = out
         self.progress = progress or (lambda message: None)
         self.spec_dir = Path(spec.path).resolve().parent if Path(spec.path).exists() else None
@@ -143,14 +144,18 @@ class Evaluation:
         return self.results
 
     def property(self, prop: ir.Property) -> dict:
+        from tqdm.auto import tqdm
+
         from specrob.estimate.security import default_attacks, security_curve
         cfg = self.config
         x0, y, info = select_centres(prop.centres, self.data, self.model, cfg.points,
                                      self.spec_dir)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
-        curve = security_curve(prop, self.model, x0, y, eps_values,
-                               attacks=default_attacks(cfg.steps, cfg.restarts),
-                               samples=cfg.samples, seed=cfg.seed)
+        with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
+                  disable=not self.show_bars) as bar:
+            curve = security_curve(prop, self.model, x0, y, eps_values,
+                                   attacks=default_attacks(cfg.steps, cfg.restarts),
+                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update)
         entry = {"norm": _norm_name(prop.ball.p), "centres": info,
                  "points": [r.as_dict() for r in curve]}
         shape = lipschitz_shape(prop)
@@ -199,7 +204,24 @@ class Evaluation:
                 score, self.model, x0, y, grid=max(cfg.grid, 200), seed=cfg.seed)}
         result = estimate_score(score, self.model, x0, y, samples=cfg.samples, grid=cfg.grid,
                                 attack_steps=cfg.steps, seed=cfg.seed, spec_dir=self.spec_dir)
-        return {"centres": info, **result.as_dict()}
+        entry = {"centres": info, **result.as_dict()}
+        if score.H == "id" and score.G == ir.Weight(True) and any(
+                p.name == "eps_label" for p in score.params):
+            entry["accuracy_bound"] = self.proposition_6(score, x0, y, result.value)
+        return entry
+
+    def proposition_6(self, score: ir.Score, x0, y, rho) -> dict:
+        """Tibo et al. Proposition 6, where the score declares `eps_label` (the kernel's
+        label noise): accuracy on Q∘P >= accuracy - eps_label - (1 - R_{Q,id,p})."""
+        from specrob.estimate.margins import accuracy_lower_bound
+        from specrob.estimate.stats import Estimate, bool_proportion
+        with torch.no_grad():
+            accuracy = bool_proportion(self.model(x0).argmax(-1) == y)
+        delta = Estimate(1 - rho.value, 1 - rho.high, 1 - rho.low, rho.count)
+        bound = accuracy_lower_bound(accuracy, delta=delta,
+                                     eps_label=float(score.value("eps_label")))
+        return {"accuracy": accuracy.as_dict(), "bound": bound.as_dict(),
+                "note": "interval combines the inputs' intervals (union bound, ~85-90%)"}
 
 
 def _is_margin_score(score: ir.Score) -> bool:

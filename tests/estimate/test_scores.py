@@ -79,3 +79,21 @@ def test_on_manifold_kernel_uses_the_users_generator(tmp_path):
     with pytest.raises(ScoreError, match="not found"):
         estimate_score(s, Threshold(), x, torch.zeros(20, dtype=torch.long),
                        spec_dir=tmp_path / "elsewhere")
+
+
+def test_proposition_6_bound_is_reported_where_eps_label_is_declared(tmp_path):
+    from specrob.data import Dataset
+    from specrob.estimate.evaluation import EvalConfig, Evaluation
+    import numpy as np
+    x = np.full((30, 2), 0.2, dtype=np.float32)
+    x[:10, 0] = 0.9  # class 1 by the threshold
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    y[:3] = 0  # three labels the classifier gets wrong
+    data = Dataset("toy", x, y, x, y, (2,), 2)
+    spec = specrob.loads("score s(sigma = 0, eps_label = 0.05):\n"
+                         "    Q = gaussian(x0, sigma); H = id; G = density\n")
+    results = Evaluation(spec, Threshold(), data, EvalConfig(samples=5)).run()
+    entry = results["scores"]["s"]["accuracy_bound"]
+    assert entry["accuracy"]["value"] == pytest.approx(0.9)
+    # sigma = 0: rho = 1, delta = 0; the bound is accuracy - eps_label
+    assert entry["bound"]["value"] == pytest.approx(0.85)
