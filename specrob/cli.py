@@ -331,6 +331,163 @@ def evaluate(
     console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in written))
 
 
+def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | None):
+    """The checked property, the dataset, the ONNX model as network IR and torch module."""
+    from specrob.data import DataError, load_data
+    from specrob.lang.loader import load, overrides_from_cli
+    from specrob.network import NetworkError, load_onnx_checked
+
+    try:
+        checked = load(spec, overrides_from_cli(set_ or []))
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
+    prop_ir = _pick_property(checked, prop)
+    if model.suffix != ".onnx":
+        _user_error(f"{model}: verification reads an ONNX model (specrob train writes "
+                    f"model.onnx next to its checkpoint)")
+    try:
+        dataset = load_data(data)
+        net, module = load_onnx_checked(model)
+    except (DataError, NetworkError) as error:
+        _user_error(str(error))
+    if (net.input_size, net.output_size) != (dataset.input_dim, dataset.classes):
+        _user_error(f"{model} maps {net.input_size} inputs to {net.output_size} outputs; "
+                    f"--data {data} has {dataset.input_dim} inputs and {dataset.classes} classes")
+    return checked, prop_ir, dataset, net, module
+
+
+@app.command()
+def verify(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.", show_default=False)],
+    spec: Annotated[Path, typer.Argument(help="The .rspec file.", show_default=False)],
+    prop: Annotated[Optional[str], typer.Option(
+        "--property", help="Which property (default: the first).")] = None,
+    data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
+                                           "PATH.npz")] = "digits",
+    points: Annotated[Optional[int], typer.Option(help="At most this many centres.")] = None,
+    backend: Annotated[str, typer.Option(help="auto (attack, bounds, Marabou) | bounds | "
+                                              "marabou")] = "auto",
+    bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
+                                             "alpha-crown")] = "crown",
+    timeout: Annotated[float, typer.Option(help="Seconds per Marabou query.")] = 60.0,
+    workers: Annotated[int, typer.Option(help="Marabou processes (one single-threaded query "
+                                              "each).")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, "
+                                           "summary.json.")] = Path("runs/verify"),
+    set_: SetOption = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard results in --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Verify a property on every centre: verified / falsified / unknown, soundly.
+
+    Per centre: a PGD attack looks for a counterexample; bound propagation (CROWN) tries to
+    prove the property; Marabou decides the rest (one query with the negated property, a
+    per-query timeout). "falsified" only with a counterexample re-checked on the ONNX model
+    with onnxruntime inside ball ∩ domain; "verified" only from bounds or Marabou UNSAT;
+    otherwise "unknown" with the reason. l_2 balls: Marabou searches the enclosing box and a
+    counterexample must lie in the ball. Results stream to results.jsonl (a rerun resumes);
+    summary.json holds constraint satisfaction (CS) and the time per stage.
+
+    Example:  specrob verify runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01 --points 100
+    """
+    import torch
+
+    from specrob.estimate.evaluation import select_centres
+    from specrob.verify.pipeline import Verifier, VerifyConfig
+
+    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
+    if backend not in ("auto", "bounds", "marabou"):
+        _user_error(f"--backend {backend}: choose auto, bounds or marabou")
+    if bounds not in ("ibp", "crown", "alpha-crown"):
+        _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
+    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+    config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
+                          points=points, seed=seed)
+    console = Console(highlight=False, soft_wrap=True)
+    if fresh:
+        for name in ("results.jsonl", "verify.json", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point", disable=quiet)
+    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out, progress=bar.update)
+    try:
+        resumed = verifier.resume()
+    except ValueError as error:
+        _user_error(str(error))
+    bar.update(resumed)
+    try:
+        verifier.run()
+    except KeyboardInterrupt:
+        Console(stderr=True).print(f"interrupted: finished points are in "
+                                   f"{out / 'results.jsonl'}; run the same command to resume")
+        raise typer.Exit(130)
+    finally:
+        bar.close()
+    summary = {"model": str(model), "centres": info, **verifier.summary()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    cs = summary["constraint_satisfaction"]
+    console.print(f"[bold]{prop_ir.name}[/bold] (eps {summary['eps']:g}, l_{summary['norm']}) "
+                  f"on {summary['points']} centres: verified {summary['verified']}, falsified "
+                  f"{summary['falsified']}, unknown {summary['unknown']}")
+    console.print(f"constraint satisfaction CS = {cs['value']:.3f} "
+                  f"[{cs['low']:.3f}, {cs['high']:.3f}]")
+    console.print("by method: " + ", ".join(f"{k} {v}" for k, v in
+                                            sorted(summary["by_method"].items())))
+    console.print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                                   summary["stage_seconds"].items()))
+    console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
+    del torch
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.", show_default=False)],
+    spec: Annotated[Path, typer.Argument(help="The .rspec file.", show_default=False)],
+    format: Annotated[str, typer.Option("--format", help="vnnlib")] = "vnnlib",
+    prop: Annotated[Optional[str], typer.Option(
+        "--property", help="Which property (default: the first).")] = None,
+    data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
+                                           "PATH.npz")] = "digits",
+    points: Annotated[Optional[int], typer.Option(help="At most this many centres.")] = 10,
+    timeout: Annotated[float, typer.Option(help="The timeout written to "
+                                               "instances.csv.")] = 60.0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/vnnlib"),
+    set_: SetOption = None,
+) -> None:
+    """Export verification queries for other verifiers (VNN-COMP's VNN-LIB + ONNX).
+
+    One point_<i>.vnnlib per centre (the input box and the negated property: a verifier
+    answers unsat where the property holds), model.onnx and instances.csv.
+
+    Example:  specrob export runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01
+    """
+    import numpy as np
+
+    from specrob.estimate.evaluation import select_centres
+    from specrob.verify.encode import Centre, Encoder, Unsupported
+    from specrob.verify.vnnlib import ExportError, export as write
+
+    if format != "vnnlib":
+        _user_error(f"--format {format}: only vnnlib is supported")
+    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
+    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+    import torch
+    with torch.no_grad():
+        fx0 = module(x0).double().numpy()
+    encoder = Encoder(prop_ir, net.input_size, net.output_size)
+    try:
+        queries = [(i, encoder.query(Centre(x0[i].double().numpy(), int(y[i]), fx0[i])))
+                   for i in range(len(y))]
+        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}")
+    except (Unsupported, ExportError) as error:
+        _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
+    Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "
+                                   f"(instances.csv, model.onnx, point_*.vnnlib)")
+    del np
+
+
 def _pick_property(spec, name: str | None):
     if not spec.properties:
         _user_error(f"{spec.path} declares no property to train under (only scores)")

@@ -98,6 +98,12 @@ class CompiledProperty:
         (value,) = self._loss.run([self._loss_fn], self.points(x, model(x), x0, fx0, y))
         return self.logic.loss(value)
 
+    def holds_at(self, x: torch.Tensor, fx: torch.Tensor, x0: torch.Tensor,
+                 fx0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Crisp satisfaction given the network's outputs (e.g. computed by onnxruntime)."""
+        (value,) = self._holds.run([self._holds_fn], self.points(x, fx, x0, fx0, y))
+        return value
+
     def holds(self, model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor,
               fx0: torch.Tensor | None = None) -> torch.Tensor:
         """Crisp satisfaction of the body at x, per sample."""

@@ -1,0 +1,320 @@
+"""`specrob verify`: a sound verdict per centre — attack (falsify fast), bound propagation
+(verify fast), Marabou for the rest.
+
+Soundness rules (DESIGN §4):
+- `falsified` only with a counterexample that lies in ball ∩ domain and violates the property
+  when the ONNX model is re-run with onnxruntime (ties under a non-strict comparison hold, so
+  they are not counterexamples);
+- `verified` only from bound propagation (every needed lower bound > tol) or a Marabou UNSAT
+  (its query is the property's negation on a superset of the region: the region itself for
+  l_inf and l_1, the enclosing box for l_2; strict comparisons are negated into non-strict
+  ones, a superset again);
+- everything else is `unknown`, with the reason.
+Results stream to results.jsonl, one object per centre, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from specrob.lang import ir
+from specrob.logic.compiled import CompiledProperty
+from specrob.verify import query as q
+from specrob.verify.encode import Centre, Encoder, Unsupported
+
+
+@dataclass
+class VerifyConfig:
+    backend: str = "auto"      # auto | bounds | marabou
+    bounds: str = "crown"      # ibp | crown | alpha-crown
+    timeout: float = 60.0      # per Marabou query, seconds
+    workers: int = 1           # Marabou processes
+    points: int | None = None
+    steps: int = 20            # attack PGD steps
+    restarts: int = 2
+    seed: int = 0
+    tol: float = 1e-6          # a bound proves an atom when it is > tol
+
+    def key(self) -> str:
+        d = asdict(self)
+        d.pop("workers")  # how many processes does not change the verdicts
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class Oracle:
+    """The ONNX model run by onnxruntime: the reference every counterexample is checked on."""
+
+    def __init__(self, onnx_path: str | Path):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        shape = [d if isinstance(d, int) else -1 for d in self.input.shape]
+        feed = x.astype(np.float32).reshape([x.shape[0]] + shape[1:])
+        (out,) = self.session.run(None, {self.input.name: feed})
+        return out.reshape(x.shape[0], -1).astype(np.float64)
+
+
+def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.ndarray,
+            y: np.ndarray) -> np.ndarray:
+    """Per candidate: inside ball ∩ domain and violating the property on onnxruntime."""
+    xt, x0t = torch.tensor(x, dtype=torch.float64), torch.tensor(x0, dtype=torch.float64)
+    inside = compiled.region.contains(xt, x0t, tol=1e-9).numpy()
+    fx, fx0 = torch.tensor(oracle(x)), torch.tensor(oracle(x0))
+    holds = compiled.holds_at(xt, fx, x0t, fx0, torch.tensor(y)).numpy()
+    return inside & ~holds
+
+
+# --- bound propagation -------------------------------------------------------------------
+
+def _rows(f: q.Formula, out: list) -> None:
+    """The linear output rows (C, d) whose positive lower bound proves each atom."""
+    if isinstance(f, q.Atom):
+        if f.is_linear_in_outputs() and f.op in ("<=", "<", ">=", ">"):
+            sign = 1.0 if f.op in (">=", ">") else -1.0
+            out.append((sign * f.lin.out[0], sign * float(f.lin.const[0])))
+    elif isinstance(f, (q.And, q.Or)):
+        for i in f.items:
+            _rows(i, out)
+
+
+def _proved(f: q.Formula, bounds: list[float], tol: float, cursor: list[int]) -> bool:
+    """Is f proved, given lower bounds of its atoms' rows in `_rows` order?"""
+    if isinstance(f, q.Const):
+        return f.value
+    if isinstance(f, q.Atom):
+        if f.is_linear_in_outputs() and f.op in ("<=", "<", ">=", ">"):
+            value = bounds[cursor[0]]
+            cursor[0] += 1
+            return value > tol
+        return False
+    results = [_proved(i, bounds, tol, cursor) for i in f.items]  # consume every row
+    return all(results) if isinstance(f, q.And) else any(results)
+
+
+def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[bool]:
+    """Which queries bound propagation proves (batched over the centres)."""
+    from specrob.verify.bounds import spec_bounds
+    rows = []
+    for query in queries:
+        r: list = []
+        _rows(query.body, r)
+        rows.append(r)
+    k = max((len(r) for r in rows), default=0)
+    if k == 0:
+        return [_proved(query.body, [], tol, [0]) for query in queries]
+    m = queries[0].classes
+    C = np.zeros((len(queries), k, m))
+    d = np.ones((len(queries), k))  # padding rows: trivially positive, never read
+    for b, r in enumerate(rows):
+        for i, (c, dd) in enumerate(r):
+            C[b, i], d[b, i] = c, dd
+    centres = np.stack([query.region.centre for query in queries])
+    reg = queries[0].region
+    lower = spec_bounds(net, torch.tensor(centres), reg.eps, p=reg.p, low=reg.low,
+                        high=reg.high, C=torch.tensor(C), d=torch.tensor(d), method=method)
+    lower = lower.detach().cpu().numpy()
+    return [_proved(query.body, list(lower[b, :len(rows[b])]), tol, [0])
+            for b, query in enumerate(queries)]
+
+
+def _marabou_job(args):
+    """One Marabou query in a worker process (single-threaded)."""
+    net, query, timeout = args
+    torch.set_num_threads(1)
+    from specrob.verify.marabou import solve_query
+    return solve_query(net, query, timeout=timeout)
+
+
+class Verifier:
+    """Runs the pipeline over the centres of one property."""
+
+    def __init__(self, prop: ir.Property, onnx_path: str | Path, net, module: torch.nn.Module,
+                 x0: torch.Tensor, y: torch.Tensor, config: VerifyConfig,
+                 out: Path | None = None, progress: Callable[[int], None] | None = None):
+        self.prop, self.net, self.module, self.config = prop, net, module, config
+        self.x0, self.y = x0.double(), y
+        self.oracle = Oracle(onnx_path)
+        self.compiled = CompiledProperty(prop, x0.shape[-1])
+        self.out = out
+        self.progress = progress or (lambda k: None)
+        self.done: dict[int, dict] = {}
+        self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "marabou": 0.0}
+
+    # --- results on disk -------------------------------------------------------------------
+    @property
+    def results_path(self) -> Path | None:
+        return None if self.out is None else self.out / "results.jsonl"
+
+    def resume(self) -> int:
+        """Read finished centres from results.jsonl (same property and settings)."""
+        if self.out is None:
+            return 0
+        header = self.out / "verify.json"
+        key = {"property": self.prop.name, "key": self.config.key(),
+               "params": {p.name: str(p.value) for p in self.prop.params}}
+        if header.exists() and self.results_path.exists():
+            if json.loads(header.read_text()).get("run") != key:
+                raise ValueError(f"{self.out} holds results of other settings: use another "
+                                 f"--out, or --fresh to start over")
+            for line in self.results_path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by an interruption: that centre runs again
+                self.done[row["index"]] = row
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            header.write_text(json.dumps({"run": key}, indent=2))
+            self.results_path.write_text("")
+        return len(self.done)
+
+    def record(self, row: dict) -> None:
+        self.done[row["index"]] = row
+        if self.results_path is not None:
+            with self.results_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        self.progress(1)
+
+    # --- the pipeline ----------------------------------------------------------------------
+    def run(self) -> list[dict]:
+        todo = [i for i in range(len(self.y)) if i not in self.done]
+        if todo:
+            self.attack_stage(todo)
+        todo = [i for i in todo if i not in self.done]
+        queries: dict[int, q.Query] = {}
+        fx0 = self.oracle(self.x0[todo].numpy()) if todo else None
+        encoder = Encoder(self.prop, self.x0.shape[-1], self.net.output_size)
+        for k, i in enumerate(todo):
+            try:
+                queries[i] = encoder.query(Centre(self.x0[i].numpy(), int(self.y[i]), fx0[k]))
+            except Unsupported as exc:
+                self.record(self.row(i, "unknown", "encode", 0.0, reason=f"unsupported: {exc}"))
+        todo = [i for i in todo if i in queries]
+        if todo and self.config.backend in ("auto", "bounds"):
+            todo = self.bound_stage(todo, queries)
+        if todo and self.config.backend in ("auto", "marabou"):
+            self.marabou_stage(todo, queries)
+        elif todo:
+            for i in todo:
+                self.record(self.row(i, "unknown", "bounds", 0.0,
+                                     reason="bounds inconclusive (--backend bounds)"))
+        return [self.done[i] for i in sorted(self.done)]
+
+    def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
+        return {"index": i, "label": int(self.y[i]), "verdict": verdict, "method": method,
+                "seconds": round(seconds, 6), **extra}
+
+    def attack_stage(self, todo: list[int]) -> None:
+        from specrob.estimate.security import attack_once, default_attacks
+        start = time.perf_counter()
+        idx = torch.tensor(todo)
+        x0, y = self.x0[idx].float(), self.y[idx]
+        torch.manual_seed(self.config.seed)
+        module = self.module.float().eval()
+        violated, _, points = attack_once(self.compiled, module, x0, y,
+                                          default_attacks(self.config.steps, self.config.restarts),
+                                          torch.Generator().manual_seed(self.config.seed))
+        candidates = violated.nonzero().flatten().tolist()
+        seconds = (time.perf_counter() - start) / max(len(todo), 1)
+        self.stage_seconds["attack"] += time.perf_counter() - start
+        if not candidates:
+            return
+        cx = points[candidates].double().numpy()
+        real = confirm(self.compiled, self.oracle, cx, self.x0[idx[candidates]].numpy(),
+                       y[candidates].numpy())
+        for j, (k, ok) in enumerate(zip(candidates, real)):
+            if ok:
+                self.record(self.row(todo[k], "falsified", "attack", seconds,
+                                     counterexample=cx[j].tolist()))
+
+    def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+        from specrob.verify.bounds import supports
+        start = time.perf_counter()
+        reason = supports(self.net, self.config.bounds)
+        if reason is not None:
+            self.stage_seconds["bounds"] += time.perf_counter() - start
+            return todo
+        proved = bounds_stage(self.net, [queries[i] for i in todo], self.config.bounds,
+                              self.config.tol)
+        seconds = (time.perf_counter() - start) / max(len(todo), 1)
+        self.stage_seconds["bounds"] += time.perf_counter() - start
+        rest = []
+        for i, ok in zip(todo, proved):
+            if ok:
+                self.record(self.row(i, "verified", self.config.bounds, seconds))
+            else:
+                rest.append(i)
+        return rest
+
+    def marabou_stage(self, todo: list[int], queries: dict[int, q.Query]) -> None:
+        start = time.perf_counter()
+        jobs = [(self.net, queries[i], self.config.timeout) for i in todo]
+        if self.config.workers > 1:
+            import multiprocessing
+            with ProcessPoolExecutor(self.config.workers,
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                for i, result in zip(todo, pool.map(_marabou_job, jobs)):
+                    self.marabou_verdict(i, queries[i], result)
+        else:
+            for i, job in zip(todo, jobs):
+                self.marabou_verdict(i, queries[i], _marabou_job(job))
+        self.stage_seconds["marabou"] += time.perf_counter() - start
+
+    def marabou_verdict(self, i: int, query: q.Query, result) -> None:
+        if result.status == "unsat":
+            self.record(self.row(i, "verified", "marabou", result.seconds,
+                                 note=query.note or None))
+            return
+        if result.status == "sat" and result.counterexample is not None:
+            x = np.clip(np.asarray(result.counterexample, dtype=np.float64),
+                        query.region.low, query.region.high)[None, :]
+            real = confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
+                           self.y[i:i + 1].numpy())[0]
+            if real:
+                self.record(self.row(i, "falsified", "marabou", result.seconds,
+                                     counterexample=x[0].tolist()))
+                return
+            inside = bool(self.compiled.region.contains(torch.tensor(x),
+                                                        self.x0[i:i + 1], tol=1e-9)[0])
+            why = ("Marabou's point lies outside the l_2 ball (it searched the enclosing box)"
+                   if not inside else
+                   "Marabou's point satisfies the property on onnxruntime (a tie, rounding, or "
+                   "a sufficient condition that is stronger than the property)")
+            self.record(self.row(i, "unknown", "marabou", result.seconds,
+                                 reason=f"counterexample not confirmed: {why}"))
+            return
+        reason = {"timeout": f"Marabou timed out after {self.config.timeout:g} s"}.get(
+            result.status, f"Marabou: {result.status} {result.message}".strip())
+        self.record(self.row(i, "unknown", "marabou", result.seconds, reason=reason))
+
+    def summary(self) -> dict:
+        from specrob.estimate.stats import proportion
+        rows = list(self.done.values())
+        counts = {v: sum(r["verdict"] == v for r in rows) for v in ("verified", "falsified",
+                                                                     "unknown")}
+        by_method: dict[str, int] = {}
+        for r in rows:
+            key = f"{r['verdict']} by {r['method']}"
+            by_method[key] = by_method.get(key, 0) + 1
+        total = len(rows)
+        return {"property": self.prop.name, "points": total, **counts,
+                "constraint_satisfaction": proportion(counts["verified"], total).as_dict(),
+                "falsified_fraction": proportion(counts["falsified"], total).as_dict(),
+                "by_method": by_method,
+                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                "eps": self.compiled.region.eps, "norm": "inf" if math.isinf(
+                    self.compiled.region.p) else int(self.compiled.region.p)}

@@ -1,0 +1,141 @@
+"""A verification query for ONE centre: the property with the centre's data substituted
+(label, x0, f(x0), parameters), index quantifiers expanded over the m classes, as a formula of
+piecewise-linear atoms over the network's outputs z (length m) and inputs x (length n).
+
+An atom reads   lin(z, x) + sum_k weight_k * ||vec_k(z, x)||_{p_k}   op   0
+where lin and every component of vec_k are affine in (z, x). Norm terms exist only for p in
+{1, inf} (l_2 norms are not piecewise linear and are not encoded). This is what the back ends
+(bound propagation, Marabou, VNN-LIB) consume; it knows nothing of the .rspec syntax.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+NEGATE = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!=", "!=": "=="}
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """Affine expressions in (z, x): rows of out @ z + inp @ x + const; shapes (L, m), (L, n),
+    (L,). A scalar expression has L = 1."""
+
+    out: np.ndarray
+    inp: np.ndarray
+    const: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return self.const.shape[0]
+
+    def uses_inputs(self) -> bool:
+        return bool(np.any(self.inp != 0))
+
+
+@dataclass(frozen=True, eq=False)
+class NormTerm:
+    """weight * ||vec||_p with p in {1, inf}."""
+
+    weight: float
+    vec: Affine
+    p: float
+
+
+@dataclass(frozen=True, eq=False)
+class Atom:
+    """lin + sum(norms) op 0, with op in <= < >= > == !=; lin has one row."""
+
+    lin: Affine
+    norms: tuple[NormTerm, ...]
+    op: str
+
+    def negated(self) -> "Atom":
+        return Atom(self.lin, self.norms, NEGATE[self.op])
+
+    def is_linear_in_outputs(self) -> bool:
+        """No norms and no input variables: a linear output specification."""
+        return not self.norms and not self.lin.uses_inputs()
+
+
+@dataclass(frozen=True, eq=False)
+class And:
+    items: tuple["Formula", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Or:
+    items: tuple["Formula", ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Const:
+    value: bool
+
+
+Formula = Union[Atom, And, Or, Const]
+
+
+def negate(f: Formula) -> Formula:
+    if isinstance(f, Atom):
+        return f.negated()
+    if isinstance(f, And):
+        return Or(tuple(negate(i) for i in f.items))
+    if isinstance(f, Or):
+        return And(tuple(negate(i) for i in f.items))
+    return Const(not f.value)
+
+
+@dataclass(frozen=True, eq=False)
+class InputRegion:
+    """The input set: the l_p ball around `centre` of radius `eps`, intersected with the box
+    [low, high]^n. `box_low`/`box_high` enclose the set (for l_inf they are exactly it)."""
+
+    centre: np.ndarray  # (n,)
+    eps: float
+    p: float
+    low: float
+    high: float
+
+    @property
+    def box_low(self) -> np.ndarray:
+        return np.maximum(self.centre - self.eps, self.low)
+
+    @property
+    def box_high(self) -> np.ndarray:
+        return np.minimum(self.centre + self.eps, self.high)
+
+
+@dataclass(frozen=True, eq=False)
+class Query:
+    """Does `body` hold for every x in `region` (z = f(x))? `sufficient` marks a body that is
+    stronger than the property (e.g. SCR's margin condition): proving it proves the property,
+    but a counterexample to it is only a candidate until checked against the property."""
+
+    body: Formula
+    region: InputRegion
+    classes: int
+    sufficient: bool = False
+    note: str = ""
+
+
+def value(a: Atom, z: np.ndarray, x: np.ndarray) -> float:
+    """The atom's left-hand side lin + sum(norms) at outputs z and inputs x."""
+    v = float(a.lin.out[0] @ z + a.lin.inp[0] @ x + a.lin.const[0])
+    for t in a.norms:
+        vec = t.vec.out @ z + t.vec.inp @ x + t.vec.const
+        v += t.weight * float(np.abs(vec).max() if t.p == np.inf else np.abs(vec).sum())
+    return v
+
+
+def holds(f: Formula, z: np.ndarray, x: np.ndarray) -> bool:
+    """Exact truth of a formula at one point (for tests and checks)."""
+    if isinstance(f, Const):
+        return f.value
+    if isinstance(f, Atom):
+        v = value(f, z, x)
+        return {"<=": v <= 0, "<": v < 0, ">=": v >= 0, ">": v > 0, "==": v == 0,
+                "!=": v != 0}[f.op]
+    results = (holds(i, z, x) for i in f.items)
+    return all(results) if isinstance(f, And) else any(results)
