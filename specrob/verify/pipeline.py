@@ -70,12 +70,21 @@ class Oracle:
 
 def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.ndarray,
             y: np.ndarray) -> np.ndarray:
-    """Per candidate: inside ball ∩ domain and violating the property on onnxruntime."""
+    """Per candidate: inside ball ∩ domain and violating the property on onnxruntime.
+
+    Points are first rounded to float32, the precision the ONNX model reads, so that the
+    property's x - x0 is the difference of the inputs the model really sees."""
+    x, x0 = as_model_input(x), as_model_input(x0)
     xt, x0t = torch.tensor(x, dtype=torch.float64), torch.tensor(x0, dtype=torch.float64)
     inside = compiled.region.contains(xt, x0t, tol=1e-9).numpy()
     fx, fx0 = torch.tensor(oracle(x)), torch.tensor(oracle(x0))
     holds = compiled.holds_at(xt, fx, x0t, fx0, torch.tensor(y)).numpy()
     return inside & ~holds
+
+
+def as_model_input(x: np.ndarray) -> np.ndarray:
+    """x rounded to float32 (the model's input type), as float64."""
+    return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 # --- bound propagation -------------------------------------------------------------------
@@ -233,7 +242,7 @@ class Verifier:
         self.stage_seconds["attack"] += time.perf_counter() - start
         if not candidates:
             return
-        cx = points[candidates].double().numpy()
+        cx = as_model_input(points[candidates].double().numpy())
         real = confirm(self.compiled, self.oracle, cx, self.x0[idx[candidates]].numpy(),
                        y[candidates].numpy())
         for j, (k, ok) in enumerate(zip(candidates, real)):
@@ -242,20 +251,23 @@ class Verifier:
                                      counterexample=cx[j].tolist()))
 
     def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
-        from specrob.verify.bounds import supports
+        from specrob.verify.bounds import unsupported
         start = time.perf_counter()
-        reason = supports(self.net, self.config.bounds)
-        if reason is not None:
+        method = self.config.bounds
+        if any(r.startswith("Softmax") for r in unsupported(self.net, method)):
+            method = "ibp"  # CROWN refuses a softmax node; intervals still bound it
+        try:
+            proved = bounds_stage(self.net, [queries[i] for i in todo], method,
+                                  self.config.tol)
+        except NotImplementedError:
             self.stage_seconds["bounds"] += time.perf_counter() - start
             return todo
-        proved = bounds_stage(self.net, [queries[i] for i in todo], self.config.bounds,
-                              self.config.tol)
         seconds = (time.perf_counter() - start) / max(len(todo), 1)
         self.stage_seconds["bounds"] += time.perf_counter() - start
         rest = []
         for i, ok in zip(todo, proved):
             if ok:
-                self.record(self.row(i, "verified", self.config.bounds, seconds))
+                self.record(self.row(i, "verified", method, seconds))
             else:
                 rest.append(i)
         return rest
@@ -280,8 +292,8 @@ class Verifier:
                                  note=query.note or None))
             return
         if result.status == "sat" and result.counterexample is not None:
-            x = np.clip(np.asarray(result.counterexample, dtype=np.float64),
-                        query.region.low, query.region.high)[None, :]
+            x = as_model_input(np.clip(np.asarray(result.counterexample, dtype=np.float64),
+                                       query.region.low, query.region.high))[None, :]
             real = confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
                            self.y[i:i + 1].numpy())[0]
             if real:

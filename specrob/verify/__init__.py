@@ -1,0 +1,1 @@
+"""Verification: per-centre queries, bound propagation, Marabou, VNN-LIB, the pipeline."""

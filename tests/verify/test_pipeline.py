@@ -1,0 +1,185 @@
+"""The verification pipeline's verdicts are sound, checked by exhaustive search on small
+networks; results stream to results.jsonl and a rerun resumes."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import specrob
+from specrob.network import load_onnx_checked
+from specrob.verify.pipeline import Verifier, VerifyConfig
+
+
+class Clamp(nn.Module):
+    def forward(self, z):
+        return torch.clamp(z, -1.0, 1.0)
+
+
+def small_net(inputs: int, seed: int, clamp: bool) -> nn.Module:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(inputs, 12), nn.ReLU(), nn.Linear(12, 3)]
+    net = nn.Sequential(*layers, *([Clamp()] if clamp else []))
+    with torch.no_grad():  # put the ReLU kinks across [0, 1]^n
+        net[0].weight.mul_(6)
+        net[0].bias.copy_(-(net[0].weight * torch.rand(12, inputs)).sum(-1))
+    return net.eval()
+
+
+def to_onnx(net: nn.Module, inputs: int, path) -> tuple:
+    torch.onnx.export(net, (torch.rand(1, inputs),), str(path), input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "b"}, "logits": {0: "b"}},
+                      dynamo=False)
+    return load_onnx_checked(path)
+
+
+def grid_violations(module, compiled, x0, y, per_axis=161):
+    """Exhaustive search: does any point of a dense grid of the ball (plus its vertices),
+    clipped to the box, violate the property?"""
+    region = compiled.region
+    n = x0.shape[-1]
+    t = torch.linspace(-1, 1, per_axis, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(*([t] * n), indexing="ij"), -1).reshape(-1, n)
+    out = []
+    for c, label in zip(x0, y):
+        pts = region.project(c + grid * region.eps, c.expand(len(grid), n))
+        with torch.no_grad():
+            fx = module(pts.float()).double()
+            fx0 = module(c[None].float()).double().expand(len(pts), -1)
+        ok = compiled.holds_at(pts, fx, c.expand(len(pts), n), fx0,
+                               torch.full((len(pts),), int(label)))
+        out.append(bool((~ok).any()))
+    return out
+
+
+CASES = [  # (property, inputs, clamp)
+    ("CR(eps = 0.06)", 2, False),
+    ("CR(eps = 0.04, p = 2)", 2, True),
+    ("CR(eps = 0.05, p = 1)", 2, False),
+    ("SR(eps = 0.03, delta = 0.3)", 2, True),
+    ("CR(eps = 0.04)", 1, True),
+]
+
+
+@pytest.mark.parametrize("prop_text,inputs,clamp", CASES)
+def test_verdicts_agree_with_exhaustive_search(tmp_path, prop_text, inputs, clamp):
+    net = small_net(inputs, seed=3, clamp=clamp)
+    ir_net, module = to_onnx(net, inputs, tmp_path / "net.onnx")
+    prop = specrob.loads(f"property P = {prop_text}\n")["P"]
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand(25, inputs, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        y = module(x0.float()).argmax(-1)
+    v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                 VerifyConfig(timeout=30), out=tmp_path / "out")
+    v.resume()
+    rows = v.run()
+    truth = grid_violations(module, v.compiled, x0, y)
+    for row in rows:
+        i = row["index"]
+        if row["verdict"] == "verified":
+            assert not truth[i], row
+        elif row["verdict"] == "falsified":
+            cx = torch.tensor([row["counterexample"]], dtype=torch.float64)
+            assert v.compiled.region.contains(cx, x0[i:i + 1], tol=1e-9).all()
+            with torch.no_grad():
+                fx, fx0 = module(cx.float()).double(), module(x0[i:i + 1].float()).double()
+            assert not v.compiled.holds_at(cx, fx, x0[i:i + 1], fx0, y[i:i + 1]).item()
+        else:
+            assert row["reason"]
+    decided = sum(r["verdict"] != "unknown" for r in rows)
+    assert decided >= 0.8 * len(rows)  # Marabou decides small networks
+
+
+def test_lipschitz_ties_at_the_centre_stay_unknown_never_verified(tmp_path):
+    """LR holds with equality at x = x0, and Marabou cannot state the strict negation: its
+    answer there is a tie, which is not a counterexample, so the verdict is unknown."""
+    net = small_net(2, seed=3, clamp=False)
+    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
+    prop = specrob.loads("property P = LR(eps = 0.05, L = 8)\n")["P"]
+    x0 = torch.rand(3, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        y = module(x0.float()).argmax(-1)
+    v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                 VerifyConfig(timeout=10), out=None)
+    truth = grid_violations(module, v.compiled, x0, y)
+    for row in v.run():
+        assert row["verdict"] != "verified" or not truth[row["index"]]
+        if row["verdict"] == "unknown":
+            assert "counterexample not confirmed" in row["reason"]
+
+
+def test_bounds_and_marabou_agree_where_both_decide(tmp_path):
+    net = small_net(2, seed=5, clamp=True)
+    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
+    prop = specrob.loads("property P = CR(eps = 0.03)\n")["P"]
+    x0 = torch.rand(30, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        y = module(x0.float()).argmax(-1)
+    verdicts = {}
+    for backend in ("bounds", "marabou"):
+        v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                     VerifyConfig(backend=backend, steps=0, restarts=1), out=None)
+        verdicts[backend] = {r["index"]: r["verdict"] for r in v.run()}
+    both = [i for i in verdicts["bounds"]
+            if verdicts["bounds"][i] != "unknown" and verdicts["marabou"][i] != "unknown"]
+    assert both
+    for i in both:
+        assert verdicts["bounds"][i] == verdicts["marabou"][i] or \
+            verdicts["bounds"][i] == "falsified"  # the attack falsifies before either runs
+
+
+def test_results_stream_to_jsonl_and_a_rerun_skips_finished_points(tmp_path):
+    net = small_net(2, seed=3, clamp=False)
+    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
+    prop = specrob.loads("property P = CR(eps = 0.05)\n")["P"]
+    x0 = torch.rand(12, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with torch.no_grad():
+        y = module(x0.float()).argmax(-1)
+    out = tmp_path / "out"
+    first = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0[:6], y[:6],
+                     VerifyConfig(), out=out)
+    first.resume()
+    first.run()
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["index"] for line in lines) == list(range(6))
+    again = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y, VerifyConfig(), out=out)
+    assert again.resume() == 6
+    calls = []
+    again.progress = calls.append
+    rows = again.run()
+    assert len(rows) == 12 and len(calls) == 6  # only the new points were run
+    with pytest.raises(ValueError, match="other settings"):
+        Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                 VerifyConfig(timeout=1.0), out=out).resume()
+
+
+@pytest.mark.slow
+def test_constraint_satisfaction_never_exceeds_pgd_security_on_digits(tmp_path):
+    from specrob.data import load_data
+    from specrob.estimate.security import security_curve
+    data = load_data("digits")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), Clamp())
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
+    for _ in range(60):
+        idx = torch.randint(0, len(y), (128,))
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+        opt.step()
+    ir_net, module = to_onnx(net.eval(), 64, tmp_path / "digits.onnx")
+    xt, yt = torch.tensor(data.x_test[:40]).double(), torch.tensor(data.y_test[:40])
+    for eps in (0.005, 0.02):
+        prop = specrob.loads(f"property P = CR(eps = {eps})\n")["P"]
+        v = Verifier(prop, tmp_path / "digits.onnx", ir_net, module, xt, yt,
+                     VerifyConfig(timeout=20), out=None)
+        rows = v.run()
+        cs = sum(r["verdict"] == "verified" for r in rows) / len(rows)
+        (sec,) = security_curve(prop, module, xt.float(), yt, [eps])
+        assert cs <= sec.security.value + 1e-12
+        assert not math.isnan(cs)
