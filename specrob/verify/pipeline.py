@@ -74,9 +74,9 @@ def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.nd
 
     Points are first rounded to float32, the precision the ONNX model reads, so that the
     property's x - x0 is the difference of the inputs the model really sees."""
-    x, x0 = as_model_input(x), as_model_input(x0)
+    x = as_model_input(x)
     xt, x0t = torch.tensor(x, dtype=torch.float64), torch.tensor(x0, dtype=torch.float64)
-    inside = compiled.region.contains(xt, x0t, tol=1e-9).numpy()
+    inside = compiled.region.contains(xt, x0t, tol=0.0).numpy()
     fx, fx0 = torch.tensor(oracle(x)), torch.tensor(oracle(x0))
     holds = compiled.holds_at(xt, fx, x0t, fx0, torch.tensor(y)).numpy()
     return inside & ~holds
@@ -85,6 +85,31 @@ def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.nd
 def as_model_input(x: np.ndarray) -> np.ndarray:
     """x rounded to float32 (the model's input type), as float64."""
     return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def snap(x: np.ndarray, x0: np.ndarray, region) -> np.ndarray:
+    """A candidate as a float32 input that lies exactly (no tolerance) in ball ∩ box: solvers
+    and attacks return points on the boundary, and rounding to float32 may step outside.
+    Coordinates are rounded inwards; for l_1 / l_2 balls the step from x0 is shrunk a little
+    (1e-6, 1e-5, ... of itself) until the rounded point is inside."""
+    x, x0 = np.asarray(x, dtype=np.float64), np.asarray(x0, dtype=np.float64)
+    eps = np.asarray(region.radius(torch.tensor(x0)).squeeze(-1).numpy())[:, None]
+    low = np.maximum(x0 - eps, region.low)
+    high = np.minimum(x0 + eps, region.high)
+    out, pending = x.copy(), np.ones(len(x), dtype=bool)
+    for shrink in (0.0, 1e-6, 1e-5, 1e-4, 1e-3):
+        y = (x0 + (x - x0) * (1 - shrink)).astype(np.float32)
+        above = y.astype(np.float64) > high
+        y[above] = np.nextafter(y[above], np.float32(-np.inf))
+        below = y.astype(np.float64) < low
+        y[below] = np.nextafter(y[below], np.float32(np.inf))
+        y = y.astype(np.float64)
+        take = pending & region.contains(torch.tensor(y), torch.tensor(x0), tol=0.0).numpy()
+        out[take] = y[take]
+        pending &= ~take
+        if not pending.any():
+            break
+    return out  # rows still pending stay outside and will not be confirmed
 
 
 # --- bound propagation -------------------------------------------------------------------
@@ -242,7 +267,8 @@ class Verifier:
         self.stage_seconds["attack"] += time.perf_counter() - start
         if not candidates:
             return
-        cx = as_model_input(points[candidates].double().numpy())
+        cx = snap(points[candidates].double().numpy(), self.x0[idx[candidates]].numpy(),
+                  self.compiled.region)
         real = confirm(self.compiled, self.oracle, cx, self.x0[idx[candidates]].numpy(),
                        y[candidates].numpy())
         for j, (k, ok) in enumerate(zip(candidates, real)):
@@ -292,8 +318,8 @@ class Verifier:
                                  note=query.note or None))
             return
         if result.status == "sat" and result.counterexample is not None:
-            x = as_model_input(np.clip(np.asarray(result.counterexample, dtype=np.float64),
-                                       query.region.low, query.region.high))[None, :]
+            x = snap(np.asarray(result.counterexample, dtype=np.float64)[None, :],
+                     self.x0[i:i + 1].numpy(), self.compiled.region)
             real = confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
                            self.y[i:i + 1].numpy())[0]
             if real:
@@ -301,9 +327,9 @@ class Verifier:
                                      counterexample=x[0].tolist()))
                 return
             inside = bool(self.compiled.region.contains(torch.tensor(x),
-                                                        self.x0[i:i + 1], tol=1e-9)[0])
-            why = ("Marabou's point lies outside the l_2 ball (it searched the enclosing box)"
-                   if not inside else
+                                                        self.x0[i:i + 1], tol=0.0)[0])
+            why = ("Marabou's point lies outside the ball (for l_2 it searched the enclosing "
+                   "box)" if not inside else
                    "Marabou's point satisfies the property on onnxruntime (a tie, rounding, or "
                    "a sufficient condition that is stronger than the property)")
             self.record(self.row(i, "unknown", "marabou", result.seconds,
