@@ -188,16 +188,9 @@ def train(
     torch.manual_seed(seed)
     try:
         net = build_model(model, dataset.input_dim, dataset.classes)
-        with torch.no_grad():
-            logits = net(torch.tensor(dataset.x_train[:2]))
     except ModelFileError as error:
         _user_error(str(error))
-    except Exception as exc:  # the user's network cannot take this data
-        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
-                    f"from --data {data}: {type(exc).__name__}: {exc}")
-    if tuple(logits.shape) != (2, dataset.classes):
-        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
-                    f"expected (2, {dataset.classes}) logits for --data {data}")
+    _check_fits(net, dataset, model, data)
     config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                          restarts=restarts, samples=samples, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
@@ -227,6 +220,20 @@ def train(
                       f"train {last['train_satisfied']:.3f} / test {last['test_satisfied']:.3f}")
     console.print(f"wrote {out / 'model.onnx'} (onnxruntime matches torch to {diff:.1e}), "
                   f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}")
+
+
+def _check_fits(net, dataset, model: Path, data: str) -> None:
+    """The network takes the data's flattened inputs and returns one logit per class."""
+    import torch
+    try:
+        with torch.no_grad():
+            logits = net(torch.tensor(dataset.x_train[:2]))
+    except Exception as exc:  # the user's network cannot take this data
+        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
+                    f"from --data {data}: {type(exc).__name__}: {exc}")
+    if tuple(logits.shape) != (2, dataset.classes):
+        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
+                    f"expected (2, {dataset.classes}) logits for --data {data}")
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -301,16 +308,7 @@ def evaluate(
         net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint)
     except (DataError, ModelError) as error:
         _user_error(str(error))
-    import torch
-    try:
-        with torch.no_grad():
-            logits = net(torch.tensor(dataset.x_test[:2]))
-    except Exception as exc:
-        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
-                    f"from --data {data}: {type(exc).__name__}: {exc}")
-    if tuple(logits.shape) != (2, dataset.classes):
-        _user_error(f"{model}: the network returns shape {tuple(logits.shape)}; expected "
-                    f"(2, {dataset.classes}) logits for --data {data}")
+    _check_fits(net, dataset, model, data)
     console = Console(highlight=False, soft_wrap=True)
     config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                         restarts=restarts, grid=grid, seed=seed, margins=margins,

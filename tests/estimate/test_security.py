@@ -1,7 +1,6 @@
 """Constraint security and accuracy: attacks derived from the property, checked violations."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
