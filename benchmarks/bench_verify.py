@@ -295,7 +295,7 @@ def part_a(helper: Helper, net, module, queries, ys, timeout, repeat, label) -> 
                 else:
                     answer = helper.solve(side, query, y, timeout)
                 st, sec, extra = answer
-                if side == "direct" and st != "error":
+                if side == "direct" and isinstance(extra, tuple):
                     d_solve.append(extra[0])
                     if extra[1] is not None:
                         d_point = np.asarray(extra[1])
@@ -459,7 +459,7 @@ def bench(name, model, data, epochs, points, eps_list, args, helper, workdir):
     sizes = "-".join(str(s) for s in [linear[0].in_features] + [lin.out_features for lin in
                                                                    linear])
     prop0 = specrob.load(CR_SPEC)["CR"]
-    x0, y, info = select_centres(prop0.centres, data, module, points)
+    x0, y, _ = select_centres(prop0.centres, data, module, points)
     x0 = x0.double()
     with torch.no_grad():
         fx0 = module(x0.float()).double().numpy()
@@ -500,6 +500,17 @@ def bench(name, model, data, epochs, points, eps_list, args, helper, workdir):
                     - st.count("sat"))
 
 
+def digits_net(data) -> nn.Module:
+    """examples/digits_mlp.py (64 -> 32 ReLU -> 10) with its logits clamped to [-100, 100]."""
+    return nn.Sequential(*build_model(ROOT / "examples" / "digits_mlp.py", data.input_dim,
+                                      data.classes), Clamp(-100.0, 100.0))
+
+
+def fashion_net(data) -> nn.Module:
+    """The seed-003 network (examples/fashion_mnist_net.py), clamp included."""
+    return build_model(ROOT / "examples" / "fashion_mnist_net.py", data.input_dim, data.classes)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=40, help="digits test points")
@@ -518,16 +529,13 @@ def main() -> None:
     from importlib.metadata import version
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), maraboupy "
           f"{version('maraboupy')}")
-    floats = lambda s: [float(v) for v in s.split(",") if v.strip()]  # noqa: E731
-    cases = [("digits", lambda d: nn.Sequential(*build_model(ROOT / "examples" / "digits_mlp.py",
-                                                             d.input_dim, d.classes),
-                                                Clamp(-100.0, 100.0)),
-              load_data("digits"), args.epochs_digits, args.points, floats(args.eps))]
+    floats = lambda s: [float(v) for v in s.split(",") if v.strip()]
+    cases = [("digits", digits_net, load_data("digits"), args.epochs_digits, args.points,
+              floats(args.eps))]
     try:
         fashion = load_data(args.fashion)
-        cases.append(("fashion-mnist", lambda d: build_model(
-            ROOT / "examples" / "fashion_mnist_net.py", d.input_dim, d.classes), fashion,
-            args.epochs_fashion, args.fashion_points, floats(args.fashion_eps)))
+        cases.append(("fashion-mnist", fashion_net, fashion, args.epochs_fashion,
+                      args.fashion_points, floats(args.fashion_eps)))
     except DataError:
         print("note: Fashion-MNIST is absent (apt-get install dataset-fashion-mnist): "
               "digits only")

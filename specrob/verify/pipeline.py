@@ -298,8 +298,38 @@ class Verifier:
                 rest.append(i)
         return rest
 
+    def split_lipschitz(self, i: int, query: q.Query) -> q.Query:
+        """For `norm(F(x) - F(x0), q) <= L * norm(x - x0, p)`: prove the box of radius gamma
+        around x0 where the network is affine (`local.py`), and leave Marabou the rest of the
+        ball, so that the tie at x = x0 is no longer an answer."""
+        from specrob.estimate.evaluation import lipschitz_shape
+        from specrob.logic.formulas import resolve_params
+        from specrob.verify import local
+        shape = lipschitz_shape(self.prop)
+        if shape is None or not isinstance(self.prop.body.left, ir.Norm) or \
+                self.prop.body.left.vector != ir.Arith("-", ir.Net(False), ir.Net(True)):
+            return query
+        L = resolve_params(self.prop, self.x0.shape[-1])[shape[0]]
+        x0 = query.region.centre
+        gamma = local.stable_radius(self.net, x0, query.region.low, query.region.high,
+                                    max(query.region.eps, 1e-12))
+        if gamma is None:
+            return query
+        bound = local.operator_norm_bound(local.jacobian(self.net, x0), shape[1],
+                                          self.prop.body.left.p)
+        if bound > L:
+            return query
+        n, m = x0.shape[0], query.classes
+        near = q.Atom(q.Affine(np.zeros((1, m)), np.zeros((1, n)), np.array([-gamma])),
+                      (q.NormTerm(1.0, q.Affine(np.zeros((n, m)), np.eye(n), -x0), math.inf),),
+                      "<")
+        return q.Query(q.Or((query.body, near)), query.region, m, query.sufficient,
+                       f"proved on the l_inf box of radius {gamma:.3g} around x0 (affine there, "
+                       f"||J|| <= {bound:.3g} <= L); Marabou on the rest")
+
     def marabou_stage(self, todo: list[int], queries: dict[int, q.Query]) -> None:
         start = time.perf_counter()
+        queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
         jobs = [(self.net, queries[i], self.config.timeout) for i in todo]
         if self.config.workers > 1:
             import multiprocessing
