@@ -26,7 +26,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 import specrob  # noqa: E402
 from specrob.data import DataError, load_data  # noqa: E402
@@ -34,24 +33,15 @@ from specrob.estimate.security import security_curve  # noqa: E402
 from specrob.logic import CompiledProperty  # noqa: E402
 from specrob.search import PGD  # noqa: E402
 from specrob.train.model_file import build_model  # noqa: E402
+from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 EPS = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1]
 
 
-def train_quickly(model_file: Path, data, epochs: int, batch: int = 64) -> torch.nn.Module:
+def train_model(model_file: Path, data, epochs: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    net = build_model(model_file, data.input_dim, data.classes)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
-    for _ in range(epochs):
-        order = torch.randperm(len(y))
-        for i in range(0, len(y), batch):
-            idx = order[i:i + batch]
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
+    return train_quickly(build_model(model_file, data.input_dim, data.classes), data, epochs)
 
 
 def hand_pgd(net, x0, y, eps, steps):
@@ -135,9 +125,7 @@ def main() -> None:
         print("Fashion-MNIST absent (apt-get install dataset-fashion-mnist): digits only")
     for name, model_file, epochs in cases:
         data = load_data(name)
-        net = train_quickly(model_file, data, epochs)
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net = train_model(model_file, data, epochs)
         print(f"{name}: {model_file.name}, {epochs} epoch(s) of plain training")
         x = torch.tensor(data.x_test[:args.batch])
         y = torch.tensor(data.y_test[:args.batch])

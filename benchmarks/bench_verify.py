@@ -67,7 +67,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import specrob  # noqa: E402
@@ -82,6 +81,8 @@ from specrob.verify.pipeline import Verifier, VerifyConfig, bounds_stage  # noqa
 
 ROOT = Path(__file__).resolve().parent.parent
 CR_SPEC = ROOT / "specs" / "cr.rspec"
+from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
+
 METHODS = ("ibp", "crown", "alpha-crown")
 TOL = 1e-6
 SIDES = ("specrob", "in-proc", "its-solve", "direct")
@@ -96,22 +97,6 @@ class Clamp(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.clamp(z, self.low, self.high)
-
-
-def train_quickly(net: nn.Module, data, epochs: int, batch: int = 64) -> nn.Module:
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
-    for _ in range(epochs):
-        order = torch.randperm(len(y))
-        for i in range(0, len(y), batch):
-            idx = order[i:i + batch]
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
 
 
 def issue(text: str) -> None:
