@@ -81,6 +81,7 @@ from specrob.verify.pipeline import Verifier, VerifyConfig, bounds_stage  # noqa
 
 ROOT = Path(__file__).resolve().parent.parent
 CR_SPEC = ROOT / "specs" / "cr.rspec"
+from specrob.train.model_file import load_module  # noqa: E402
 from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -90,13 +91,8 @@ DECIDED = ("sat", "unsat")
 ISSUES: list[str] = []
 
 
-class Clamp(nn.Module):
-    def __init__(self, low: float, high: float):
-        super().__init__()
-        self.low, self.high = low, high
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(z, self.low, self.high)
+# the clamp layer of the seed-003 network, from the example model file
+Clamp = load_module(ROOT / "examples" / "fashion_mnist_net.py").Clamp
 
 
 def issue(text: str) -> None:

@@ -36,6 +36,19 @@ def to_onnx(net: nn.Module, inputs: int, path) -> tuple:
     return load_onnx_checked(path)
 
 
+def setup(tmp_path, prop_text: str, *, count: int, seed: int = 3, clamp: bool = False,
+          inputs: int = 2, x_seed: int = 1):
+    """A small network as ONNX, a property and `count` random centres labelled by the network."""
+    net = small_net(inputs, seed=seed, clamp=clamp)
+    ir_net, module = to_onnx(net, inputs, tmp_path / "net.onnx")
+    prop = specrob.loads(f"property P = {prop_text}\n")["P"]
+    x0 = torch.rand(count, inputs, generator=torch.Generator().manual_seed(x_seed),
+                    dtype=torch.float64)
+    with torch.no_grad():
+        y = module(x0.float()).argmax(-1)
+    return prop, ir_net, module, x0, y
+
+
 def grid_violations(module, compiled, x0, y, per_axis=161):
     """Exhaustive search: does any point of a dense grid of the ball (plus its vertices),
     clipped to the box, violate the property?"""
@@ -68,13 +81,8 @@ CASES = [  # (property, inputs, clamp)
 
 @pytest.mark.parametrize("prop_text,inputs,clamp", CASES)
 def test_verdicts_agree_with_exhaustive_search(tmp_path, prop_text, inputs, clamp):
-    net = small_net(inputs, seed=3, clamp=clamp)
-    ir_net, module = to_onnx(net, inputs, tmp_path / "net.onnx")
-    prop = specrob.loads(f"property P = {prop_text}\n")["P"]
-    gen = torch.Generator().manual_seed(1)
-    x0 = torch.rand(25, inputs, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        y = module(x0.float()).argmax(-1)
+    prop, ir_net, module, x0, y = setup(tmp_path, prop_text, count=25, clamp=clamp,
+                                        inputs=inputs)
     v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
                  VerifyConfig(timeout=30), out=tmp_path / "out")
     v.resume()
@@ -101,12 +109,8 @@ def test_lipschitz_properties_are_verified_soundly_despite_the_tie_at_the_centre
     """LR holds with equality at x = x0, which Marabou's non-strict negation would return;
     the box around x0 where the network is affine is proved from its Jacobian instead, and
     Marabou searches the rest of the ball."""
-    net = small_net(2, seed=3, clamp=False)
-    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
-    prop = specrob.loads(f"property P = LR(eps = 0.05, L = {L})\n")["P"]
-    x0 = torch.rand(6, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    with torch.no_grad():
-        y = module(x0.float()).argmax(-1)
+    prop, ir_net, module, x0, y = setup(tmp_path, f"LR(eps = 0.05, L = {L})", count=6, seed=3,
+                                        clamp=False, inputs=2, x_seed=1)
     v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
                  VerifyConfig(timeout=10), out=None)
     truth = grid_violations(module, v.compiled, x0, y)
@@ -119,12 +123,8 @@ def test_lipschitz_properties_are_verified_soundly_despite_the_tie_at_the_centre
 
 
 def test_bounds_and_marabou_agree_where_both_decide(tmp_path):
-    net = small_net(2, seed=5, clamp=True)
-    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
-    prop = specrob.loads("property P = CR(eps = 0.03)\n")["P"]
-    x0 = torch.rand(30, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    with torch.no_grad():
-        y = module(x0.float()).argmax(-1)
+    prop, ir_net, module, x0, y = setup(tmp_path, "CR(eps = 0.03)", count=30, seed=5,
+                                        clamp=True, inputs=2, x_seed=2)
     verdicts = {}
     for backend in ("bounds", "marabou"):
         v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
@@ -139,12 +139,8 @@ def test_bounds_and_marabou_agree_where_both_decide(tmp_path):
 
 
 def test_results_stream_to_jsonl_and_a_rerun_skips_finished_points(tmp_path):
-    net = small_net(2, seed=3, clamp=False)
-    ir_net, module = to_onnx(net, 2, tmp_path / "net.onnx")
-    prop = specrob.loads("property P = CR(eps = 0.05)\n")["P"]
-    x0 = torch.rand(12, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    with torch.no_grad():
-        y = module(x0.float()).argmax(-1)
+    prop, ir_net, module, x0, y = setup(tmp_path, "CR(eps = 0.05)", count=12, seed=3,
+                                        clamp=False, inputs=2, x_seed=4)
     out = tmp_path / "out"
     first = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0[:6], y[:6],
                      VerifyConfig(), out=out)
