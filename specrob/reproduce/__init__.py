@@ -1,0 +1,22 @@
+"""Reproductions of the seed papers' experiments: `specrob reproduce <paper>`.
+
+One module per paper, each with `run(options: Options, command: str) -> Path` (the page it
+wrote); add a paper by adding a module and a line to `PAPERS`. `common` holds what they share.
+"""
+from __future__ import annotations
+
+import importlib
+
+PAPERS: dict[str, str] = {
+    "casadio": "Casadio et al. 2022, seed 003: constraint-driven training and evaluation",
+    "shaham": "Shaham et al. 2015, seed 002: robust optimisation (l_1, l_2, l_inf)",
+    "tibo": "Tibo et al., seeds 000/001: co-training with an adversarial generator, margins",
+    "lassance": "Lassance et al., seed 004: local Lipschitz robustness alpha_lim(r)",
+}
+
+
+def paper_module(name: str):
+    """The module that reproduces paper `name` (one of PAPERS)."""
+    if name not in PAPERS:
+        raise KeyError(name)
+    return importlib.import_module(f"specrob.reproduce.{name}")

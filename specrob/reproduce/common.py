@@ -1,0 +1,274 @@
+"""What every paper reproduction shares: data with the Fashion-MNIST fallback, training with
+resume, cached stages, figures, and the results page with the paper's claims checked.
+
+A run writes `<out>/<paper>.md` (the page), `<out>/<paper>.json` (every number on it) and
+`<out>/<paper>/*.png`; trained networks and finished stages live in `<work>` so an interrupted
+run resumes where it stopped (the same command again).
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from specrob.data import DataError, Dataset, load_data
+
+FASHION_HINT = ("Fashion-MNIST is not installed: `sudo apt-get install dataset-fashion-mnist` "
+                "puts it in /usr/share/datasets/fashion-mnist (or pass --data fashion-mnist:DIR "
+                "with the four IDX files, or --data digits to run on scikit-learn's digits)")
+
+
+class ReproduceError(Exception):
+    """A reproduction that cannot run; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a reproduction (the `specrob reproduce` options)."""
+
+    smoke: bool = False           # a tiny budget that only checks the script end to end
+    out: Path = Path("docs/results")
+    work: Path = Path("runs/reproduce")
+    data: str | None = None       # None: the paper's dataset (smoke: fall back to digits)
+    seed: int = 0
+    progress: bool = True
+    fresh: bool = False           # forget trained networks and finished stages
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One statement of the paper, checked against our numbers."""
+
+    text: str
+    holds: bool
+    ours: str  # the numbers that decide it
+
+    def as_dict(self) -> dict:
+        return {"claim": self.text, "holds": self.holds, "ours": self.ours}
+
+
+@dataclass
+class Run:
+    """One paper's run: its data, networks, stages, figures and page."""
+
+    paper: str            # short name: the page is <out>/<paper>.md
+    title: str
+    options: Options
+    command: str          # the exact command that produced the page
+    results: dict = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.started = time.perf_counter()
+        self.work = self.options.work / self.paper / ("smoke" if self.options.smoke else "full")
+        if self.options.fresh and self.work.exists():
+            import shutil
+            shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.figures = self.options.out / self.paper
+        self.figures.mkdir(parents=True, exist_ok=True)
+        self.notes: list[str] = []
+
+    # --- messages -------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.options.progress:
+            from rich.console import Console
+            Console(stderr=True, highlight=False).print(f"[dim]{self.paper}:[/dim] {message}")
+
+    def note(self, message: str) -> None:
+        """A remark for the page (a fallback, a budget cut) and the log."""
+        self.notes.append(message)
+        self.log(message)
+
+    # --- data -----------------------------------------------------------------------------
+    def dataset(self, preferred: str = "fashion-mnist", *, train: int | None = None,
+                test: int | None = None) -> Dataset:
+        """The paper's data, or --data. Without Fashion-MNIST the smoke mode falls back to
+        digits (saying so); a full run stops with the install command."""
+        spec = self.options.data or preferred
+        try:
+            data = load_data(spec)
+        except DataError as error:
+            if self.options.data is not None or not self.options.smoke:
+                hint = f"\n{FASHION_HINT}" if spec.startswith("fashion") else ""
+                raise ReproduceError(f"{error}{hint}") from None
+            self.note(f"{FASHION_HINT}; smoke mode falls back to digits")
+            data = load_data("digits")
+        return shrink(data, train, test)
+
+    # --- networks -------------------------------------------------------------------------
+    def train(self, name: str, model: nn.Module, prop, data: Dataset, config) -> nn.Module:
+        """Train (or resume, or reload when finished) `model` under a regime; checkpoints go to
+        <work>/<name>. Records the per-epoch metrics in results['training'][name]."""
+        from specrob.train.trainer import Trainer
+        trainer = Trainer(model, prop, data, config, out=self.work / name,
+                          progress=self.options.progress)
+        resumed = trainer.resume()
+        if resumed and trainer.epoch >= config.epochs:
+            self.log(f"{name}: trained ({trainer.epoch} epochs, from {self.work / name})")
+        else:
+            self.log(f"{name}: training {config.epochs} epochs ({config.regime})")
+            start = time.perf_counter()
+            trainer.fit()
+            self.seconds[f"train {name}"] = round(time.perf_counter() - start, 1)
+        self.results.setdefault("training", {})[name] = trainer.metrics
+        model.eval()
+        return model
+
+    def stage(self, name: str, compute: Callable[[], dict]) -> dict:
+        """A finished stage's JSON from <work>/stages, or compute and store it."""
+        path = self.work / "stages" / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        start = time.perf_counter()
+        value = compute()
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=1))
+        return value
+
+    # --- the page -------------------------------------------------------------------------
+    def figure(self, name: str) -> tuple[Path, str]:
+        """The PNG's path and its link relative to the page."""
+        return self.figures / f"{name}.png", f"{self.paper}/{name}.png"
+
+    def section(self, markdown: str) -> None:
+        self.sections.append(markdown.strip())
+
+    def claim(self, text: str, holds: bool, ours: str) -> None:
+        self.claims.append(Claim(text, bool(holds), ours))
+
+    def finish(self, *, paper_ref: str, budget: str, summary: str) -> Path:
+        """Write <out>/<paper>.md and <out>/<paper>.json."""
+        total = time.perf_counter() - self.started
+        out = self.options.out
+        out.mkdir(parents=True, exist_ok=True)
+        agreed = sum(c.holds for c in self.claims)
+        lines = [f"# {self.title}", "", paper_ref, "",
+                 "Produced by", "", "```", self.command, "```", "",
+                 f"Budget: {budget}", "",
+                 f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+                 f"torch {torch.__version__}; this run took {total / 60:.1f} min "
+                 f"(stages finished by an earlier run of the same command are reused).", ""]
+        if self.options.smoke:
+            lines += ["**Smoke run**: a tiny budget that only checks the script end to end; "
+                      "the numbers mean nothing.", ""]
+        lines += [f"- {n}" for n in self.notes] + ([""] if self.notes else [])
+        lines += ["## Summary", "", summary.strip(), "",
+                  f"The paper's claims below: {agreed} of {len(self.claims)} hold in our run.", ""]
+        for body in self.sections:
+            lines += [body, ""]
+        lines += ["## The paper's claims, checked", "",
+                  table(["claim (paper)", "ours", "holds here"],
+                        [[c.text, c.ours, "yes" if c.holds else "**no**"] for c in self.claims]),
+                  ""]
+        page = out / f"{self.paper}.md"
+        page.write_text("\n".join(lines))
+        record = {"paper": self.paper, "command": self.command, "smoke": self.options.smoke,
+                  "minutes": round(total / 60, 2), "seconds": self.seconds, "notes": self.notes,
+                  "claims": [c.as_dict() for c in self.claims], **self.results}
+        (out / f"{self.paper}.json").write_text(json.dumps(record, indent=1, default=_jsonable))
+        self.log(f"wrote {page} ({total / 60:.1f} min)")
+        return page
+
+
+def shrink(data: Dataset, train: int | None, test: int | None) -> Dataset:
+    """The first `train` / `test` points of each split (None: all)."""
+    if train is None and test is None:
+        return data
+    return Dataset(data.name, data.x_train[:train], data.y_train[:train],
+                   data.x_test[:test], data.y_test[:test], data.shape, data.classes)
+
+
+def tensors(data: Dataset, split: str, count: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a split as float32 / int64 tensors, the first `count` points."""
+    x = getattr(data, f"x_{split}")[:count]
+    y = getattr(data, f"y_{split}")[:count]
+    return torch.tensor(np.asarray(x), dtype=torch.float32), torch.tensor(np.asarray(y),
+                                                                          dtype=torch.long)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    with torch.no_grad():
+        right = sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
+                    for i in range(0, len(y), batch))
+    return right / max(len(y), 1)
+
+
+# --- markdown ---------------------------------------------------------------------------
+def table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub markdown table."""
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    out = ["| " + " | ".join(cell(h) for h in headers) + " |",
+           "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage ('—' for missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * value:.{digits}f}"
+
+
+def pct_ci(estimate: dict, digits: int = 1) -> str:
+    """An Estimate's dict as 'v [lo, hi]' in percent."""
+    return (f"{pct(estimate['value'], digits)} [{pct(estimate['low'], digits)}, "
+            f"{pct(estimate['high'], digits)}]")
+
+
+# --- figures ----------------------------------------------------------------------------
+def plot_curves(path: Path, x: Sequence[float], series: dict[str, Sequence[float]], *,
+                xlabel: str, ylabel: str, title: str,
+                bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                logy: bool = False, ylim: tuple[float, float] | None = None,
+                xs: dict[str, Sequence[float]] | None = None) -> None:
+    """One line per series (with an optional confidence band), saved as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    styles = ["-", "--", "-.", ":"]
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=110)
+    for k, (label, ys) in enumerate(series.items()):
+        xx = (xs or {}).get(label, x)
+        ax.plot(xx, ys, styles[k % len(styles)], marker="o", markersize=3, label=label)
+        if bands and label in bands:
+            lo, hi = bands[label]
+            ax.fill_between(xx, lo, hi, alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if logy:
+        ax.set_yscale("log")
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    raise TypeError(f"not JSON: {type(value)}")
