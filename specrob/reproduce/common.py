@@ -103,7 +103,8 @@ class Run:
                 hint = f"\n{FASHION_HINT}" if spec.startswith("fashion") else ""
                 raise ReproduceError(f"{error}{hint}") from None
             self.note(f"{FASHION_HINT}; smoke mode falls back to digits")
-            data = load_data("digits")
+            spec, data = "digits", load_data("digits")
+        self.data_spec = spec  # what `specrob verify --data` needs to find the same points
         return shrink(data, train, test)
 
     # --- networks -------------------------------------------------------------------------

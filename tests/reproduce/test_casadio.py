@@ -1,0 +1,72 @@
+"""`specrob reproduce casadio`: seed 003's regimes, security curves, Table 2 and verification."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import specrob
+from specrob.cli import app
+from specrob.reproduce import casadio
+from specrob.reproduce.common import Options
+
+
+def test_the_spec_carries_the_papers_parameters():
+    spec = specrob.loads(casadio.SPEC)
+    assert spec["SR_paper"].value("eps") == 0.1 and spec["SR_paper"].value("delta") == 10
+    assert spec["SCR_paper"].value("eta") == 0.52 and spec["LR_paper"].value("L") == 10
+    assert all(spec[name].ball.p == float("inf") for name in casadio.NOTIONS.values())
+
+
+def test_the_network_is_the_papers_784_100_10_with_clamped_outputs():
+    net = casadio.build_net(784, 10)
+    assert [tuple(p.shape) for p in net.parameters()] == [(100, 784), (100,), (10, 100), (10,)]
+    with torch.no_grad():
+        net[2].bias.fill_(1e4)
+        assert net(torch.rand(3, 784)).max() == 100.0
+
+
+def test_every_regime_of_table_2_has_the_papers_number():
+    assert set(casadio.PAPER_TABLE2) == {name for name, *_ in casadio.REGIMES}
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_the_page_figures_and_numbers_and_resumes(tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "casadio", "--smoke", "--quiet", "--out",
+                                      str(tmp_path / "out"), "--work", str(tmp_path / "work")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "casadio.md").read_text()
+    assert "specrob reproduce casadio --smoke" in text
+    for heading in ("## Table 2", "## Constraint security", "## Constraint accuracy",
+                    "## Constraint satisfaction", "## The paper's claims, checked"):
+        assert heading in text
+    assert "88.2" in text and "85.1" in text  # the paper's Table 2 beside ours
+    figures = sorted((tmp_path / "out" / "casadio").glob("*.png"))
+    assert len(figures) == len(casadio.FIGURES)
+    assert all(f.stat().st_size > 1000 and f"casadio/{f.name}" in text for f in figures)
+
+    record = json.loads((tmp_path / "out" / "casadio.json").read_text())
+    assert set(record["clean_accuracy"]) == set(casadio.LABEL)
+    assert all(0.0 <= a <= 1.0 for a in record["clean_accuracy"].values())
+    for curves in record["security"].values():
+        for notion, rows in curves.items():
+            values = [r["security"]["value"] for r in rows]
+            assert [r["eps"] for r in rows] == list(casadio.EPS)
+            assert values == sorted(values, reverse=True)  # balls grow: never more secure
+            if notion in ("SR", "LR"):  # x = x0 satisfies both: nothing to find at eps 0
+                assert values[0] == 1.0
+    for verdicts in record["constraint_satisfaction"].values():
+        for v in verdicts.values():
+            assert v["verified"] + v["falsified"] + v["unknown"] == v["points"] > 0
+    assert len(record["claims"]) >= 8
+
+    start = time.perf_counter()  # the same command again: every stage is reused
+    options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
+    casadio.run(options, "specrob reproduce casadio --smoke")
+    assert time.perf_counter() - start < 20
+    again = json.loads((tmp_path / "out" / "casadio.json").read_text())
+    assert again["clean_accuracy"] == record["clean_accuracy"]
+    assert again["security"] == record["security"]

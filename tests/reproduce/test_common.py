@@ -1,0 +1,107 @@
+"""The shared machinery of `specrob reproduce`: data fallback, cached stages, the page."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import specrob.data
+from specrob.cli import app
+from specrob.reproduce.common import (Options, ReproduceError, Run, pct, pct_ci, plot_curves,
+                                      shrink, table)
+
+
+@pytest.fixture
+def no_fashion(monkeypatch, tmp_path):
+    """Pretend the Debian Fashion-MNIST package is not installed."""
+    monkeypatch.setattr(specrob.data, "FASHION_MNIST_DIR", tmp_path / "absent")
+
+
+def make_run(tmp_path, **options) -> Run:
+    opts = Options(out=tmp_path / "out", work=tmp_path / "work", progress=False, **options)
+    return Run("paper", "A paper", opts, "specrob reproduce paper")
+
+
+def test_a_table_is_github_markdown_and_escapes_pipes():
+    assert table(["a", "b"], [[1, "x|y"]]).splitlines() == ["| a | b |", "|---|---|",
+                                                            "| 1 | x\\|y |"]
+
+
+def test_percentages_round_and_show_missing_values_as_a_dash():
+    assert pct(0.8766) == "87.7"
+    assert pct(None) == "—"
+    assert pct_ci({"value": 0.5, "low": 0.4, "high": 0.6}) == "50.0 [40.0, 60.0]"
+
+
+def test_smoke_mode_falls_back_to_digits_and_says_how_to_install_fashion(tmp_path, no_fashion):
+    run = make_run(tmp_path, smoke=True)
+    data = run.dataset("fashion-mnist", train=50, test=20)
+    assert data.name == "digits" and data.train_size == 50 and data.test_size == 20
+    assert run.data_spec == "digits"
+    assert any("apt-get install dataset-fashion-mnist" in n for n in run.notes)
+
+
+def test_a_full_run_without_fashion_stops_with_the_install_command(tmp_path, no_fashion):
+    with pytest.raises(ReproduceError, match="apt-get install dataset-fashion-mnist"):
+        make_run(tmp_path).dataset("fashion-mnist")
+
+
+def test_an_explicit_data_option_is_used_and_never_replaced(tmp_path):
+    run = make_run(tmp_path, data="digits")
+    assert run.dataset("fashion-mnist").name == "digits"
+    with pytest.raises(ReproduceError, match="nope"):
+        make_run(tmp_path, data="nope.npz", smoke=True).dataset("fashion-mnist")
+
+
+def test_shrink_keeps_the_first_points_of_each_split():
+    data = specrob.data.load_data("digits")
+    small = shrink(data, 10, 5)
+    assert (small.x_train == data.x_train[:10]).all() and (small.y_test == data.y_test[:5]).all()
+    assert shrink(data, None, None) is data
+
+
+def test_a_finished_stage_is_read_back_instead_of_recomputed(tmp_path):
+    calls = []
+    compute = lambda: calls.append(1) or {"value": 3}  # noqa: E731
+    assert make_run(tmp_path).stage("s", compute) == {"value": 3}
+    assert make_run(tmp_path).stage("s", compute) == {"value": 3}
+    assert len(calls) == 1
+    fresh = make_run(tmp_path, fresh=True)
+    fresh.stage("s", compute)
+    assert len(calls) == 2
+
+
+def test_finish_writes_the_page_and_its_numbers(tmp_path):
+    run = make_run(tmp_path)
+    run.results["accuracy"] = 0.9
+    run.section("## Table 1\n\n" + table(["net", "acc"], [["a", "90.0"]]))
+    run.claim("accuracy is high", True, "90%")
+    run.claim("robustness is high", False, "10%")
+    page = run.finish(paper_ref="Ref.", budget="1 epoch", summary="Honest.")
+    text = page.read_text()
+    assert "specrob reproduce paper" in text and "## Table 1" in text
+    assert "1 of 2 hold" in text and "**no**" in text
+    record = json.loads((tmp_path / "out" / "paper.json").read_text())
+    assert record["accuracy"] == 0.9 and [c["holds"] for c in record["claims"]] == [True, False]
+
+
+def test_curves_are_saved_as_png(tmp_path):
+    path = tmp_path / "f.png"
+    plot_curves(path, [0, 1], {"a": [1, 0.5], "b": [1, 0.2]}, bands={"a": ([0.9, 0.4], [1, 0.6])},
+                xlabel="eps", ylabel="security", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_cli_names_the_papers_for_an_unknown_one():
+    result = CliRunner().invoke(app, ["reproduce", "casadi"])
+    assert result.exit_code == 2
+    assert "did you mean 'casadio'" in result.output and "lassance" in result.output
+
+
+def test_the_cli_turns_a_missing_dataset_into_a_clear_error(tmp_path, no_fashion):
+    result = CliRunner().invoke(app, ["reproduce", "casadio", "--work", str(tmp_path),
+                                      "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 2
+    assert "apt-get install dataset-fashion-mnist" in result.output
+    assert "Traceback" not in result.output
