@@ -126,9 +126,18 @@ def project_l1(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
 
 
 def ascent_step(grad: torch.Tensor, p: float, size: float | torch.Tensor,
-                coordinates: int = 1) -> torch.Tensor:
+                coordinates: int = 1, *, x: torch.Tensor | None = None,
+                low: float | None = None, high: float | None = None) -> torch.Tensor:
     """The steepest-ascent step of the given size for a norm (Shaham et al., §4.1): the sign
-    for l_inf, the normalised gradient for l_2, the largest-magnitude coordinates for l_1."""
+    for l_inf, the normalised gradient for l_2, the largest-magnitude coordinates for l_1.
+
+    With the current point `x` and the domain box [low, high], coordinates already on a face
+    of the box that the gradient pushes outward are left out: the steepest ascent within ball
+    ∩ box (the box would clamp them back). This matters for l_1, whose single coordinate would
+    otherwise often be a saturated pixel and the step a no-op."""
+    if x is not None and low is not None and high is not None:
+        blocked = ((x >= high) & (grad > 0)) | ((x <= low) & (grad < 0))
+        grad = grad.masked_fill(blocked, 0.0)
     if p == math.inf:
         return size * grad.sign()
     if p == 2:

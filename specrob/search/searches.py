@@ -71,7 +71,8 @@ class PGD(Search):
             best_x = torch.where(better.unsqueeze(-1), x, best_x)
             best_v = torch.where(better, value, best_v)
             if step < self.steps:
-                x = project(x + ascent_step(grad, reg.p, alpha, self.l1_coordinates))
+                x = project(x + ascent_step(grad, reg.p, alpha, self.l1_coordinates, x=x,
+                                            low=reg.low, high=reg.high))
         return _worst_over_restarts(best_x, best_v, batch)
 
 

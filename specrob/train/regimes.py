@@ -118,7 +118,8 @@ class Augmentation(Regime):
                 loss = F.cross_entropy(model(starts), y.repeat(extra), reduction="sum")
                 (grad,) = torch.autograd.grad(loss, starts)
             big = region.repeat(extra)
-            step = ascent_step(grad, region.p, big.radius(starts))
+            step = ascent_step(grad, region.p, big.radius(starts), x=starts.detach(),
+                               low=region.low, high=region.high)
             points = big.project(starts.detach() + step, x.repeat(extra, 1))
         inputs = torch.cat([x, points.detach()])
         ce = F.cross_entropy(model(inputs), y.repeat(extra + 1))

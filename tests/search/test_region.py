@@ -78,3 +78,14 @@ def test_steepest_ascent_steps():
     assert torch.equal(ascent_step(g, math.inf, 0.1), 0.1 * g.sign())
     assert ascent_step(g, 2, 1.0).norm() == pytest.approx(1.0)
     assert torch.equal(ascent_step(g, 1, 0.3), torch.tensor([[0.0, -0.3, 0.0]]))
+
+
+def test_steepest_ascent_in_the_box_skips_coordinates_the_box_would_clamp_back():
+    g = torch.tensor([[0.5, -2.0, 1.0]])
+    x = torch.tensor([[0.3, 0.0, 1.0]])  # the largest |g| pushes x_2 below 0, x_3 above 1
+    assert torch.equal(ascent_step(g, 1, 0.3, x=x, low=0.0, high=1.0),
+                       torch.tensor([[0.3, 0.0, 0.0]]))
+    assert torch.equal(ascent_step(g, math.inf, 0.1, x=x, low=0.0, high=1.0),
+                       torch.tensor([[0.1, 0.0, 0.0]]))
+    step = ascent_step(g, 2, 1.0, x=x, low=0.0, high=1.0)  # all of the length goes to x_1
+    assert torch.allclose(step, torch.tensor([[1.0, 0.0, 0.0]]))
