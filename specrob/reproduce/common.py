@@ -78,6 +78,24 @@ class Run:
         self.figures = self.options.out / self.paper
         self.figures.mkdir(parents=True, exist_ok=True)
         self.notes: list[str] = []
+        self.data_spec = self.options.data or ""
+
+    def settings(self, **values) -> None:
+        """Declare what the cached networks and stages depend on (the data, the budget). When
+        a value differs from the one <work> was made with, the cache is discarded: a rerun
+        never mixes results of other settings."""
+        path = self.work / "settings.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        values = json.loads(json.dumps(values, default=str))
+        changed = sorted(k for k, v in values.items() if k in stored and stored[k] != v)
+        if changed:
+            import shutil
+            shutil.rmtree(self.work)
+            self.work.mkdir(parents=True)
+            stored = {}
+            self.note(f"the {', '.join(changed)} changed since the last run in {self.work}: "
+                      f"everything is recomputed")
+        path.write_text(json.dumps({**stored, **values}, indent=1, sort_keys=True))
 
     # --- messages -------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -105,16 +123,22 @@ class Run:
             self.note(f"{FASHION_HINT}; smoke mode falls back to digits")
             spec, data = "digits", load_data("digits")
         self.data_spec = spec  # what `specrob verify --data` needs to find the same points
-        return shrink(data, train, test)
+        data = shrink(data, train, test)
+        self.settings(data={"name": data.name, "train": data.train_size, "test": data.test_size,
+                            "seed": self.options.seed})
+        return data
 
     # --- networks -------------------------------------------------------------------------
     def train(self, name: str, model: nn.Module, prop, data: Dataset, config) -> nn.Module:
         """Train (or resume, or reload when finished) `model` under a regime; checkpoints go to
         <work>/<name>. Records the per-epoch metrics in results['training'][name]."""
-        from specrob.train.trainer import Trainer
-        trainer = Trainer(model, prop, data, config, out=self.work / name,
-                          progress=self.options.progress)
-        resumed = trainer.resume()
+        from specrob.train.trainer import Trainer, TrainError
+        try:
+            trainer = Trainer(model, prop, data, config, out=self.work / name,
+                              progress=self.options.progress)
+            resumed = trainer.resume()
+        except TrainError as error:
+            raise ReproduceError(f"{error} (or rerun with --fresh)") from None
         if resumed and trainer.epoch >= config.epochs:
             self.log(f"{name}: trained ({trainer.epoch} epochs, from {self.work / name})")
         else:

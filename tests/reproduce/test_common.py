@@ -105,3 +105,23 @@ def test_the_cli_turns_a_missing_dataset_into_a_clear_error(tmp_path, no_fashion
     assert result.exit_code == 2
     assert "apt-get install dataset-fashion-mnist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cached_work_of_other_settings_is_discarded_not_mixed_in(tmp_path):
+    run = make_run(tmp_path)
+    run.settings(budget={"epochs": 1})
+    run.stage("s", lambda: {"value": 1})
+    again = make_run(tmp_path)
+    again.settings(budget={"epochs": 1})  # same settings: the stage is reused
+    assert again.stage("s", lambda: {"value": 2}) == {"value": 1}
+    other = make_run(tmp_path)
+    other.settings(budget={"epochs": 2})
+    assert other.stage("s", lambda: {"value": 2}) == {"value": 2}
+    assert any("budget changed" in n for n in other.notes)
+
+
+def test_the_data_a_run_used_is_part_of_its_settings(tmp_path):
+    make_run(tmp_path).dataset("digits", train=100)
+    run = make_run(tmp_path)
+    run.dataset("digits", train=200)
+    assert any("data changed" in n for n in run.notes)
