@@ -1,0 +1,154 @@
+"""`specrob reproduce shaham`: the steepest-ascent steps, the convnet, and the smoke run end to
+end (page, figures, JSON, cached rerun)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from specrob.reproduce.common import Options, ReproduceError
+from specrob.reproduce.shaham import (
+    NETS,
+    PAPER_TABLE1,
+    SETS,
+    ShahamNet,
+    adversarial_set,
+    ce_gradient,
+    clearly_above,
+    fgsm_accuracy,
+    run,
+    steepest_step,
+)
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+def test_steepest_step_linf_is_the_sign_step_clamped():
+    x = torch.tensor([[0.0, 0.5, 1.0, 0.95]])
+    g = torch.tensor([[-1.0, 2.0, 3.0, 0.5]])
+    out = steepest_step(x, g, math.inf, 0.1)
+    assert torch.allclose(out, torch.tensor([[0.0, 0.6, 1.0, 1.0]]))
+
+
+def test_steepest_step_l2_has_the_radius_as_length():
+    x = torch.full((2, 4), 0.5)
+    g = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    out = steepest_step(x, g, 2.0, 0.25)
+    assert torch.allclose(out[0] - x[0], torch.tensor([0.15, 0.2, 0.0, 0.0]))
+    assert torch.equal(out[1], x[1])  # a zero gradient gives no step, not NaN
+
+
+def test_steepest_step_l1_moves_one_pixel_that_can_move():
+    # the largest |g| (index 0) points out of the box: the next one (index 2) moves instead
+    x = torch.tensor([[1.0, 0.5, 0.2, 0.5]])
+    g = torch.tensor([[5.0, 0.1, -2.0, 1.0]])
+    out = steepest_step(x, g, 1.0, 1.0)
+    assert torch.allclose(out, torch.tensor([[1.0, 0.5, 0.0, 0.5]]))
+    assert int((out != x).sum()) == 1
+
+
+def test_steepest_step_first_order_gain_is_largest_in_its_ball():
+    """The step maximises <g, Δ> over the ball: no random point of the ball does better."""
+    torch.manual_seed(0)
+    x, g = torch.full((1, 16), 0.5), torch.randn(1, 16)
+    for p, r in ((math.inf, 0.1), (2.0, 0.3), (1.0, 0.4)):
+        best = ((steepest_step(x, g, p, r) - x) * g).sum()
+        d = torch.randn(500, 16)
+        norm = d.abs().amax(-1) if p == math.inf else d.norm(p=p, dim=-1)
+        gains = (r * d / norm[:, None] * g).sum(-1)
+        assert best >= gains.max() - 1e-6
+
+
+def test_ce_gradient_matches_autograd_per_point_and_keeps_weights_clean():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3))
+    x, y = torch.rand(7, 5), torch.randint(0, 3, (7,))
+    g = ce_gradient(model, x, y, batch=3)
+    assert all(p.grad is None for p in model.parameters())
+    x1 = x[4:5].clone().requires_grad_(True)
+    nn.functional.cross_entropy(model(x1), y[4:5]).backward()
+    assert torch.allclose(g[4], x1.grad[0], atol=1e-6)
+
+
+def test_shaham_net_builds_for_digits_and_mnist_sizes():
+    for n in (64, 784):
+        net = ShahamNet(n, channels=(4, 8), hidden=16)
+        assert net(torch.rand(3, n)).shape == (3, 10)
+    with pytest.raises(ReproduceError):
+        ShahamNet(10)
+
+
+def test_adversarial_set_fools_the_model_from_correct_points_only():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    x, y = torch.rand(200, 6), torch.randint(0, 3, (200,))
+    A = adversarial_set(model, x, y)
+    assert set(A) == {s.name for s in SETS}
+    for part in A.values():
+        with torch.no_grad():
+            assert (model(x[part["index"]]).argmax(-1) == part["y"]).all()  # correct before
+            assert (model(part["x"]).argmax(-1) != part["y"]).all()          # wrong after
+        assert ((part["x"] >= 0) & (part["x"] <= 1)).all()
+
+
+def test_fgsm_accuracy_starts_at_clean_accuracy_and_falls():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3))
+    x, y = torch.rand(300, 6), torch.randint(0, 3, (300,))
+    acc = fgsm_accuracy(model, x, y, (0.0, 0.1, 0.5))
+    with torch.no_grad():
+        assert acc[0] == pytest.approx((model(x).argmax(-1) == y).float().mean().item())
+    assert acc[0] >= acc[1] >= acc[2]  # a linear model: the sign step only lowers the margin
+
+
+def test_clearly_above():
+    assert clearly_above(0.5, 0.3, 1000)
+    assert not clearly_above(0.31, 0.30, 1000)
+    assert not clearly_above(0.3, 0.5, 1000)
+
+
+# --- the smoke run --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
+    opts = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
+    page = run(opts, "specrob reproduce shaham --smoke")
+    text = page.read_text()
+    for heading in ("## Table 1", "## Figure 3", "## Setup", "## Training",
+                    "## The paper's claims, checked"):
+        assert heading in text
+    for number in ("99.09", "99.16", "99.28", "99.33", "33.83", "76.55", "79.96", "1203"):
+        assert number in text
+    for png in ("fig3-fgsm.png", "fig2-A-samples.png"):
+        path = tmp_path / "out" / "shaham" / png
+        assert path.exists() and path.stat().st_size > 1000
+        assert f"shaham/{png}" in text
+
+    record = json.loads((tmp_path / "out" / "shaham.json").read_text())
+    assert {"setup", "table1", "fgsm", "training", "claims"} <= set(record)
+    t1 = record["table1"]
+    assert set(t1["nets"]) == set(NETS) == set(PAPER_TABLE1)
+    assert t1["A_size"] == sum(t1["A_counts"].values())
+    for name, v in t1["nets"].items():
+        assert 0.0 <= v["clean"] <= 1.0
+        assert v["A"] is None or 0.0 <= v["A"] <= 1.0
+    if t1["A_size"]:
+        assert t1["nets"]["baseline"]["A"] == 0.0  # A is made of the baseline's mistakes
+    fgsm = record["fgsm"]
+    assert fgsm["eps"][0] == 0.0 and fgsm["eps"] == sorted(fgsm["eps"])
+    for name in NETS:
+        acc = fgsm["accuracy"][name]
+        assert len(acc) == len(fgsm["eps"]) and all(0.0 <= a <= 1.0 for a in acc)
+        assert acc[0] == pytest.approx(t1["nets"][name]["clean"])  # eps 0 = clean accuracy
+    assert len(record["claims"]) == 5
+    assert all(isinstance(c["holds"], bool) for c in record["claims"])
+
+    start = time.perf_counter()
+    page2 = run(opts, "specrob reproduce shaham --smoke")
+    assert time.perf_counter() - start < 15
+    again = json.loads((tmp_path / "out" / "shaham.json").read_text())
+    assert again["table1"] == t1 and again["fgsm"] == fgsm
+    assert not any(k.startswith("train ") for k in again["seconds"])  # nothing retrained
+    assert page2 == page
