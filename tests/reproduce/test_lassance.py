@@ -1,0 +1,119 @@
+"""`specrob reproduce lassance` (seed 004): the smoke run end to end, and its pure helpers."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from specrob.reproduce import lassance
+from specrob.reproduce.common import Options
+
+
+# --- pure helpers -----------------------------------------------------------------------------
+def test_build_net_flat_inputs_same_init_per_seed():
+    for n in (784, 64):
+        net = lassance.build_net(n, 10, hidden=32, seed=3)
+        assert net(torch.rand(5, n)).shape == (5, 10)
+    a, b = lassance.build_net(64, 10, seed=1), lassance.build_net(64, 10, seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_first_at_or_below_needs_the_tail_to_stay_below():
+    xs = [1, 2, 3, 4, 5]
+    assert lassance.first_at_or_below(xs, [0.3, 0.0, 0.1, 0.0, 0.0], 0.0) == 4
+    assert lassance.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.05, 0.01], 0.05) == 4
+    assert lassance.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.1, 0.1], 0.0) is None
+
+
+def test_saturation_radius_and_shape():
+    radii = [0.1, 0.3, 1.0, 3.0]
+    assert lassance.saturation_radius(radii, [0.1, 0.5, 0.95, 1.0]) == 1.0
+    assert lassance.saturation_radius(radii, [1.0, 1.0, 1.0, 1.0]) == 0.1
+    assert lassance.rises_and_saturates([0.1, 0.5, 0.98, 1.0]) == (True, True)
+    assert lassance.rises_and_saturates([1.0, 1.0, 1.02, 1.03]) == (False, True)
+    assert lassance.rises_and_saturates([0.1, 0.2, 0.4, 0.8]) == (True, False)
+
+
+def test_order_and_quantiles():
+    assert lassance.order({"a": 2.0, "b": 1.0, "c": 3.0}) == ["b", "a", "c"]
+    assert lassance.order({"a": 2.0, "b": 1.0, "c": 3.0}, reverse=True) == ["c", "a", "b"]
+    per_centre = torch.tensor([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    q = lassance.per_centre_quantiles(per_centre, qs=(0.5,))
+    assert q == {"q50": [1.0, 2.0]}
+
+
+def test_alpha_grid_holds_the_table_values():
+    grid = lassance.alpha_grid()
+    assert grid == sorted(grid) and len(set(grid)) == len(grid)
+    assert all(a in grid for a in lassance.TABLE_ALPHAS)
+
+
+def test_incompatibility_matches_a_brute_force_count():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 6, generator=gen)
+    y = torch.randint(0, 3, (40,), generator=gen)
+    out = lassance.incompatibility(x, y)
+    json.dumps(out, allow_nan=False)  # plain JSON: d = inf is written as "inf"
+    d = torch.cdist(x, x, p=math.inf)
+    i, j = torch.triu_indices(40, 40, 1)
+    distinct = y[i] != y[j]
+    dist = d[i, j][distinct]
+    assert out["pairs"] == int(distinct.sum())
+    a = out["alphas"].index(2.0)
+    for k, name in enumerate(out["distances"]):
+        limit = min(float(name), 1 / 2.0)  # gap 1 (l_inf one-hot) / alpha
+        assert out["incompatible"][a][k] == int((dist < limit).sum())
+
+
+# --- the smoke run ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_smoke_run_page_figures_json_and_rerun(tmp_path):
+    options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
+    page = lassance.run(options, "specrob reproduce lassance --smoke")
+    text = page.read_text()
+    for heading in ("## Figure 1", "## Figure 3", "## Figure 4", "## Figure 5",
+                    "## Clean accuracy (cf. the paper's Table 2)", "## The paper's claims"):
+        assert heading in text
+    for paper_number in ("11.9 / 31.6", "12.8 / 18.8", "20.9 / 28.5", "greater than 4",
+                         "d = 0.3"):
+        assert paper_number in text
+    pngs = sorted((tmp_path / "out" / "lassance").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"fig1-incompatibility", "fig4-noise", "fig5-alpha-lim"}
+    assert all(p.stat().st_size > 1000 for p in pngs)
+
+    record = json.loads((tmp_path / "out" / "lassance.json").read_text())
+    for key in ("accuracy", "alpha_lim", "noise", "incompatibility", "training", "claims"):
+        assert key in record
+    assert set(record["accuracy"]) == set(lassance.NETS)
+    for acc in record["accuracy"].values():
+        assert 0.0 <= acc["train"] <= 1.0 and 0.0 <= acc["test"] <= 1.0
+    for curve in record["alpha_lim"].values():
+        alpha = curve["alpha_lim"]
+        assert len(alpha) == len(lassance.SMOKE.radii)
+        assert all(v >= 0 for v in alpha)
+        assert all(a <= b + 1e-9 for a, b in itertools.pairwise(alpha))  # running maxima
+        assert all(m <= a + 1e-9 for m, a in zip(curve["q50"], alpha))  # median <= max
+    for inc in record["incompatibility"].values():
+        for row in inc["fraction"]:
+            assert all(0.0 <= v <= 1.0 for v in row)
+            assert all(a <= b + 1e-12 for a, b in itertools.pairwise(row))  # non-decreasing in d
+        for k in range(len(inc["distances"])):
+            col = [row[k] for row in inc["fraction"]]
+            assert all(a >= b - 1e-12 for a, b in itertools.pairwise(col))  # non-increasing in alpha
+    assert "digits" in record["incompatibility"]
+    for noise in record["noise"].values():
+        assert all(0.0 <= p["value"] <= 1.0 for p in noise["curve"])
+    assert len(record["claims"]) == 6
+
+    start = time.perf_counter()
+    again = lassance.run(options, "specrob reproduce lassance --smoke")
+    assert time.perf_counter() - start < 15
+    rerun = json.loads((tmp_path / "out" / "lassance.json").read_text())
+    assert not any(k.startswith("train ") for k in rerun["seconds"])  # networks reloaded
+    assert rerun["accuracy"] == record["accuracy"]
+    assert rerun["alpha_lim"] == record["alpha_lim"]
+    assert again.read_text().split("## Summary")[1] == text.split("## Summary")[1]
