@@ -18,8 +18,7 @@ from torch import nn
 import specrob
 from specrob.estimate.security import accuracy_at, at_radius, default_attacks, security_curve
 from specrob.logic.compiled import CompiledProperty
-from specrob.reproduce.common import (Options, Run, accuracy, pct, plot_curves,
-                                      table, tensors)
+from specrob.reproduce.common import Options, Run, accuracy, pct, plot_curves, table, tensors
 from specrob.train.trainer import TrainConfig
 
 # §4, "Settings": a = 1, b = 0.2, eps = 0.1, delta = 10, eta = 0.52, L = 10, l_inf.
@@ -319,8 +318,8 @@ def _verification_table(run: Run, verdicts: dict, budget: Budget) -> None:
 
 
 def _claims(run: Run, clean: dict, security: dict, cacc: dict) -> None:
-    m = lambda n, a: _mean_attacked(security, n, a)  # noqa: E731
-    f = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    m = lambda n, a: _mean_attacked(security, n, a)
+    f = lambda v: f"{100 * v:.1f}"
     worst = min(clean, key=clean.get)
     run.claim("Table 2: the most notable accuracy drop occurs for adversarial training",
               worst == "adversarial",

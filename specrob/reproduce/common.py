@@ -234,7 +234,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 40
 # --- markdown ---------------------------------------------------------------------------
 def table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A GitHub markdown table."""
-    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    cell = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
     out = ["| " + " | ".join(cell(h) for h in headers) + " |",
            "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
@@ -272,15 +272,26 @@ def plot_curves(path: Path, x: Sequence[float], series: dict[str, Sequence[float
         if bands and label in bands:
             lo, hi = bands[label]
             ax.fill_between(xx, lo, hi, alpha=0.15)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
     if logy:
         ax.set_yscale("log")
     if ylim:
         ax.set_ylim(*ylim)
+    label_axes(ax, xlabel=xlabel, ylabel=ylabel, title=title)
+    save_figure(fig, path)
+
+
+def label_axes(ax, *, xlabel: str, ylabel: str, title: str, fontsize: int = 10) -> None:
+    """Axis labels, title, a light grid and the legend: every figure of the pages alike."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=fontsize)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Lay out, write the PNG (creating its folder) and free the figure."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

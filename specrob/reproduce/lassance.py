@@ -21,7 +21,17 @@ from torch import nn
 import specrob
 from specrob.data import Dataset, load_data
 from specrob.estimate.lipschitz import alpha_curve, incompatibility_curve, noise_accuracy
-from specrob.reproduce.common import Options, Run, accuracy, pct, plot_curves, table, tensors
+from specrob.reproduce.common import (
+    Options,
+    Run,
+    accuracy,
+    label_axes,
+    pct,
+    plot_curves,
+    save_figure,
+    table,
+    tensors,
+)
 from specrob.train.trainer import TrainConfig
 
 TITLE = "Lassance et al. (seed 004): local Lipschitz robustness alpha_lim(r)"
@@ -531,15 +541,8 @@ def _plot_log_x(path: Path, series: dict[str, tuple[list, list]], *, xlabel: str
     # symlog: the small fractions at small d stay visible, and 0 can be drawn
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_ylim(0.0, 1.5)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel + " (symlog)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    label_axes(ax, xlabel=xlabel, ylabel=ylabel + " (symlog)", title=title, fontsize=9)
+    save_figure(fig, path)
 
 
 def _plot_alpha(path: Path, radii: list[float], curves: dict) -> None:
@@ -553,12 +556,6 @@ def _plot_alpha(path: Path, radii: list[float], curves: dict) -> None:
         for n, style in zip(NETS, ("-", "--", "-.")):
             ax.plot(radii, curves[n][key], style, marker="o", markersize=3, label=LABELS[n])
         ax.set_xscale("log")
-        ax.set_xlabel("r (l_2)")
-        ax.set_ylabel("alpha (softmax, l_2; lower bound)")
-        ax.set_title(f"Fig. 5: {title}", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+        label_axes(ax, xlabel="r (l_2)", ylabel="alpha (softmax, l_2; lower bound)",
+                   title=f"Fig. 5: {title}", fontsize=9)
+    save_figure(fig, path)

@@ -17,7 +17,17 @@ import torch.nn.functional as F
 from torch import nn
 
 import specrob
-from specrob.reproduce.common import Options, ReproduceError, Run, accuracy, pct, plot_curves, table, tensors
+from specrob.reproduce.common import (
+    Options,
+    ReproduceError,
+    Run,
+    accuracy,
+    pct,
+    plot_curves,
+    save_figure,
+    table,
+    tensors,
+)
 from specrob.search.region import ascent_step
 from specrob.train.trainer import TrainConfig
 
@@ -404,10 +414,7 @@ def plot_samples(path: Path, samples: dict, names: tuple[str, ...] | None = None
             i = int((x - x0).abs().argmax())
             axes[1, c].add_patch(plt.Circle((i % side, i // side), 1.5, color="red",
                                             fill=False, linewidth=1.2))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def fgsm_section(run: Run, f: dict) -> None:

@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 import specrob.data
 from specrob.cli import app
-from specrob.reproduce.common import (Options, ReproduceError, Run, pct, pct_ci, plot_curves,
-                                      shrink, table)
+from specrob.reproduce.common import Options, ReproduceError, Run, pct, pct_ci, plot_curves, shrink, table
 
 
 @pytest.fixture
@@ -63,7 +62,7 @@ def test_shrink_keeps_the_first_points_of_each_split():
 
 def test_a_finished_stage_is_read_back_instead_of_recomputed(tmp_path):
     calls = []
-    compute = lambda: calls.append(1) or {"value": 3}  # noqa: E731
+    compute = lambda: calls.append(1) or {"value": 3}
     assert make_run(tmp_path).stage("s", compute) == {"value": 3}
     assert make_run(tmp_path).stage("s", compute) == {"value": 3}
     assert len(calls) == 1
