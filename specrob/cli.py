@@ -495,7 +495,7 @@ def reproduce(
                         "falls back to digits when Fashion-MNIST is absent.")] = False,
     out: Annotated[Optional[Path], typer.Option(
         help="Where the page <paper>.md, <paper>.json and the figures <paper>/*.png go "
-             "[default: docs/results; with --smoke: runs/reproduce/smoke-results]",
+             "(default: docs/results; with --smoke: runs/reproduce/smoke-results).",
         show_default=False)] = None,
     work: Annotated[Path, typer.Option(help="Trained networks and finished stages (a rerun "
                                             "resumes from them).")] = Path("runs/reproduce"),
