@@ -108,6 +108,12 @@ def _print_summary(console: Console, result: dict) -> None:
     console.print()
 
 
+def _interrupted(kept: str) -> None:
+    """Ctrl-C during a long run: say what was kept and how to resume; exit 130."""
+    Console(stderr=True).print(f"interrupted: {kept}; run the same command to resume")
+    raise typer.Exit(130)
+
+
 def _user_error(message: str, code: int = 2) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"[red]error:[/red] {escape(message)}")
@@ -210,9 +216,7 @@ def train(
     except (TrainError, ExportError) as error:
         _user_error(str(error))
     except KeyboardInterrupt:
-        Console(stderr=True).print(f"interrupted: finished epochs are in {out}; run the same "
-                                   f"command to resume")
-        raise typer.Exit(130)
+        _interrupted(f"finished epochs are in {out}")
     if metrics:
         last = metrics[-1]
         console.print(f"epoch {last['epoch']}: CE {last['ce']:.4f}, test accuracy "
@@ -321,9 +325,7 @@ def evaluate(
     except ScoreError as error:
         _user_error(str(error))
     except KeyboardInterrupt:
-        Console(stderr=True).print(f"interrupted: finished declarations are in "
-                                   f"{out / 'results.json'}; run the same command to continue")
-        raise typer.Exit(130)
+        _interrupted(f"finished declarations are in {out / 'results.json'}")
     print_results(results, console)
     written = plot_results(results, out)
     console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in written))
@@ -418,9 +420,7 @@ def verify(
     try:
         verifier.run()
     except KeyboardInterrupt:
-        Console(stderr=True).print(f"interrupted: finished points are in "
-                                   f"{out / 'results.jsonl'}; run the same command to resume")
-        raise typer.Exit(130)
+        _interrupted(f"finished points are in {out / 'results.jsonl'}")
     finally:
         bar.close()
     summary = {"model": str(model), "centres": info, **verifier.summary()}
@@ -549,9 +549,7 @@ def reproduce(
     except ReproduceError as error:
         _user_error(str(error))
     except KeyboardInterrupt:
-        Console(stderr=True).print(f"interrupted: trained networks and finished stages are in "
-                                   f"{work / paper}; run the same command to resume")
-        raise typer.Exit(130)
+        _interrupted(f"trained networks and finished stages are in {work / paper}")
     Console(highlight=False).print(f"wrote {page}")
 
 
