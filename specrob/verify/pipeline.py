@@ -14,6 +14,8 @@ Results stream to results.jsonl, one object per centre, so an interrupted run re
 """
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import math
@@ -69,17 +71,25 @@ class Oracle:
 
 
 def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.ndarray,
-            y: np.ndarray) -> np.ndarray:
-    """Per candidate: inside ball ∩ domain and violating the property on onnxruntime.
+            y: np.ndarray, exact: torch.nn.Module | None = None) -> np.ndarray:
+    """Per candidate: inside ball ∩ domain and violating the property on onnxruntime (the
+    deployed float32 model) and, given `exact` (the network in float64, close to the
+    real-valued semantics that bounds and Marabou reason about), there too. A "violation" that
+    only float32 rounding creates is no counterexample: LR at a point one ulp from x0, where
+    |f(x) - f(x0)| is rounding noise against L |x - x0| ~ 1e-8.
 
     Points are first rounded to float32, the precision the ONNX model reads, so that the
     property's x - x0 is the difference of the inputs the model really sees."""
     x = as_model_input(x)
     xt, x0t = torch.tensor(x, dtype=torch.float64), torch.tensor(x0, dtype=torch.float64)
+    yt = torch.tensor(y)
     inside = compiled.region.contains(xt, x0t, tol=0.0).numpy()
     fx, fx0 = torch.tensor(oracle(x)), torch.tensor(oracle(x0))
-    holds = compiled.holds_at(xt, fx, x0t, fx0, torch.tensor(y)).numpy()
-    return inside & ~holds
+    violated = ~compiled.holds_at(xt, fx, x0t, fx0, yt).numpy()
+    if exact is not None:
+        with torch.no_grad():
+            violated &= ~compiled.holds_at(xt, exact(xt), x0t, exact(x0t), yt).numpy()
+    return inside & violated
 
 
 def as_model_input(x: np.ndarray) -> np.ndarray:
@@ -180,6 +190,7 @@ class Verifier:
                  x0: torch.Tensor, y: torch.Tensor, config: VerifyConfig,
                  out: Path | None = None, progress: Callable[[int], None] | None = None):
         self.prop, self.net, self.module, self.config = prop, net, module, config
+        self.exact = copy.deepcopy(module).double().eval()  # float64: the second check of confirm
         self.x0, self.y = x0.double(), y
         self.oracle = Oracle(onnx_path)
         self.compiled = CompiledProperty(prop, x0.shape[-1])
@@ -270,7 +281,7 @@ class Verifier:
         cx = snap(points[candidates].double().numpy(), self.x0[idx[candidates]].numpy(),
                   self.compiled.region)
         real = confirm(self.compiled, self.oracle, cx, self.x0[idx[candidates]].numpy(),
-                       y[candidates].numpy())
+                       y[candidates].numpy(), self.exact)
         for j, (k, ok) in enumerate(zip(candidates, real)):
             if ok:
                 self.record(self.row(todo[k], "falsified", "attack", seconds,
@@ -351,7 +362,7 @@ class Verifier:
             x = snap(np.asarray(result.counterexample, dtype=np.float64)[None, :],
                      self.x0[i:i + 1].numpy(), self.compiled.region)
             real = confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
-                           self.y[i:i + 1].numpy())[0]
+                           self.y[i:i + 1].numpy(), self.exact)[0]
             if real:
                 self.record(self.row(i, "falsified", "marabou", result.seconds,
                                      counterexample=x[0].tolist()))

@@ -2,16 +2,20 @@
 networks; results stream to results.jsonl and a rerun resumes."""
 from __future__ import annotations
 
+import copy
+
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import specrob
 from specrob.network import load_onnx_checked
-from specrob.verify.pipeline import Verifier, VerifyConfig
+from specrob.logic.compiled import CompiledProperty
+from specrob.verify.pipeline import Verifier, VerifyConfig, confirm
 
 
 class Clamp(nn.Module):
@@ -79,6 +83,18 @@ CASES = [  # (property, inputs, clamp)
 ]
 
 
+def assert_real_counterexample(v, module, row, x0, y) -> None:
+    """A falsified centre carries a point of its region where the property fails, in float64
+    (not by float32 rounding alone)."""
+    i = row["index"]
+    cx = torch.tensor([row["counterexample"]], dtype=torch.float64)
+    assert v.compiled.region.contains(cx, x0[i:i + 1], tol=1e-9).all()
+    exact = copy.deepcopy(module).double()
+    with torch.no_grad():
+        fx, fx0 = exact(cx), exact(x0[i:i + 1].double())
+    assert not v.compiled.holds_at(cx, fx, x0[i:i + 1], fx0, y[i:i + 1]).item()
+
+
 @pytest.mark.parametrize("prop_text,inputs,clamp", CASES)
 def test_verdicts_agree_with_exhaustive_search(tmp_path, prop_text, inputs, clamp):
     prop, ir_net, module, x0, y = setup(tmp_path, prop_text, count=25, clamp=clamp,
@@ -93,11 +109,7 @@ def test_verdicts_agree_with_exhaustive_search(tmp_path, prop_text, inputs, clam
         if row["verdict"] == "verified":
             assert not truth[i], row
         elif row["verdict"] == "falsified":
-            cx = torch.tensor([row["counterexample"]], dtype=torch.float64)
-            assert v.compiled.region.contains(cx, x0[i:i + 1], tol=1e-9).all()
-            with torch.no_grad():
-                fx, fx0 = module(cx.float()).double(), module(x0[i:i + 1].float()).double()
-            assert not v.compiled.holds_at(cx, fx, x0[i:i + 1], fx0, y[i:i + 1]).item()
+            assert_real_counterexample(v, module, row, x0, y)
         else:
             assert row["reason"]
     decided = sum(r["verdict"] != "unknown" for r in rows)
@@ -117,7 +129,8 @@ def test_lipschitz_properties_are_verified_soundly_despite_the_tie_at_the_centre
     rows = v.run()
     for row in rows:
         assert row["verdict"] != "verified" or not truth[row["index"]]
-        assert row["verdict"] != "falsified" or truth[row["index"]]
+        if row["verdict"] == "falsified":  # a real violation, possibly between grid points
+            assert_real_counterexample(v, module, row, x0, y)
     if L == 20:  # a bound far above the local slopes: Marabou proves every centre
         assert all(r["verdict"] == "verified" for r in rows)
 
@@ -184,3 +197,27 @@ def test_constraint_satisfaction_never_exceeds_pgd_security_on_digits(tmp_path):
         (sec,) = security_curve(prop, module, xt.float(), yt, [eps])
         assert cs <= sec.security.value + 1e-12
         assert not math.isnan(cs)
+
+
+def test_a_violation_made_only_by_float32_rounding_is_not_a_counterexample():
+    """LR one ulp away from x0: the deployed model's rounding noise (1e-6 here) exceeds
+    L |x - x0| ~ 1e-8, so onnxruntime alone would call it violated; the float64 network
+    shows the slope is below L, and confirm refuses the point."""
+    prop = specrob.loads("property P = LR(eps = 0.1, L = 3)")["P"]
+    net = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+        net.bias.zero_()
+    compiled = CompiledProperty(prop, 2)
+    x0 = np.array([[0.25, 0.5]])
+    x = np.nextafter(x0.astype(np.float32), np.float32(1)).astype(np.float64)
+
+    def noisy_oracle(points):  # float32 rounding noise on every output
+        with torch.no_grad():
+            return net(torch.tensor(points)).numpy() + 1e-6 * (points[:, :1] != x0[:, :1])
+
+    y = np.array([0])
+    assert confirm(compiled, noisy_oracle, x, x0, y).all()  # onnxruntime alone: "violated"
+    assert not confirm(compiled, noisy_oracle, x, x0, y, exact=net).any()
+    far = np.array([[0.35, 0.5]])  # a real violation needs a slope above L: none here
+    assert not confirm(compiled, noisy_oracle, far, x0, y, exact=net).any()
