@@ -24,7 +24,7 @@ from specrob.network.ir import Affine, Relu, Sigmoid
 from specrob.verify import query as q
 from specrob.verify.marabou import STATUSES, MarabouResult, solve_query, supports
 
-pytest.importorskip("maraboupy")
+import maraboupy  # noqa: E402,F401 - a required dependency: its absence must fail, not skip
 
 GRID = 400
 TOL = 1e-4  # float32 (onnxruntime) against Marabou's float64 values
