@@ -179,6 +179,7 @@ def train(
     from specrob.lang.loader import load, overrides_from_cli
     from specrob.train.export import ExportError, export_onnx
     from specrob.train.model_file import ModelFileError, build_model
+    from specrob.runfolder import RunFolderError
     from specrob.train.trainer import TrainConfig, Trainer, TrainError
 
     try:
@@ -205,18 +206,19 @@ def train(
     try:
         trainer = Trainer(net, prop_ir, dataset, config, out=out, model_file=str(model),
                           progress=not quiet)
-        if fresh and trainer.checkpoint_path.exists():
-            trainer.checkpoint_path.unlink()
-        if trainer.resume():
+        if trainer.resume(fresh=fresh):
             console.print(f"resuming {out} after epoch {trainer.epoch}")
         console.print(f"training [bold]{prop_ir.name}[/bold] on {dataset.name} "
                       f"({dataset.train_size} points), regime {regime}, logic {logic}")
         metrics = trainer.fit()
         diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
-    except (TrainError, ExportError) as error:
+    except (TrainError, ExportError, RunFolderError) as error:
         _user_error(str(error))
     except KeyboardInterrupt:
         _interrupted(f"finished epochs are in {out}")
+    finally:
+        if "trainer" in locals():
+            trainer.close()
     if metrics:
         last = metrics[-1]
         console.print(f"epoch {last['epoch']}: CE {last['ce']:.4f}, test accuracy "
@@ -278,6 +280,8 @@ def evaluate(
     margins: Annotated[bool, typer.Option(help="Margin curves for margin scores.")] = True,
     lipschitz: Annotated[bool, typer.Option(help="alpha_lim(r) for Lipschitz-shaped "
                                                  "properties.")] = True,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard the results in --out (of "
+                                                        "another run) and start over.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Evaluate a network against every property and score of a spec.
@@ -297,6 +301,8 @@ def evaluate(
     from specrob.data import DataError, load_data
     from specrob.estimate.evaluation import EvalConfig, Evaluation
     from specrob.estimate.scores import ScoreError
+    from specrob.models import model_identity
+    from specrob.runfolder import RunFolderError
     from specrob.lang.loader import load, overrides_from_cli
     from specrob.models import ModelError, load_model
     from specrob.report import plot_results, print_results
@@ -320,9 +326,11 @@ def evaluate(
     say = (lambda m: None) if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
     try:
         evaluation = Evaluation(checked, net, dataset, config, out=out,
-                                describe_model=described, progress=say)
-        results = evaluation.run()
-    except ScoreError as error:
+                                describe_model=described, progress=say,
+                                model_identity=model_identity(model, checkpoint), fresh=fresh)
+        with evaluation:
+            results = evaluation.run()
+    except (ScoreError, RunFolderError) as error:
         _user_error(str(error))
     except KeyboardInterrupt:
         _interrupted(f"finished declarations are in {out / 'results.json'}")
@@ -406,25 +414,28 @@ def verify(
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed)
     console = Console(highlight=False, soft_wrap=True)
-    if fresh:
-        for name in ("results.jsonl", "verify.json", "summary.json"):
-            (out / name).unlink(missing_ok=True)
     from tqdm.auto import tqdm
-    bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point", disable=quiet)
-    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out, progress=bar.update)
+    from specrob.runfolder import RunFolderError
+    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out)
     try:
-        resumed = verifier.resume()
-    except ValueError as error:
+        resumed = verifier.resume(fresh=fresh)
+    except RunFolderError as error:
         _user_error(str(error))
-    bar.update(resumed)
+    bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point", disable=quiet,
+               initial=resumed)
+    verifier.progress = bar.update
     try:
         verifier.run()
+        summary = verifier.write_summary({"model": str(model), "centres": info})
+    except RunFolderError as error:
+        bar.close()
+        _user_error(str(error))
     except KeyboardInterrupt:
+        bar.close()
         _interrupted(f"finished points are in {out / 'results.jsonl'}")
     finally:
         bar.close()
-    summary = {"model": str(model), "centres": info, **verifier.summary()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        verifier.close()
     cs = summary["constraint_satisfaction"]
     console.print(f"[bold]{prop_ir.name}[/bold] (eps {summary['eps']:g}, l_{summary['norm']}) "
                   f"on {summary['points']} centres: verified {summary['verified']}, falsified "
@@ -530,6 +541,7 @@ def reproduce(
     import torch
 
     from specrob.reproduce import PAPERS, paper_module
+    from specrob.errors import SpecrobError
     from specrob.reproduce.common import Options, ReproduceError
 
     if paper not in PAPERS:
@@ -546,7 +558,7 @@ def reproduce(
                + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else ""))
     try:
         page = paper_module(paper).run(options, command)
-    except ReproduceError as error:
+    except (ReproduceError, SpecrobError) as error:
         _user_error(str(error))
     except KeyboardInterrupt:
         _interrupted(f"trained networks and finished stages are in {work / paper}")
@@ -570,10 +582,15 @@ def _pick_property(spec, name: str | None):
 
 def run() -> None:
     """Console entry point: never a traceback for a user's mistake."""
+    from specrob.errors import SpecrobError
     try:
         app()
-    except SpecError as error:  # pragma: no cover - commands catch their own
+    except SpecError as error:
         fail(error)
+        sys.exit(2)
+    except SpecrobError as error:  # every user error not caught by its command
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[red]error:[/red] {escape(str(error))}")
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

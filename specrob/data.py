@@ -12,6 +12,8 @@ Every array is read-only, so a cached dataset cannot be changed behind its users
 """
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import difflib
 import gzip
 import importlib.util
@@ -47,7 +49,7 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
-class DataError(Exception):
+class DataError(SpecrobError):
     """A dataset could not be loaded; the message names the file and how to fix it."""
 
 

@@ -2,13 +2,15 @@
 onnxruntime) or a model file with the weights of a `specrob train` run."""
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 from pathlib import Path
 
 import torch
 from torch import nn
 
 
-class ModelError(Exception):
+class ModelError(SpecrobError):
     """A model that cannot be loaded; the message names the file and the fix."""
 
 
@@ -46,3 +48,15 @@ def load_model(path: str | Path, input_dim: int, classes: int,
     except Exception as exc:
         raise ModelError(f"{ck}: cannot load these weights into {p}: {exc}") from None
     return net.eval(), f"{p} with weights from {ck}"
+
+
+def model_identity(path: str | Path, checkpoint: str | Path | None = None) -> list[dict]:
+    """The files that determine a model's function, hashed (see `runfolder.file_identity`):
+    the `.onnx` file (with its external data), or the model file and its checkpoint."""
+    from specrob.runfolder import file_identity
+    files = [Path(path)]
+    if checkpoint is not None and Path(path).suffix != ".onnx":
+        ck = Path(checkpoint)
+        files.append(ck / "checkpoint.pt" if ck.is_dir() else ck)
+    return [file_identity(f) for f in files]
+

@@ -95,7 +95,8 @@ class Evaluation:
 
     def __init__(self, spec: ir.Spec, model: nn.Module, data: Dataset, config: EvalConfig,
                  out: Path | None = None, describe_model: str = "",
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None,
+                 model_identity: list | None = None, fresh: bool = False):
         self.spec, self.model, self.data, self.config = spec, model, data, config
         self.show_bars = progress is not None
         self.out = out
@@ -104,19 +105,39 @@ class Evaluation:
         self.results = {"spec": spec.path, "model": describe_model, "data": data.name,
                         "config": {**config.__dict__}, "key": config.key(),
                         "properties": {}, "scores": {}}
-        self._resume()
+        self.model_identity = model_identity
+        self.fresh = fresh
+        self.folder = None
 
-    def _resume(self) -> None:
+    def identity(self) -> dict:
+        """Everything that determines the results: the model's files, the data, the spec text
+        after --set, the options and the seed."""
+        from specrob.lang import printer
+        from specrob.runfolder import array_identity
+        return {"model": self.model_identity, "data": {
+            "name": self.data.name, "sha256": array_identity(
+                self.data.x_train, self.data.y_train, self.data.x_test, self.data.y_test)},
+            "spec": printer.spec(self.spec), "config": self.config.__dict__}
+
+    def __enter__(self) -> "Evaluation":
+        """Open the run folder: bound to `identity()` and locked; finished declarations of the
+        same run are kept. Raises RunFolderError on another run's folder (unless fresh)."""
+        if self.out is None:
+            return self
+        from specrob.runfolder import RunFolder, read_json
+        self.folder = RunFolder(self.out, "eval", self.identity(),
+                                files=("results.json", "*.png"), fresh=self.fresh)
+        self.folder.open()
         path = self.results_path
-        if path is None or not path.exists():
-            return
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return
-        if old.get("key") == self.results["key"] and old.get("spec") == self.spec.path:
+        if self.folder.resumed and path.exists():
+            old = read_json(path, "use --fresh to start over")
             self.results["properties"] = old.get("properties", {})
             self.results["scores"] = old.get("scores", {})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.folder is not None:
+            self.folder.close()
 
     @property
     def results_path(self) -> Path | None:
@@ -125,10 +146,8 @@ class Evaluation:
     def save(self) -> None:
         if self.out is None:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.results, indent=2, default=_jsonable))
-        tmp.replace(self.results_path)
+        from specrob.runfolder import write_json
+        write_json(self.results_path, self.results, default=_jsonable)
 
     def run(self) -> dict:
         for prop in self.spec.properties:

@@ -13,6 +13,8 @@ G = density / eps weighs each grid point by 1 / eps.
 """
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import importlib.util
 import math
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from specrob.search.region import Region
 from specrob.search.searches import PGD
 
 
-class ScoreError(Exception):
+class ScoreError(SpecrobError):
     """A score that cannot be estimated as written (e.g. a missing generator module)."""
 
 

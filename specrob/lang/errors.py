@@ -1,6 +1,8 @@
 """The one error type the language front end raises, formatted like a compiler message."""
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import difflib
 from dataclasses import dataclass
 from typing import Iterable
@@ -13,7 +15,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 
 
 @dataclass
-class SpecError(Exception):
+class SpecError(SpecrobError):
     """A malformed spec: where (file:line:col), what went wrong, what was expected, a hint.
 
     Lines and columns are 1-based. `source_line` is the offending line of text, shown with a

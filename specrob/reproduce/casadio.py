@@ -197,8 +197,11 @@ def _verify(run: Run, name: str, model: nn.Module, spec_path: Path, x0: torch.Te
         folder = run.work / name / f"verify-{notion}-{config.key()}"  # resumable per settings
         verifier = Verifier(spec[prop_name], onnx_path, net, module, x0[:points], y0[:points],
                             config, out=folder)
-        verifier.resume()
-        verifier.run()
+        try:
+            verifier.resume()
+            verifier.run()
+        finally:
+            verifier.close()
         summary = verifier.summary()
         out[notion] = {k: summary[k] for k in ("points", "verified", "falsified", "unknown",
                                                "constraint_satisfaction", "by_method",

@@ -7,6 +7,8 @@ run resumes where it stopped (the same command again).
 """
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import json
 import math
 import platform
@@ -26,7 +28,7 @@ FASHION_HINT = ("Fashion-MNIST is not installed: `sudo apt-get install dataset-f
                 "with the four IDX files, or --data digits to run on scikit-learn's digits)")
 
 
-class ReproduceError(Exception):
+class ReproduceError(SpecrobError):
     """A reproduction that cannot run; the message says why and what to do."""
 
 
@@ -75,6 +77,8 @@ class Run:
             import shutil
             shutil.rmtree(self.work)
         self.work.mkdir(parents=True, exist_ok=True)
+        from specrob.runfolder import lock_folder
+        self._lock = lock_folder(self.work)  # one writer; released when the process ends
         self.figures = self.options.out / self.paper
         self.figures.mkdir(parents=True, exist_ok=True)
         self.notes: list[str] = []
@@ -82,20 +86,19 @@ class Run:
 
     def settings(self, **values) -> None:
         """Declare what the cached networks and stages depend on (the data, the budget). When
-        a value differs from the one <work> was made with, the cache is discarded: a rerun
-        never mixes results of other settings."""
+        a value differs from the one <work> was made with, the run is refused with the
+        differing items named (`--fresh` starts over): a rerun never mixes results of other
+        settings."""
+        from specrob.runfolder import read_json, write_json
         path = self.work / "settings.json"
-        stored = json.loads(path.read_text()) if path.exists() else {}
+        stored = read_json(path, "rerun with --fresh") if path.exists() else {}
         values = json.loads(json.dumps(values, default=str))
         changed = sorted(k for k, v in values.items() if k in stored and stored[k] != v)
         if changed:
-            import shutil
-            shutil.rmtree(self.work)
-            self.work.mkdir(parents=True)
-            stored = {}
-            self.note(f"the {', '.join(changed)} changed since the last run in {self.work}: "
-                      f"everything is recomputed")
-        path.write_text(json.dumps({**stored, **values}, indent=1, sort_keys=True))
+            raise ReproduceError(
+                f"{self.work} holds networks and stages made with another {', '.join(changed)}"
+                f"; rerun with --fresh to discard them, or choose another --work")
+        write_json(path, {**stored, **values}, indent=1, sort_keys=True)
 
     # --- messages -------------------------------------------------------------------------
     def log(self, message: str) -> None:
@@ -132,12 +135,13 @@ class Run:
     def train(self, name: str, model: nn.Module, prop, data: Dataset, config) -> nn.Module:
         """Train (or resume, or reload when finished) `model` under a regime; checkpoints go to
         <work>/<name>. Records the per-epoch metrics in results['training'][name]."""
+        from specrob.runfolder import RunFolderError
         from specrob.train.trainer import Trainer, TrainError
         try:
             trainer = Trainer(model, prop, data, config, out=self.work / name,
                               progress=self.options.progress)
             resumed = trainer.resume()
-        except TrainError as error:
+        except (TrainError, RunFolderError) as error:
             raise ReproduceError(f"{error} (or rerun with --fresh)") from None
         if resumed and trainer.epoch >= config.epochs:
             self.log(f"{name}: trained ({trainer.epoch} epochs, from {self.work / name})")
@@ -146,6 +150,7 @@ class Run:
             start = time.perf_counter()
             trainer.fit()
             self.seconds[f"train {name}"] = round(time.perf_counter() - start, 1)
+        trainer.close()
         self.results.setdefault("training", {})[name] = trainer.metrics
         model.eval()
         return model
@@ -153,13 +158,15 @@ class Run:
     def stage(self, name: str, compute: Callable[[], dict]) -> dict:
         """A finished stage's JSON from <work>/stages, or compute and store it."""
         path = self.work / "stages" / f"{name}.json"
+        from specrob.runfolder import read_json, write_json
         if path.exists():
-            return json.loads(path.read_text())
+            return read_json(path, f"delete {path} to recompute that stage, or rerun with "
+                                   f"--fresh")
         start = time.perf_counter()
         value = compute()
         self.seconds[name] = round(time.perf_counter() - start, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=1))
+        write_json(path, value, indent=1)
         return value
 
     # --- the page -------------------------------------------------------------------------
@@ -198,11 +205,12 @@ class Run:
                         [[c.text, c.ours, "yes" if c.holds else "**no**"] for c in self.claims]),
                   ""]
         page = out / f"{self.paper}.md"
-        page.write_text("\n".join(lines))
+        from specrob.runfolder import write_json, write_text
+        write_text(page, "\n".join(lines))
         record = {"paper": self.paper, "command": self.command, "smoke": self.options.smoke,
                   "minutes": round(total / 60, 2), "seconds": self.seconds, "notes": self.notes,
                   "claims": [c.as_dict() for c in self.claims], **self.results}
-        (out / f"{self.paper}.json").write_text(json.dumps(record, indent=1, default=_jsonable))
+        write_json(out / f"{self.paper}.json", record, indent=1, default=_jsonable)
         self.log(f"wrote {page} ({total / 60:.1f} min)")
         return page
 

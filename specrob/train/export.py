@@ -1,6 +1,8 @@
 """Exporting a trained network to ONNX, checked against torch with onnxruntime."""
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import warnings
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import torch
 from torch import nn
 
 
-class ExportError(Exception):
+class ExportError(SpecrobError):
     """The ONNX file does not compute what the torch model computes."""
 
 

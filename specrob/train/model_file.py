@@ -7,6 +7,8 @@ returns the adversarial generator g of the co-training regime.
 """
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import hashlib
 import importlib.util
 import inspect
@@ -16,7 +18,7 @@ from pathlib import Path
 from torch import nn
 
 
-class ModelFileError(Exception):
+class ModelFileError(SpecrobError):
     """A model file that cannot be used; the message names the file and the fix."""
 
 

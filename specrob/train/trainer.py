@@ -5,6 +5,8 @@ resumed from its last checkpoint gives exactly the result of an uninterrupted on
 """
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import json
 import os
 import time
@@ -22,7 +24,7 @@ from specrob.search.searches import PGD
 from specrob.train.regimes import REGIMES, Context
 
 
-class TrainError(Exception):
+class TrainError(SpecrobError):
     """A training run that cannot start or go on; the message says why and what to do."""
 
 
@@ -98,33 +100,54 @@ class Trainer:
         return None if self.out is None else self.out / "checkpoint.pt"
 
     def identity(self) -> dict:
-        """What must match for a checkpoint to be resumed."""
+        """What must match for a checkpoint to be resumed: the options (not the epoch count:
+        a rerun with more epochs continues), the property after --set, the data, the model
+        file."""
+        from specrob.lang import printer
+        from specrob.runfolder import array_identity, file_identity
         opts = self.config.options()
         opts.pop("epochs")
         return {"config": opts, "property": self.prop.name, "data": self.data.name,
-                "params": {p.name: str(p.value) for p in self.prop.params}}
+                "params": {p.name: str(p.value) for p in self.prop.params},
+                "property_text": printer.declaration(self.prop),
+                "data_sha256": array_identity(self.data.x_train, self.data.y_train,
+                                              self.data.x_test, self.data.y_test),
+                "model_file": None if self.model_file is None else
+                file_identity(self.model_file)}
 
     def save(self) -> None:
         if self.out is None:
             return
-        self.out.mkdir(parents=True, exist_ok=True)
+        from specrob.runfolder import write_json
+        self.open_folder()
         state = {"identity": self.identity(), "epoch": self.epoch, "metrics": self.metrics,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "regime": self.regime.state_dict()}
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)  # atomic: an interrupt never leaves half a file
-        (self.out / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint_path)  # atomic: an interrupt never leaves half a file
+        except OSError as exc:
+            raise TrainError(f"{self.checkpoint_path}: cannot write ({exc.strerror or exc}); "
+                             f"finished epochs are kept, run again to resume") from None
+        write_json(self.out / "metrics.json", self.metrics)
 
-    def resume(self) -> bool:
-        """Continue from the checkpoint in `out`, if there is one of this same run."""
+    def resume(self, fresh: bool = False) -> bool:
+        """Open the run folder `out` (bound to `identity()`, locked against a second writer)
+        and continue from its checkpoint when it holds this same run. Returns whether it
+        resumed. Raises RunFolderError for another run's folder (unless `fresh`, which
+        discards it), TrainError for an unreadable checkpoint."""
+        if self.out is None:
+            return False
+        self.open_folder(fresh)
         path = self.checkpoint_path
-        if path is None or not path.exists():
+        if not self.folder.resumed or not path.exists():
             return False
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:
-            raise TrainError(f"{path}: unreadable checkpoint ({exc}); remove it or use --fresh")
+            raise TrainError(f"{path}: unreadable checkpoint ({exc}); use --fresh to start "
+                             f"over") from None
         if state.get("identity") != self.identity():
             raise TrainError(f"{path} belongs to a run with other settings; use another --out "
                              f"or --fresh to start over")
@@ -133,6 +156,22 @@ class Trainer:
         self.regime.load_state_dict(state["regime"])
         self.epoch, self.metrics = state["epoch"], state["metrics"]
         return True
+
+    def open_folder(self, fresh: bool = False) -> None:
+        """Bind `out` to this run and lock it (see `specrob.runfolder.RunFolder`)."""
+        from specrob.runfolder import RunFolder
+        if getattr(self, "folder", None) is not None:
+            return
+        self.folder = RunFolder(self.out, "train", self.identity(),
+                                files=("checkpoint.pt", "checkpoint.tmp", "metrics.json",
+                                       "model.onnx", "model.onnx.data", "*.png"),
+                                fresh=fresh)
+        self.folder.open()
+
+    def close(self) -> None:
+        """Release the run folder (its lock)."""
+        if getattr(self, "folder", None) is not None:
+            self.folder.close()
 
     # --- the loop ---------------------------------------------------------------------
     def fit(self) -> list[dict]:

@@ -47,8 +47,9 @@ class VerifyConfig:
     tol: float = 1e-6          # a bound proves an atom when it is > tol
 
     def key(self) -> str:
+        """A short hash of the options that change verdicts (not the number of workers)."""
         d = asdict(self)
-        d.pop("workers")  # how many processes does not change the verdicts
+        d.pop("workers")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -194,7 +195,9 @@ class Verifier:
         self.x0, self.y = x0.double(), y
         self.oracle = Oracle(onnx_path)
         self.compiled = CompiledProperty(prop, x0.shape[-1])
-        self.out = out
+        self.out, self.onnx_path = out, Path(onnx_path)
+        self.folder = None
+        self.lines = None
         self.progress = progress or (lambda k: None)
         self.done: dict[int, dict] = {}
         self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "marabou": 0.0}
@@ -204,35 +207,71 @@ class Verifier:
     def results_path(self) -> Path | None:
         return None if self.out is None else self.out / "results.jsonl"
 
-    def resume(self) -> int:
-        """Read finished centres from results.jsonl (same property and settings)."""
+    def identity(self) -> dict:
+        """Everything that determines the verdicts: the model file, the centres and labels,
+        the property after --set, the options (not the number of workers) and the seed."""
+        from specrob.lang import printer
+        from specrob.runfolder import array_identity, file_identity
+        options = asdict(self.config)
+        options.pop("workers")
+        options.pop("points")  # more or fewer centres: each row carries its centre's hash
+        return {"model": file_identity(self.onnx_path),
+                "property": printer.declaration(self.prop), "options": options}
+
+    def centre_hash(self, i: int) -> str:
+        """A short hash of centre i (its float32 input and its label): a resumed row must
+        belong to the same centre, not only to the same index."""
+        from specrob.runfolder import array_identity
+        return array_identity(self.x0[i].float(), self.y[i:i + 1])[:16]
+
+    def resume(self, fresh: bool = False) -> int:
+        """Open the run folder (bound to `identity()`, locked against a second writer) and read
+        the finished centres of results.jsonl; return how many. Raises RunFolderError when the
+        folder holds another run's results (unless `fresh`), is in use, or is not writable."""
         if self.out is None:
             return 0
-        header = self.out / "verify.json"
-        key = {"property": self.prop.name, "key": self.config.key(),
-               "params": {p.name: str(p.value) for p in self.prop.params}}
-        if header.exists() and self.results_path.exists():
-            if json.loads(header.read_text()).get("run") != key:
-                raise ValueError(f"{self.out} holds results of other settings: use another "
-                                 f"--out, or --fresh to start over")
-            for line in self.results_path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by an interruption: that centre runs again
-                self.done[row["index"]] = row
+        from specrob.runfolder import JsonLines, RunFolder
+        self.folder = RunFolder(self.out, "verify", self.identity(),
+                                files=("results.jsonl", "summary.json", "verify.json"),
+                                fresh=fresh)
+        self.folder.open()
+        self.lines = JsonLines(self.results_path)
+        if self.folder.resumed:
+            from specrob.runfolder import RunFolderError
+            for row in self.lines.rows():
+                i = row.get("index")
+                if not (isinstance(i, int) and 0 <= i < len(self.y)):
+                    continue  # a centre beyond --points: kept in the file, not counted
+                if row.get("centre") != self.centre_hash(i):
+                    raise RunFolderError(
+                        f"{self.results_path}: the row of centre {i} was computed for another "
+                        f"point or label (other --data or centres); use --fresh to start "
+                        f"over, or choose another --out")
+                self.done[i] = row
         else:
-            self.out.mkdir(parents=True, exist_ok=True)
-            header.write_text(json.dumps({"run": key}, indent=2))
-            self.results_path.write_text("")
+            self.lines.clear()
         return len(self.done)
 
+    def close(self) -> None:
+        """Release the run folder (its lock)."""
+        if self.folder is not None:
+            self.folder.close()
+
     def record(self, row: dict) -> None:
+        if row["index"] in self.done:  # never two rows for one centre
+            return
         self.done[row["index"]] = row
-        if self.results_path is not None:
-            with self.results_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        if self.lines is not None:
+            self.lines.append(row)
         self.progress(1)
+
+    def write_summary(self, extra: dict | None = None) -> dict:
+        """summary.json (atomically): `extra` (model, centres) and `summary()`."""
+        summary = {**(extra or {}), **self.summary()}
+        if self.out is not None:
+            from specrob.runfolder import write_json
+            write_json(self.out / "summary.json", summary)
+        return summary
 
     # --- the pipeline ----------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -261,7 +300,7 @@ class Verifier:
 
     def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
         return {"index": i, "label": int(self.y[i]), "verdict": verdict, "method": method,
-                "seconds": round(seconds, 6), **extra}
+                "seconds": round(seconds, 6), **extra, "centre": self.centre_hash(i)}
 
     def attack_stage(self, todo: list[int]) -> None:
         from specrob.estimate.security import attack_once, default_attacks

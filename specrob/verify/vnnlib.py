@@ -3,6 +3,8 @@ convention of VNN-COMP: a verifier answers "unsat" when the property holds), wit
 model and an instances.csv, so that any VNN-COMP verifier can check the same queries."""
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import math
 import shutil
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 from specrob.verify import query as q
 
 
-class ExportError(Exception):
+class ExportError(SpecrobError):
     """A query VNN-LIB cannot state (norms of inputs, abs): the reason."""
 
 

@@ -106,21 +106,49 @@ def test_the_cli_turns_a_missing_dataset_into_a_clear_error(tmp_path, no_fashion
     assert "Traceback" not in result.output
 
 
-def test_cached_work_of_other_settings_is_discarded_not_mixed_in(tmp_path):
+def test_cached_work_of_other_settings_is_refused_not_mixed_in(tmp_path):
     run = make_run(tmp_path)
     run.settings(budget={"epochs": 1})
     run.stage("s", lambda: {"value": 1})
+    run._lock.close()
     again = make_run(tmp_path)
     again.settings(budget={"epochs": 1})  # same settings: the stage is reused
     assert again.stage("s", lambda: {"value": 2}) == {"value": 1}
+    again._lock.close()
     other = make_run(tmp_path)
-    other.settings(budget={"epochs": 2})
-    assert other.stage("s", lambda: {"value": 2}) == {"value": 2}
-    assert any("budget changed" in n for n in other.notes)
+    with pytest.raises(ReproduceError, match="another budget.*--fresh"):
+        other.settings(budget={"epochs": 2})
+    other._lock.close()
+    fresh = make_run(tmp_path, fresh=True)
+    fresh.settings(budget={"epochs": 2})
+    assert fresh.stage("s", lambda: {"value": 2}) == {"value": 2}
 
 
 def test_the_data_a_run_used_is_part_of_its_settings(tmp_path):
-    make_run(tmp_path).dataset("digits", train=100)
+    first = make_run(tmp_path)
+    first.dataset("digits", train=100)
+    first._lock.close()
+    with pytest.raises(ReproduceError, match="another data"):
+        make_run(tmp_path).dataset("digits", train=200)
+
+
+def test_a_second_process_on_the_same_work_folder_is_refused(tmp_path):
+    run = make_run(tmp_path)  # holds the lock while it lives
+    code = ("import sys; from specrob.runfolder import lock_folder; lock_folder(sys.argv[1])")
+    import subprocess
+    import sys
+    work = next((tmp_path).rglob(".lock")).parent
+    result = subprocess.run([sys.executable, "-c", code, str(work)], capture_output=True,
+                            text=True)
+    assert result.returncode != 0 and "in use by another specrob run" in result.stderr
+    run._lock.close()
+
+
+def test_a_cut_stage_file_is_named_with_the_way_out(tmp_path):
     run = make_run(tmp_path)
-    run.dataset("digits", train=200)
-    assert any("data changed" in n for n in run.notes)
+    run.stage("s", lambda: {"value": 1})
+    path = run.work / "stages" / "s.json"
+    path.write_text(path.read_text()[:5])
+    from specrob.errors import SpecrobError
+    with pytest.raises(SpecrobError, match=r"s\.json: corrupt JSON.*--fresh"):
+        run.stage("s", lambda: {"value": 2})

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+
+from specrob.runfolder import RunFolderError
 import torch
 
 import specrob
@@ -50,14 +52,17 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     whole = strip_time(trainer(epochs=3).fit())
     first = trainer(tmp_path, epochs=1)
     first.fit()  # ... and the process dies here
+    first.close()
     again = trainer(tmp_path, epochs=3)
     assert again.resume() and again.epoch == 1
     assert strip_time(again.fit()) == whole
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
-    trainer(tmp_path, epochs=1).fit()
-    with pytest.raises(TrainError, match="other settings"):
+    done = trainer(tmp_path, epochs=1)
+    done.fit()
+    done.close()
+    with pytest.raises(RunFolderError, match=r"another run \(differing: config\.lr\).*--fresh"):
         trainer(tmp_path, epochs=2, lr=0.5).resume()
 
 

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+
+from specrob.runfolder import RunFolderError
 import torch
 from torch import nn
 
@@ -159,6 +161,7 @@ def test_results_stream_to_jsonl_and_a_rerun_skips_finished_points(tmp_path):
                      VerifyConfig(), out=out)
     first.resume()
     first.run()
+    first.close()
     lines = (out / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["index"] for line in lines) == list(range(6))
     again = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y, VerifyConfig(), out=out)
@@ -167,7 +170,8 @@ def test_results_stream_to_jsonl_and_a_rerun_skips_finished_points(tmp_path):
     again.progress = calls.append
     rows = again.run()
     assert len(rows) == 12 and len(calls) == 6  # only the new points were run
-    with pytest.raises(ValueError, match="other settings"):
+    again.close()
+    with pytest.raises(RunFolderError, match="another run.*options.timeout.*--fresh"):
         Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
                  VerifyConfig(timeout=1.0), out=out).resume()
 

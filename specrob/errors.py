@@ -1,0 +1,11 @@
+"""The one base class of every error specrob reports to a user.
+
+Every module's own error (`SpecError`, `DataError`, `NetworkError`, `RunFolderError`, ...)
+derives from `SpecrobError`, so a caller (the CLI, a notebook) catches user errors in one place
+and prints their message; anything else is a bug in specrob.
+"""
+from __future__ import annotations
+
+
+class SpecrobError(Exception):
+    """A user-facing error: the message says what is wrong, where, and the way out."""
