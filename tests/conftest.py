@@ -17,6 +17,8 @@ except ImportError:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = sorted((REPO / "specs").glob("*.rspec"))
+# the project's shared inputs (benchmarks, cases), beside the checkout in development and CI
+SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture

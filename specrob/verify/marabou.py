@@ -43,6 +43,15 @@ STATUSES = ("unsat", "sat", "timeout", "error")
 _EXIT = {"unsat": "unsat", "sat": "sat", "TIMEOUT": "timeout"}
 # rounding slack on the interval bounds handed to Marabou: relative to the terms' magnitude
 _SLACK = 1e-9
+# The largest magnitude (variable bound, coefficient, constant) at which one Marabou UNSAT is
+# taken as it is. Marabou works in doubles with absolute tolerances (its bound tolerance is set
+# to 1e-10 below); rounding errors grow with the magnitudes (about M * 1e-16 per operation), and
+# on ReLU MLPs whose values reach 1e7-1e8 its bound tightening answered UNSAT for queries with a
+# witness (Marabou issue #485; shared case 22). Above this magnitude an UNSAT counts only when a
+# second configuration (no bound tightening) agrees.
+SAFE_MAGNITUDE = 1e4
+# the configuration that must confirm an UNSAT above SAFE_MAGNITUDE
+_SECOND_OPINION = "none"
 _NOT_PIECEWISE_LINEAR = (Sigmoid, Tanh, Softmax)
 _ENCODED = (Affine, Elementwise, Add, Conv, BatchNorm, Relu, LeakyRelu, Clip, Reshape, MaxPool,
             AveragePool)
@@ -682,7 +691,8 @@ def _configure(core, job):
     o._restoreTreeStates, o._performLpTighteningAfterSplit = False, False
     o._initialDivides, o._onlineDivides, o._initialTimeout, o._timeoutFactor = 0, 2, 5, 1.5
     o._splitThreshold, o._splittingStrategy, o._sncSplittingStrategy = 20, "auto", "auto"
-    o._tighteningStrategy, o._milpTightening, o._milpSolverTimeout = "deeppoly", "none", 0
+    o._tighteningStrategy = job.get("tightening", "deeppoly")
+    o._milpTightening, o._milpSolverTimeout = "none", 0
     o._preprocessorBoundTolerance, o._lpSolver = 1e-10, "native"
     o._verbosity, o._timeoutInSeconds = job["verbosity"], job["timeout"]
     return o
@@ -897,31 +907,31 @@ def solve_query(net: Network, query: q.Query, *, timeout: float = 60.0, verbosit
     if truth is False:  # NOT body is false: the body holds everywhere
         return result("unsat", "the negated body is false", strict)
     job = _job(enc, x, z, timeout, verbosity)
-    if isolate:
-        limit = _hard_limit(timeout) if kill_after is None else kill_after
-        try:
-            answer = _WORKER.run(job, limit)
-        except (OSError, RuntimeError) as e:
-            return result("error", f"cannot run Marabou: {e}", strict)
-        if answer is None:
-            return result("timeout", f"Marabou overran its timeout; its process was killed "
-                                     f"after {limit:g} s", strict)
-        if answer[0] == "died":
-            return result("error", f"Marabou crashed (exit status {answer[1]})", strict)
-        if answer[0] == "exception":
-            return result("error", f"Marabou failed: {answer[1]} {answer[2]}".strip(), strict)
-        _, code, read, log = answer
-    else:
-        try:
-            from maraboupy import MarabouCore as core
-            code, read = _run(core, job)
-        except Exception as e:  # noqa: BLE001 - ImportError, or a MarabouError in Python
-            return result("error", f"Marabou failed: {type(e).__name__}: {e}", strict)
-        log = ""
+    code, read, failure = _solve(job, isolate, timeout, kill_after)
+    if failure is not None:
+        return result(failure[0], failure[1], strict)
     status = _EXIT.get(code)
+    magnitude = _magnitude(job)
+    if status == "unsat" and magnitude > SAFE_MAGNITUDE:
+        second = {**job, "tightening": _SECOND_OPINION}
+        code2, read2, failure2 = _solve(second, isolate, timeout, kill_after)
+        status2 = _EXIT.get(code2) if failure2 is None else failure2[0]
+        if status2 == "sat" and failure2 is None:
+            status, read = "sat", read2  # the caller re-checks the point on the model
+        elif status2 != "unsat":
+            return result("error", f"UNSAT not accepted: the query's magnitudes reach "
+                                   f"{magnitude:.3g} > {SAFE_MAGNITUDE:g}, where Marabou's "
+                                   f"tightening is unreliable, and a second configuration "
+                                   f"(tightening {_SECOND_OPINION}) answered {status2}", strict)
+        else:
+            return result("unsat", f"UNSAT confirmed by a second Marabou configuration "
+                                   f"(tightening {_SECOND_OPINION}): magnitudes reach "
+                                   f"{magnitude:.3g} > {SAFE_MAGNITUDE:g}", strict)
     if status is None:
-        detail = log.strip().splitlines()[-1] if log.strip() else ""
-        return result("error", f"Marabou returned {code} {detail}".strip(), strict)
+        return result("error", f"Marabou returned {code} {read or ''}".strip(), strict)
+    if status == "unsat":
+        return result("unsat", f"numerically safe: magnitudes <= {SAFE_MAGNITUDE:g} "
+                               f"(largest {magnitude:.3g})", strict)
     if status != "sat":
         return result(status, "", strict)
     if read is None or any(v is None for v in read):
@@ -932,3 +942,48 @@ def solve_query(net: Network, query: q.Query, *, timeout: float = 60.0, verbosit
     # Marabou's values may leave the box by its tolerances (1e-16 seen): project back
     point = np.clip(point, low, high)
     return result("sat", "", strict, counterexample=point, outputs=outputs)
+
+
+def _magnitude(job: dict) -> float:
+    """The largest finite |bound|, |coefficient| or |constant| of a job."""
+    values = [abs(v) for v in job["lo"] + job["hi"] if math.isfinite(v)]
+    for _, _, coefs, scalar in job["equations"]:
+        values.extend(abs(c) for c in coefs)
+        values.append(abs(scalar))
+    for disjuncts in job["disjunctions"]:
+        for d in disjuncts:
+            for _, _, coefs, scalar in d:
+                values.extend(abs(c) for c in coefs)
+                values.append(abs(scalar))
+    return max(values, default=0.0)
+
+
+def _solve(job: dict, isolate: bool, timeout: float, kill_after: float | None):
+    """Run one job: (Marabou's exit string, values read or the log's last line, None), or
+    (None, None, (status, message)) when Marabou could not answer."""
+    if isolate:
+        limit = _hard_limit(timeout) if kill_after is None else kill_after
+        try:
+            answer = _WORKER.run(job, limit)
+        except (OSError, RuntimeError) as e:
+            return None, None, ("error", f"cannot run Marabou: {e}")
+        if answer is None:
+            return None, None, ("timeout", f"Marabou overran its timeout; its process was "
+                                           f"killed after {limit:g} s")
+        if answer[0] == "died":
+            return None, None, ("error", f"Marabou crashed (exit status {answer[1]})")
+        if answer[0] == "exception":
+            return None, None, ("error", f"Marabou failed: {answer[1]} {answer[2]}".strip())
+        _, code, read, log = answer
+    else:
+        try:
+            from maraboupy import MarabouCore as core
+            code, read = _run(core, job)
+        except Exception as e:  # noqa: BLE001 - ImportError, or a MarabouError in Python
+            return None, None, ("error", f"Marabou failed: {type(e).__name__}: {e}")
+        log = ""
+    if _EXIT.get(code) is None:
+        detail = log.strip().splitlines()[-1] if log.strip() else ""
+        return code, detail, None
+    return code, read, None
+

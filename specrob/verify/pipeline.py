@@ -394,8 +394,8 @@ class Verifier:
 
     def marabou_verdict(self, i: int, query: q.Query, result) -> None:
         if result.status == "unsat":
-            self.record(self.row(i, "verified", "marabou", result.seconds,
-                                 note=query.note or None))
+            note = "; ".join(n for n in (query.note, result.message) if n)
+            self.record(self.row(i, "verified", "marabou", result.seconds, note=note or None))
             return
         if result.status == "sat" and result.counterexample is not None:
             x = snap(np.asarray(result.counterexample, dtype=np.float64)[None, :],

@@ -486,3 +486,39 @@ def test_rejects_malformed_calls(cases):
                                                                     0.0, 1.0), 3))
     with pytest.raises(ValueError, match="timeout"):
         solve_query(case.net, q.Query(q.Const(False), region(CENTRES[0], 0.1), 3), timeout=0)
+
+
+# --- numerically unsafe UNSATs (shared case bughunt/22, Marabou issue #485) ------------------
+
+def test_an_unsat_at_large_magnitudes_needs_a_second_configuration_to_count():
+    """On 1e3-scaled ReLU MLPs (outputs ~1e7) Marabou's bound tightening answered UNSAT for
+    "f(x)[i] <= T on the ball" although a point of the ball exceeds T. None of these queries may
+    come back "unsat" (the witnesses are part of the case)."""
+    from tests.conftest import SHARED
+    from specrob.network import load_onnx
+    case = SHARED / "cases" / "bughunt" / "22-marabou-large-magnitude"
+    found = np.load(case / "hunt_found.npy", allow_pickle=True)
+    assert len(found) == 10
+    for seed, _, i, T, _, x0, witness in found:
+        net = load_onnx(case / f"hunt{seed}.onnx")
+        region = q.InputRegion(np.array(x0), 0.05, math.inf, 0.0, 1.0)
+        out = np.zeros((1, 3))
+        out[0, i] = 1.0
+        query = q.Query(q.Atom(q.Affine(out, np.zeros((1, 5)), np.array([-T])), (), "<="),
+                        region, 3)
+        assert np.abs(np.array(witness) - x0).max() <= 0.05 + 1e-6  # float32 witnesses
+        result = solve_query(net, query, timeout=30)
+        assert result.status != "unsat", (seed, i, result.message)
+
+
+def test_an_unsat_at_small_magnitudes_is_accepted_and_says_why(tmp_path):
+    lin = nn.Linear(2, 1)
+    with torch.no_grad():
+        lin.weight[:] = torch.tensor([[1.0, -1.0]])  # f(x) = x_0 - x_1
+        lin.bias.zero_()
+    net = export(lin, (2,), tmp_path / "diff.onnx").net
+    region = q.InputRegion(np.array([0.5, 0.5]), 0.1, math.inf, 0.0, 1.0)
+    query = q.Query(q.Atom(q.Affine(np.array([[1.0]]), np.zeros((1, 2)), np.array([-0.3])),
+                           (), "<="), region, 1)  # f(x) <= 0.3 holds: max is 0.2
+    result = solve_query(net, query, timeout=10)
+    assert result.status == "unsat" and "numerically safe" in result.message
