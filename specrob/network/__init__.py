@@ -8,6 +8,7 @@ from specrob.network.ir import (NODE_KINDS, Add, Affine, AnyNode, AveragePool, B
 from specrob.network.load import (check_against_onnxruntime, input_shape, load_onnx_checked,
                                   sizes)
 from specrob.network.onnx_import import SUPPORTED, load_onnx
+from specrob.network.oracle import Oracle
 from specrob.network.torch_exec import TorchNetwork, to_torch
 
 __all__ = [
@@ -15,5 +16,5 @@ __all__ = [
     "Affine", "Elementwise", "Add", "Conv", "BatchNorm", "Relu", "LeakyRelu", "Clip",
     "Sigmoid", "Tanh", "Softmax", "Reshape", "MaxPool", "AveragePool",
     "load_onnx", "SUPPORTED", "to_torch", "TorchNetwork",
-    "load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes",
+    "load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes", "Oracle",
 ]
