@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
-                                LeakyRelu, MaxPool, Network, Node, Relu, Reshape, Sigmoid,
-                                Softmax, Tanh)
+                                LeakyRelu, LogSoftmax, MaxPool, Network, Node, Relu, Reshape,
+                                Sigmoid, Softmax, Tanh)
 from specrob.verify import query as q
 
 __all__ = ["STATUSES", "MarabouResult", "solve_query", "supports"]
@@ -43,7 +43,7 @@ STATUSES = ("unsat", "sat", "timeout", "error")
 _EXIT = {"unsat": "unsat", "sat": "sat", "TIMEOUT": "timeout"}
 # rounding slack on the interval bounds handed to Marabou: relative to the terms' magnitude
 _SLACK = 1e-9
-_NOT_PIECEWISE_LINEAR = (Sigmoid, Tanh, Softmax)
+_NOT_PIECEWISE_LINEAR = (Sigmoid, Tanh, Softmax, LogSoftmax)
 _ENCODED = (Affine, Elementwise, Add, Conv, BatchNorm, Relu, LeakyRelu, Clip, Reshape, MaxPool,
             AveragePool)
 
