@@ -360,3 +360,73 @@ def test_the_vnncomp_mnistfc_networks_load_and_match_onnxruntime(depth):
     assert (net.input_shape, net.batch, net.output_size) == ((784, 1), 1, 10)
     assert sum(isinstance(n, Affine) for n in net.nodes) == depth + 1
     assert_runs_like_onnxruntime(path, batch=4)
+
+
+# --- operators the exporters write only sometimes, hand-built at several opsets ---------
+
+def _w(*shape: int) -> np.ndarray:
+    return np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+
+
+HAND = {
+    # name: (nodes, per-sample input, per-sample output, weights, opset)
+    "Dropout, opset 9, mask output unused": (
+        [helper.make_node("Dropout", ["x"], ["d", "mask"], name="drop", ratio=0.5),
+         helper.make_node("Gemm", ["d", "W", "b"], ["y"], name="fc", transB=1)],
+        [6], [3], {"W": _w(3, 6), "b": _w(3)}, 9),
+    "Dropout, opset 13, ratio and training_mode inputs": (
+        [helper.make_node("Dropout", ["x", "ratio", "train"], ["d"], name="drop"),
+         helper.make_node("Gemm", ["d", "W"], ["y"], name="fc", transB=1)],
+        [6], [3], {"W": _w(3, 6), "ratio": np.float32(0.3), "train": np.bool_(False)}, 13),
+    "Cast to float, Identity": (
+        [helper.make_node("Cast", ["x"], ["c"], name="cast", to=TensorProto.FLOAT),
+         helper.make_node("Identity", ["c"], ["i"], name="id"),
+         helper.make_node("Gemm", ["i", "W"], ["y"], name="fc", transB=1)],
+        [6], [3], {"W": _w(3, 6)}, 13),
+    "GlobalMaxPool, Squeeze opset 11": (
+        [helper.make_node("GlobalMaxPool", ["x"], ["g"], name="gmp"),
+         helper.make_node("Squeeze", ["g"], ["y"], name="sq", axes=[2, 3])],
+        [3, 4, 5], [3], {}, 11),
+    "Unsqueeze opset 11, GlobalAveragePool, Squeeze opset 13": (
+        [helper.make_node("Unsqueeze", ["x"], ["u"], name="unsq", axes=[1]),
+         helper.make_node("GlobalAveragePool", ["u"], ["g"], name="gap"),
+         helper.make_node("Flatten", ["g"], ["y"], name="flat")],
+        [4, 5], [1], {}, 11),
+    "Transpose of size-1 axes, opset 13 Squeeze with axes input": (
+        [helper.make_node("Transpose", ["x"], ["t"], name="tr", perm=[0, 2, 1, 3]),
+         helper.make_node("Squeeze", ["t", "axes"], ["y"], name="sq")],
+        [1, 3, 4], [3, 4], {"axes": np.array([2], np.int64)}, 13),
+    "LogSoftmax, opset 11 (flattening from axis 1)": (
+        [helper.make_node("LogSoftmax", ["x"], ["y"], name="lsm", axis=1)],
+        [2, 3], [2, 3], {}, 11),
+    "Conv + BatchNormalization (opset 9) + Relu + Sigmoid": (
+        [helper.make_node("Conv", ["x", "K"], ["c"], name="conv", pads=[1, 1, 1, 1],
+                          strides=[2, 2]),
+         helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn",
+                          epsilon=1e-3),
+         helper.make_node("Relu", ["n"], ["r"], name="relu"),
+         helper.make_node("Sigmoid", ["r"], ["y"], name="sig")],
+        [2, 5, 5], [3, 3, 3], {"K": _w(3, 2, 3, 3), "s": _w(3), "b": _w(3), "m": _w(3),
+                               "v": np.abs(_w(3)) + 0.5}, 9),
+}
+
+
+@pytest.mark.parametrize("batch", [1, "N"], ids=["batch 1", "symbolic batch"])
+@pytest.mark.parametrize("case", HAND)
+def test_hand_built_operators_match_onnxruntime(case, batch, tmp_path):
+    nodes, shape, out, weights, opset = HAND[case]
+    path = hand_model(tmp_path / "h.onnx", nodes, [batch, *shape], weights, opset,
+                      output_dims=[batch, *out])
+    net = load_onnx(path)
+    assert net.output_shape == tuple(out) and net.batch == (1 if batch == 1 else None)
+    assert_runs_like_onnxruntime(path, batch=4)
+
+
+def test_dropout_in_training_mode_is_refused(tmp_path):
+    nodes, shape, out, weights, opset = HAND["Dropout, opset 13, ratio and training_mode inputs"]
+    path = hand_model(tmp_path / "t.onnx", nodes, ["N", *shape], {**weights,
+                                                                  "train": np.bool_(True)},
+                      opset, output_dims=["N", *out])
+    with pytest.raises(NetworkError, match=r"Dropout node 'drop' \(index 0\): training_mode="
+                                           r"true is not supported"):
+        load_onnx(path)
