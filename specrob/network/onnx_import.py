@@ -4,7 +4,13 @@ for whatever specrob does not support.
 Shapes are static except the batch dimension, so the importer computes every value's
 per-sample shape itself, resolves padding (auto_pad), Reshape's 0 and -1, opset differences
 (Clip's attributes before opset 11, the flattening Softmax before 13) and folds constants into
-the nodes: `Constant` and `Identity` disappear, a constant operand turns Add/Sub/Mul/Div into
+the nodes. Any node of the default domain whose inputs are all constants is evaluated (onnx's
+reference implementation at the model's opset): the `Shape`, `Gather`, `Unsqueeze`, `Concat`,
+`Slice`, `Mod`, `Cast` chains that x.view(x.size(0), -1) and nn.Unflatten export become a
+constant Reshape target. A symbolic batch size enters those computations as a stand-in,
+evaluated for two values; a target whose first entry is the batch size keeps the batch, any
+other dependence on it is refused. A fixed batch of 1 is recorded (`Network.batch`).
+`Constant`, `Identity`, `Dropout` and float `Cast` disappear, a constant operand turns Add/Sub/Mul/Div into
 `Elementwise`, chains of `Elementwise` become one, and an `Elementwise` that is constant along
 all but the last axis after an `Affine` (MatMul + Add, Gemm + Mul) folds into it.
 """
@@ -406,11 +412,7 @@ class _Importer:
         self.consts[node.output[0]] = value
 
     def _op_Identity(self, node, index, attrs) -> None:
-        source = self._resolve(node.input[0])
-        if source in self.consts:
-            self.consts[node.output[0]] = self.consts[source]
-        else:
-            self.alias[node.output[0]] = self._var(source)
+        self.alias[node.output[0]] = self._var(node.input[0])
 
     def _op_Gemm(self, node, index, attrs) -> None:
         a, b, c = node.input[0], node.input[1], self._optional(node, 2)
@@ -473,16 +475,6 @@ class _Importer:
     def _binary(self, node, index, attrs) -> None:
         op = node.op_type
         a, b = node.input[0], node.input[1]
-        if self._is_const(a) and self._is_const(b):
-            left, right = self._const(a, "A"), self._const(b, "B")
-            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
-            integer = np.issubdtype(np.result_type(left, right), np.integer)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = fn(left, right) if fn else (
-                    np.trunc(left / right).astype(np.result_type(left, right)) if integer
-                    else np.divide(left, right))
-            self.consts[node.output[0]] = np.asarray(value)
-            return
         if not self._is_const(a) and not self._is_const(b):
             left, right = self._var(a, "operand A"), self._var(b, "operand B")
             if op in ("Mul", "Div"):
@@ -692,14 +684,7 @@ class _Importer:
     _op_GlobalMaxPool = _op_GlobalAveragePool
 
     def _op_Flatten(self, node, index, attrs) -> None:
-        name = self._resolve(node.input[0])
-        if name in self.consts:
-            c = self.consts[name]
-            axis = attrs.get("axis", 1)
-            axis = axis + c.ndim if axis < 0 else axis
-            self.consts[node.output[0]] = c.reshape(math.prod(c.shape[:axis]), -1)
-            return
-        x = self._var(name)
+        x = self._var(node.input[0])
         shape = self.shapes[x]
         rank = len(shape) + 1
         axis = attrs.get("axis", 1)
@@ -721,13 +706,7 @@ class _Importer:
             raise self.error("allowzero=1 with a 0 in the shape is not supported")
         if target.count(-1) > 1 or any(d < -1 for d in target):
             raise self.error(f"invalid shape {target}")
-        name = self._resolve(node.input[0])
-        if name in self.consts:
-            c = self.consts[name]
-            target = [c.shape[i] if d == 0 else d for i, d in enumerate(target)]
-            self.consts[node.output[0]] = c.reshape(target)
-            return
-        x = self._var(name)
+        x = self._var(node.input[0])
         self._emit(Reshape, node, index, (x,), self._reshaped(self.shapes[x], target))
 
     def _target_shape(self, name: str) -> list[int]:

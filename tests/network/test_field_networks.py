@@ -21,8 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from specrob.network import (Affine, BatchNorm, Conv, Elementwise, LogSoftmax, MaxPool,
-                             NetworkError, Oracle, Relu, Reshape, load_onnx, load_onnx_checked,
-                             to_torch)
+                             NetworkError, Oracle, Relu, Reshape, load_onnx, load_onnx_checked)
 
 SHARED = Path("/work/shared")
 NEWCOMER = SHARED / "cases" / "newcomer"
@@ -203,8 +202,9 @@ def test_a_batchnorm_that_cannot_fold_stays_a_scale_node(tmp_path):
     path = hand_model(tmp_path / "bn.onnx", [
         helper.make_node("Relu", ["x"], ["r"], name="relu"),
         helper.make_node("BatchNormalization", ["r", "s", "b", "m", "v"], ["y"], name="bn")],
-        ["batch", 3, 2, 2], output_dims=["batch", 3, 2, 2], weights={"s": np.float32([1, 2, 3]), "b": np.float32([0, 1, 2]),
-                                    "m": np.float32([0.5, 0, -1]), "v": np.float32([1, 2, 3])})
+        ["batch", 3, 2, 2], output_dims=["batch", 3, 2, 2],
+        weights={"s": np.float32([1, 2, 3]), "b": np.float32([0, 1, 2]),
+                 "m": np.float32([0.5, 0, -1]), "v": np.float32([1, 2, 3])})
     assert [type(n) for n in load_onnx(path).nodes] == [Relu, BatchNorm]
     assert_runs_like_onnxruntime(path)
 
