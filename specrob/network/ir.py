@@ -8,7 +8,10 @@ sample**: the batch dimension is implicit, never mixed with the others, and axes
 variable values only (the network input or an earlier node's output); constants are folded
 into the nodes' fields, so `Constant` and `Identity` never appear, `Flatten` is a `Reshape`,
 `MatMul` (+ `Add`) and `Gemm` are `Affine`, and `Add`/`Sub`/`Mul`/`Div` by a constant are
-`Elementwise` (a chain of them one node). Weights are float64 (exact copies of the file's
+`Elementwise` (a chain of them one node), a `BatchNormalization` after a `Conv` or
+`Affine` (or before an `Affine` on features) is folded into its weights, `Dropout`, `Cast`
+between float types and computations on shapes disappear, and `Squeeze`, `Unsqueeze` and
+`Transpose`s that keep the data order are `Reshape`s. Weights are float64 (exact copies of the file's
 float32 values; folded values are computed in float64) and read-only. Each node keeps the ONNX
 node name and op_type it came from (`"MatMul+Add"`, names `"a+b"` for folded nodes), for messages only.
 
@@ -164,6 +167,15 @@ class Softmax(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class LogSoftmax(Node):
+    """log(softmax(x)) along one per-sample axis (as `Softmax`); usually the last node of a
+    classifier trained with NLL loss. Not a `Softmax`: back ends that relax softmax do not
+    relax this one."""
+
+    axis: int = -1
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Reshape(Node):
     """Reshape (or Flatten) each sample to `shape`; the data order is unchanged."""
 
@@ -191,9 +203,10 @@ class AveragePool(Node):
 
 
 AnyNode = (Affine | Elementwise | Add | Conv | BatchNorm | Relu | LeakyRelu | Clip | Sigmoid
-           | Tanh | Softmax | Reshape | MaxPool | AveragePool)
+           | Tanh | Softmax | LogSoftmax | Reshape | MaxPool | AveragePool)
 NODE_KINDS: tuple[type[Node], ...] = (Affine, Elementwise, Add, Conv, BatchNorm, Relu, LeakyRelu,
-                                      Clip, Sigmoid, Tanh, Softmax, Reshape, MaxPool, AveragePool)
+                                      Clip, Sigmoid, Tanh, Softmax, LogSoftmax, Reshape, MaxPool,
+                                      AveragePool)
 
 
 # --- the network ---------------------------------------------------------------------------

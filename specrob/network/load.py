@@ -10,6 +10,7 @@ from torch import nn
 
 from specrob.network.ir import Network, NetworkError
 from specrob.network.onnx_import import load_onnx
+from specrob.network.oracle import Oracle
 from specrob.network.torch_exec import to_torch
 
 __all__ = ["load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes"]
@@ -57,18 +58,10 @@ def check_against_onnxruntime(path: str | Path, net: Network, module: nn.Module,
 
 
 def _onnxruntime(path: str | Path, net: Network, x: np.ndarray) -> np.ndarray:
-    """onnxruntime's outputs for the batch x, as (B, m) float64."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise NetworkError(f"{path}: onnxruntime cannot load the model "
-                           f"({str(e).strip().splitlines()[0]})") from None
-    x = np.asarray(x, dtype=np.float64 if net.dtype == "float64" else np.float32)
-    batches = [x[i:i + 1] for i in range(len(x))] if net.batch == 1 else [x]
-    outputs = [session.run(None, {net.input_name: b})[0] for b in batches]
-    return np.concatenate(outputs).reshape(len(x), -1).astype(np.float64)
+    """onnxruntime's outputs for the batch x, as (B, m) float64 (one sample at a time when
+    the file fixes the batch size)."""
+    out = Oracle(path)(x)
+    if out.shape[1] != net.output_size:
+        raise NetworkError(f"{path}: onnxruntime gives {out.shape[1]} outputs per sample, the "
+                           f"imported network {net.output_size}")
+    return out

@@ -4,7 +4,13 @@ for whatever specrob does not support.
 Shapes are static except the batch dimension, so the importer computes every value's
 per-sample shape itself, resolves padding (auto_pad), Reshape's 0 and -1, opset differences
 (Clip's attributes before opset 11, the flattening Softmax before 13) and folds constants into
-the nodes: `Constant` and `Identity` disappear, a constant operand turns Add/Sub/Mul/Div into
+the nodes. Any node of the default domain whose inputs are all constants is evaluated (onnx's
+reference implementation at the model's opset): the `Shape`, `Gather`, `Unsqueeze`, `Concat`,
+`Slice`, `Mod`, `Cast` chains that x.view(x.size(0), -1) and nn.Unflatten export become a
+constant Reshape target. A symbolic batch size enters those computations as a stand-in,
+evaluated for two values; a target whose first entry is the batch size keeps the batch, any
+other dependence on it is refused. A fixed batch of 1 is recorded (`Network.batch`).
+`Constant`, `Identity`, `Dropout` and float `Cast` disappear, a constant operand turns Add/Sub/Mul/Div into
 `Elementwise`, chains of `Elementwise` become one, and an `Elementwise` that is constant along
 all but the last axis after an `Affine` (MatMul + Add, Gemm + Mul) folds into it.
 """
@@ -22,7 +28,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
-                                LeakyRelu, MaxPool, Network, NetworkError, Node, Relu,
+                                LeakyRelu, LogSoftmax, MaxPool, Network, NetworkError, Node, Relu,
                                 Reshape, Sigmoid, Softmax, Tanh)
 
 __all__ = ["load_onnx", "NetworkError", "SUPPORTED"]
@@ -41,10 +47,38 @@ _ATTRIBUTES: dict[str, frozenset[str]] = {name: frozenset(attrs) for name, attrs
                 "strides"},
     "AveragePool": {"auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape",
                     "pads", "strides"},
+    "GlobalAveragePool": set(), "GlobalMaxPool": set(), "LogSoftmax": {"axis"},
+    "Dropout": {"ratio", "seed", "is_test"}, "Cast": {"to", "saturate", "round_mode"},
+    "Squeeze": {"axes"}, "Unsqueeze": {"axes"}, "Transpose": {"perm"},
+    "Shape": {"start", "end"}, "Size": set(),
     "Constant": {"value", "value_float", "value_floats", "value_int", "value_ints"},
     "Identity": set(),
 }.items()}
 SUPPORTED: tuple[str, ...] = tuple(_ATTRIBUTES)
+# what to do about an operator specrob does not handle on the data (any operator of the default
+# domain is fine on constants: shape computations are folded)
+_FEED_FORWARD = "specrob handles feed-forward classifiers only"
+_ACTIVATION = "replace it by Relu, LeakyRelu, Clip, Sigmoid or Tanh"
+_HINTS: dict[str, str] = {
+    **dict.fromkeys(("LSTM", "GRU", "RNN", "Loop", "Scan", "If"), _FEED_FORWARD),
+    **dict.fromkeys(("Gelu", "Erf", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Mish",
+                     "HardSigmoid", "HardSwish", "PRelu", "ThresholdedRelu", "Exp", "Log",
+                     "Sqrt", "Pow", "Abs", "Neg", "Sin", "Cos"), _ACTIVATION),
+    "Pad": "use the padding of Conv or the pooling layer instead of a separate Pad",
+    "ReduceMean": "for a spatial average use GlobalAveragePool (nn.AdaptiveAvgPool2d(1))",
+    "ConvTranspose": "replace the transposed convolution by Conv (with upsampling outside "
+                     "the network)",
+    "Resize": "resize the input outside the network", "Upsample": "resize the input outside "
+                                                                  "the network",
+    **dict.fromkeys(("Gather", "Slice", "Concat", "Split", "Expand", "Tile", "Where"),
+                    "specrob handles this operator on constant (shape) values only; on the "
+                    "data, use Reshape/Flatten and layers that keep the samples apart"),
+}
+_DEFAULT_HINT = ("replace it by supported operators, or re-export the model (torch.onnx.export "
+                 "with an opset_version from 9 to 18)")
+# stand-ins for a symbolic batch size in folded shape computations: a value computed from
+# `Shape` is evaluated for both, and what differs depends on the batch size
+_BATCH, _BATCH_ALT = 23, 29
 _IGNORED = frozenset({"consumed_inputs"})  # an opset < 6 memory hint with no effect on values
 _FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64"}
 
@@ -79,12 +113,33 @@ def _first_line(error: Exception) -> str:
 
 
 def _check_operators(source: str, graph: onnx.GraphProto) -> None:
+    """Operators of another domain or unknown to ONNX, and unsupported operators on the data,
+    are refused before anything else (on constants any operator of the default domain is
+    folded). Nodes are in topological order in a valid file; the importer checks again."""
+    weights = {t.name for t in graph.initializer}
+    data = {i.name for i in graph.input if i.name not in weights}  # values computed from x
     for index, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type not in _ATTRIBUTES:
-            op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") \
-                else node.op_type
-            raise NetworkError(f"{source}: operator '{op}' (node '{_label(node, index)}') is "
-                               f"not supported; supported: {', '.join(SUPPORTED)}")
+        reads_data = any(v in data for v in node.input)
+        if reads_data and node.op_type not in ("Shape", "Size"):
+            data.update(node.output)
+        if node.domain not in ("", "ai.onnx"):
+            raise _unsupported(source, node, index, f"{node.domain}.{node.op_type}",
+                               "specrob reads the default ONNX domain only; export without "
+                               "custom operators")
+        if not onnx.defs.has(node.op_type):
+            raise _unsupported(source, node, index, node.op_type, "it is not an ONNX "
+                               "operator")
+        if reads_data and node.op_type not in _ATTRIBUTES:
+            raise _unsupported(source, node, index)
+
+
+def _unsupported(source: str, node: onnx.NodeProto, index: int, op: str | None = None,
+                 hint: str | None = None) -> NetworkError:
+    op = op or node.op_type
+    hint = hint or _HINTS.get(node.op_type, _DEFAULT_HINT)
+    return NetworkError(f"{source}: operator '{op}' (node '{_label(node, index)}', index "
+                        f"{index}) is not supported: {hint}. Supported on the data: "
+                        f"{', '.join(SUPPORTED)}")
 
 
 def _label(node: onnx.NodeProto, index: int) -> str:
@@ -142,6 +197,9 @@ class _Importer:
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
                                               for t in graph.initializer}
         self.alias: dict[str, str] = {}
+        # constants computed from a symbolic batch size: their value for the other stand-in
+        self.alternate: dict[str, np.ndarray] = {}
+        self.read: set[str] = set()  # the values some live node reads
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.nodes: list[Node] = []
         self.batch: int | None = None
@@ -160,9 +218,11 @@ class _Importer:
             raise self.error(f"the model has {len(outputs)} outputs "
                              f"({', '.join(o.name for o in outputs) or 'none'}); "
                              f"specrob needs exactly one (the logits)")
-        for index in _live_nodes(self.source, self.graph, outputs[0].name):
+        order = _live_nodes(self.source, self.graph, outputs[0].name)
+        self.read = {v for i in order for v in self.graph.node[i].input} | {outputs[0].name}
+        for index in order:
             node = self.graph.node[index]
-            self.at = f"{node.op_type} node '{_label(node, index)}'"
+            self.at = f"{node.op_type} node '{_label(node, index)}' (index {index})"
             self._import(node, index)
         self.at = ""
         output = self.alias.get(outputs[0].name, outputs[0].name)
@@ -170,7 +230,7 @@ class _Importer:
             what = "a constant" if output in self.consts else "not computed"
             raise self.error(f"the output '{outputs[0].name}' is {what}")
         self._check_declared(outputs[0], self.shapes[output])
-        nodes = _fold_elementwise(self.nodes, output)
+        nodes = _fold_elementwise(_fold_batchnorm(self.nodes, output), output)
         return Network(input_name=input_name, input_shape=self.shapes[input_name],
                        output_name=output, nodes=tuple(nodes), source=self.source,
                        batch=self.batch, dtype=dtype)
@@ -232,8 +292,11 @@ class _Importer:
     def _const(self, name: str, what: str) -> np.ndarray:
         name = self._resolve(name)
         if name not in self.consts:
-            raise self.error(f"{what} ('{name}') must be a constant (an initializer or a "
-                             f"Constant node)")
+            raise self.error(f"{what} ('{name}') must be a constant (an initializer, a "
+                             f"Constant node or a computation on shapes)")
+        if name in self.alternate:
+            raise self.error(f"{what} ('{name}') depends on the batch size; specrob needs "
+                             f"per-sample constants here")
         return self.consts[name]
 
     def _var(self, name: str, what: str = "the input") -> str:
@@ -261,14 +324,81 @@ class _Importer:
 
     def _import(self, node: onnx.NodeProto, index: int) -> None:
         attrs = _attributes(node)
+        op = node.op_type
+        inputs = [v for v in node.input if v]
+        if op not in ("Constant", "Shape", "Size") and inputs and all(
+                self._is_const(v) for v in inputs):
+            self._fold(node)  # a computation on constants (shapes, weights): its value
+            return
+        if op not in _ATTRIBUTES:
+            raise _unsupported(self.source, node, index)
         for name in attrs:
-            if name not in _ATTRIBUTES[node.op_type] and name not in _IGNORED:
+            if name not in _ATTRIBUTES[op] and name not in _IGNORED:
                 raise self.error(f"attribute '{name}' is not supported")
-        extra = [o for o in node.output[1:] if o]
+        extra = [o for o in node.output[1:] if o and o in self.read]
         if extra:
             raise self.error(f"extra outputs ({', '.join(extra)}) are not supported; only "
                              f"the first output (inference) is")
-        getattr(self, f"_op_{node.op_type}")(node, index, attrs)
+        getattr(self, f"_op_{op}")(node, index, attrs)
+
+    # --- computations on constants --------------------------------------------------------
+
+    def _fold(self, node: onnx.NodeProto) -> None:
+        """Evaluate a node whose inputs are all constants (with onnx's reference
+        implementation, at the model's opset); twice when an input depends on the batch."""
+        values = {v: self.consts[self._resolve(v)] for v in node.input if v}
+        outputs = self._evaluate(node, values)
+        if any(self._resolve(v) in self.alternate for v in values):
+            others = self._evaluate(node, {v: self.alternate.get(self._resolve(v), value)
+                                           for v, value in values.items()})
+        else:
+            others = outputs
+        for name, value, other in zip(node.output, outputs, others):
+            if not name:
+                continue
+            self.consts[name] = value
+            if other.shape != value.shape or not np.array_equal(other, value):
+                self.alternate[name] = other
+
+    def _evaluate(self, node: onnx.NodeProto, values: dict[str, np.ndarray]
+                  ) -> list[np.ndarray]:
+        from onnx.reference import ReferenceEvaluator
+
+        anything = TensorProto.UNDEFINED
+        graph = helper.make_graph(
+            [node], "fold", [helper.make_tensor_value_info(v, anything, None) for v in values],
+            [helper.make_tensor_value_info(o, anything, None) for o in node.output if o])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        try:
+            outputs = ReferenceEvaluator(model).run(None, values)
+        except Exception as e:
+            raise self.error(f"cannot compute this operator on its constant inputs "
+                             f"({_first_line(e)})") from None
+        full = iter(np.asarray(o) for o in outputs)
+        return [next(full) if o else np.zeros(0) for o in node.output]
+
+    def _op_Shape(self, node, index, attrs) -> None:
+        """The shape of a value: per-sample dimensions are known; a symbolic batch size is a
+        stand-in, evaluated twice (see `_fold`)."""
+        name = self._resolve(node.input[0])
+        if name in self.consts:
+            self._fold(node)
+            return
+        x = self._var(name)
+        rank = len(self.shapes[x]) + 1
+        values = []
+        for batch in ((self.batch,) if self.batch else (_BATCH, _BATCH_ALT)):
+            full = np.array((batch, *self.shapes[x]), np.int64)
+            if node.op_type == "Size":
+                values.append(np.array(math.prod(full), np.int64))
+            else:
+                start, end = attrs.get("start", 0), attrs.get("end", rank)
+                values.append(full[slice(start, end)])
+        self.consts[node.output[0]] = values[0]
+        if len(values) > 1 and not np.array_equal(values[0], values[1]):
+            self.alternate[node.output[0]] = values[1]
+
+    _op_Size = _op_Shape
 
     def _op_Constant(self, node, index, attrs) -> None:
         if "value" in attrs:
@@ -282,11 +412,7 @@ class _Importer:
         self.consts[node.output[0]] = value
 
     def _op_Identity(self, node, index, attrs) -> None:
-        source = self._resolve(node.input[0])
-        if source in self.consts:
-            self.consts[node.output[0]] = self.consts[source]
-        else:
-            self.alias[node.output[0]] = self._var(source)
+        self.alias[node.output[0]] = self._var(node.input[0])
 
     def _op_Gemm(self, node, index, attrs) -> None:
         a, b, c = node.input[0], node.input[1], self._optional(node, 2)
@@ -349,16 +475,6 @@ class _Importer:
     def _binary(self, node, index, attrs) -> None:
         op = node.op_type
         a, b = node.input[0], node.input[1]
-        if self._is_const(a) and self._is_const(b):
-            left, right = self._const(a, "A"), self._const(b, "B")
-            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}.get(op)
-            integer = np.issubdtype(np.result_type(left, right), np.integer)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                value = fn(left, right) if fn else (
-                    np.trunc(left / right).astype(np.result_type(left, right)) if integer
-                    else np.divide(left, right))
-            self.consts[node.output[0]] = np.asarray(value)
-            return
         if not self._is_const(a) and not self._is_const(b):
             left, right = self._var(a, "operand A"), self._var(b, "operand B")
             if op in ("Mul", "Div"):
@@ -453,6 +569,7 @@ class _Importer:
         return float(value.reshape(()))
 
     def _op_Softmax(self, node, index, attrs) -> None:
+        kind = LogSoftmax if node.op_type == "LogSoftmax" else Softmax
         x = self._var(node.input[0])
         shape = self.shapes[x]
         rank = len(shape) + 1
@@ -463,25 +580,111 @@ class _Importer:
         if axis == 0:
             raise self.error("a softmax over the batch axis (axis 0) is not supported")
         if self.opset >= 13 or axis == rank - 1:
-            self._emit(Softmax, node, index, (x,), shape, axis=axis - 1)
+            self._emit(kind, node, index, (x,), shape, axis=axis - 1)
             return
         # opset < 13: softmax over the axes [axis, rank) flattened together
         flat = shape[:axis - 1] + (math.prod(shape[axis - 1:]),)
         out = node.output[0]
         inner = self._emit(Reshape, node, index, (x,), flat, output=f"{out}/flat")
-        soft = self._emit(Softmax, node, index, (inner,), flat, axis=len(flat) - 1,
+        soft = self._emit(kind, node, index, (inner,), flat, axis=len(flat) - 1,
                           output=f"{out}/softmax")
         self._emit(Reshape, node, index, (soft,), shape)
 
+    _op_LogSoftmax = _op_Softmax
+
+    # --- operators that do not change the data ----------------------------------------------
+
+    def _op_Dropout(self, node, index, attrs) -> None:
+        if attrs.get("is_test", 1) == 0 and self.opset < 7:
+            raise self.error("is_test=0 (training) is not supported")
+        mode = self._optional(node, 2)
+        if mode is not None and bool(np.asarray(self._const(mode, "training_mode")).any()):
+            raise self.error("training_mode=true is not supported (inference only)")
+        self.alias[node.output[0]] = self._var(node.input[0])
+
+    def _op_Cast(self, node, index, attrs) -> None:
+        to = attrs.get("to")
+        if to not in _FLOAT_TYPES:
+            name = TensorProto.DataType.Name(to) if isinstance(to, int) else str(to)
+            raise self.error(f"a cast of the data to {name} is not supported (only to FLOAT "
+                             f"or DOUBLE)")
+        self.alias[node.output[0]] = self._var(node.input[0])
+
+    def _axes(self, node, attrs, rank: int, what: str) -> list[int] | None:
+        if "axes" in attrs:
+            axes = list(attrs["axes"])
+        elif self._optional(node, 1) is not None:
+            axes = [int(a) for a in np.asarray(self._const(node.input[1], "axes")).reshape(-1)]
+        else:
+            return None
+        if any(not -rank <= a < rank for a in axes):
+            raise self.error(f"axes {axes} out of range for rank {rank}")
+        axes = sorted({a % rank for a in axes})
+        if 0 in axes:
+            raise self.error(f"{what} the batch axis (axis 0) is not supported")
+        return axes
+
+    def _op_Squeeze(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        axes = self._axes(node, attrs, len(shape) + 1, "squeezing")
+        if axes is None:
+            raise self.error("Squeeze without axes is not supported (it would drop a batch "
+                             "of one); give the axes")
+        if any(shape[a - 1] != 1 for a in axes):
+            raise self.error(f"cannot squeeze axes {axes} of per-sample shape {shape}")
+        kept = tuple(d for i, d in enumerate(shape, start=1) if i not in axes)
+        self._emit(Reshape, node, index, (x,), kept)
+
+    def _op_Unsqueeze(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        count = len(attrs["axes"]) if "axes" in attrs else (
+            np.asarray(self._const(node.input[1], "axes")).size
+            if self._optional(node, 1) is not None else 0)
+        axes = self._axes(node, attrs, len(shape) + 1 + count, "inserting")
+        if not axes:
+            raise self.error("Unsqueeze needs axes")
+        rest = iter(shape)
+        out = tuple(1 if i in axes else next(rest) for i in range(1, len(shape) + 1 + count))
+        self._emit(Reshape, node, index, (x,), out)
+
+    def _op_Transpose(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        full = (1, *shape)
+        perm = [int(p) for p in attrs.get("perm", range(len(full) - 1, -1, -1))]
+        if sorted(perm) != list(range(len(full))):
+            raise self.error(f"perm {perm} is not a permutation of the {len(full)} axes")
+        if perm[0] != 0:
+            raise self.error(f"a transpose that moves the batch axis (perm {perm}) is not "
+                             f"supported")
+        moved = [p for p in perm if full[p] != 1]
+        if moved != sorted(moved):
+            raise self.error(f"a transpose with perm {perm} of per-sample shape {shape} "
+                             f"reorders the data; only transposes that move axes of size 1 "
+                             f"are supported (transpose the input outside the network, or "
+                             f"fold it into the next layer's weights)")
+        self._emit(Reshape, node, index, (x,), tuple(full[p] for p in perm[1:]))
+
+    # --- global pooling ------------------------------------------------------------------
+
+    def _op_GlobalAveragePool(self, node, index, attrs) -> None:
+        x = self._var(node.input[0])
+        shape = self.shapes[x]
+        if len(shape) != 3:
+            raise self.error(f"only 2-D global pooling is supported (input (C, H, W)); got "
+                             f"{shape}")
+        fields = {"kernel": shape[1:], "strides": (1, 1), "pads": (0, 0, 0, 0)}
+        if node.op_type == "GlobalMaxPool":
+            self._emit(MaxPool, node, index, (x,), (shape[0], 1, 1), **fields)
+        else:
+            self._emit(AveragePool, node, index, (x,), (shape[0], 1, 1), **fields)
+
+    _op_GlobalMaxPool = _op_GlobalAveragePool
+
     def _op_Flatten(self, node, index, attrs) -> None:
-        name = self._resolve(node.input[0])
-        if name in self.consts:
-            c = self.consts[name]
-            axis = attrs.get("axis", 1)
-            axis = axis + c.ndim if axis < 0 else axis
-            self.consts[node.output[0]] = c.reshape(math.prod(c.shape[:axis]), -1)
-            return
-        x = self._var(name)
+        x = self._var(node.input[0])
         shape = self.shapes[x]
         rank = len(shape) + 1
         axis = attrs.get("axis", 1)
@@ -497,21 +700,34 @@ class _Importer:
         if "shape" in attrs:  # opset < 5
             target = [int(d) for d in attrs["shape"]]
         else:
-            target = [int(d) for d in np.asarray(self._const(node.input[1], "the shape"))
-                      .reshape(-1)]
+            target = self._target_shape(node.input[1])
         allowzero = bool(attrs.get("allowzero", 0))
         if allowzero and 0 in target:
             raise self.error("allowzero=1 with a 0 in the shape is not supported")
         if target.count(-1) > 1 or any(d < -1 for d in target):
             raise self.error(f"invalid shape {target}")
-        name = self._resolve(node.input[0])
-        if name in self.consts:
-            c = self.consts[name]
-            target = [c.shape[i] if d == 0 else d for i, d in enumerate(target)]
-            self.consts[node.output[0]] = c.reshape(target)
-            return
-        x = self._var(name)
+        x = self._var(node.input[0])
         self._emit(Reshape, node, index, (x,), self._reshaped(self.shapes[x], target))
+
+    def _target_shape(self, name: str) -> list[int]:
+        """A Reshape's target; a first entry that is the batch size (x.size(0)) becomes 0."""
+        resolved = self._resolve(name)
+        other = self.alternate.pop(resolved, None)
+        try:
+            value = np.asarray(self._const(name, "the shape")).reshape(-1)
+        finally:
+            if other is not None:
+                self.alternate[resolved] = other
+        target = [int(d) for d in value]
+        if other is None:
+            return target
+        other = np.asarray(other).reshape(-1)
+        differ = [] if other.shape != value.shape else np.flatnonzero(other != value).tolist()
+        if differ != [0] or (value[0], other[0]) != (_BATCH, _BATCH_ALT):
+            raise self.error("the target shape depends on the batch size other than as its "
+                             "first entry; reshape with the batch size first, as "
+                             "x.view(x.size(0), -1) or nn.Flatten() do")
+        return [0] + target[1:]
 
     def _reshaped(self, shape: tuple[int, ...], target: list[int]) -> tuple[int, ...]:
         size = math.prod(shape)
@@ -640,6 +856,41 @@ class _Importer:
         if min(out) < 1:
             raise self.error(f"the window {kernel} does not fit the input {shape}")
         return strides, dilations, pads, out  # type: ignore[return-value]
+
+
+def _fold_batchnorm(nodes: list[Node], output: str) -> list[Node]:
+    """Fold each BatchNorm into the Conv or Affine (on features) it reads when nothing else
+    reads that, or into the Affine (on features) that alone reads it; the others stay."""
+    uses = Counter(v for node in nodes for v in node.inputs)
+    uses[output] += 1
+    producer: dict[str, Node] = {}
+    result: list[Node] = []
+    for node in nodes:
+        prev = producer.get(node.inputs[0])
+        if isinstance(node, BatchNorm) and uses[node.inputs[0]] == 1 and (
+                isinstance(prev, Conv) or (isinstance(prev, Affine) and len(prev.shape) == 1)):
+            a, b = node.scale_shift()
+            names = {"name": f"{prev.name}+{node.name}",
+                     "op_type": f"{prev.op_type}+{node.op_type}", "inputs": prev.inputs,
+                     "output": node.output, "shape": node.shape}
+            result.remove(prev)
+            if isinstance(prev, Conv):
+                node = Conv(**names, weight=prev.weight * a[:, None, None, None],
+                            bias=a * prev.bias + b, strides=prev.strides, pads=prev.pads,
+                            dilations=prev.dilations, group=prev.group)
+            else:
+                node = Affine(**names, weight=a[:, None] * prev.weight, bias=a * prev.bias + b)
+        elif (isinstance(node, Affine) and isinstance(prev, BatchNorm) and len(prev.shape) == 1
+              and uses[prev.output] == 1):
+            a, b = prev.scale_shift()
+            result.remove(prev)
+            node = Affine(name=f"{prev.name}+{node.name}",
+                          op_type=f"{prev.op_type}+{node.op_type}", inputs=prev.inputs,
+                          output=node.output, shape=node.shape, weight=node.weight * a,
+                          bias=node.bias + node.weight @ b)
+        producer[node.output] = node
+        result.append(node)
+    return result
 
 
 def _fold_elementwise(nodes: list[Node], output: str) -> list[Node]:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
-                                LeakyRelu, MaxPool, Network, Node, Relu, Reshape, Sigmoid,
+                                LeakyRelu, LogSoftmax, MaxPool, Network, Node, Relu, Reshape, Sigmoid,
                                 Softmax, Tanh)
 
 __all__ = ["to_torch", "TorchNetwork"]
@@ -118,6 +118,8 @@ class _Pointwise(_Step):
             return torch.tanh(x)
         if kind == "Softmax":
             return torch.softmax(x, self.dim)
+        if kind == "LogSoftmax":
+            return torch.log_softmax(x, self.dim)
         return x.reshape(x.shape[0], *self.shape)  # Reshape
 
 
@@ -155,6 +157,7 @@ _STEPS: dict[type, Callable[[Node], _Step]] = {
     Affine: _Affine, Elementwise: _Elementwise, Add: _Add, Conv: _Conv, BatchNorm: _BatchNorm,
     MaxPool: _MaxPool, AveragePool: _AveragePool, Relu: _Pointwise, LeakyRelu: _Pointwise,
     Clip: _Pointwise, Sigmoid: _Pointwise, Tanh: _Pointwise, Softmax: _Pointwise,
+    LogSoftmax: _Pointwise,
     Reshape: _Pointwise,
 }
 

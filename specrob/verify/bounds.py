@@ -407,6 +407,9 @@ class _Compiled:
         shapes = {net.input_name: tuple(net.input_shape)}
         self.ops: list[_Op] = []
         for node in net.nodes:
+            if type(node) not in _OPS:
+                raise NotImplementedError(f"{net.source}: no bound propagation for "
+                                          f"{type(node).__name__} node '{node.name}'")
             self.ops.append(_OPS[type(node)](node, shapes, device))
             shapes[node.output] = tuple(node.shape)
         self.shapes = shapes
@@ -653,8 +656,13 @@ class _Crown:
 
 def unsupported(net: Network, method: str) -> tuple[str, ...]:
     """The nodes (as "Kind 'name'") `method` cannot relax linearly: for CROWN the Sigmoid,
-    Tanh and MaxPool nodes it bounds by intervals only, and Softmax, which it refuses."""
+    Tanh and MaxPool nodes it bounds by intervals only, and Softmax, which it refuses; for
+    every method the nodes no method bounds (LogSoftmax), on which bounds raise
+    NotImplementedError."""
     method = _method(method)
+    unknown = tuple(f"{type(n).__name__} '{n.name}'" for n in net.nodes if type(n) not in _OPS)
+    if unknown:  # no bounds at all (e.g. LogSoftmax): output_bounds raises NotImplementedError
+        return unknown
     if method == "ibp":
         return ()
     comp = _compiled(net, torch.device("cpu"))

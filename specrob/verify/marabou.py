@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
-                                LeakyRelu, MaxPool, Network, Node, Relu, Reshape, Sigmoid,
-                                Softmax, Tanh)
+                                LeakyRelu, LogSoftmax, MaxPool, Network, Node, Relu, Reshape,
+                                Sigmoid, Softmax, Tanh)
 from specrob.verify import query as q
 
 __all__ = ["STATUSES", "MarabouResult", "solve_query", "supports"]
@@ -52,7 +52,7 @@ _SLACK = 1e-9
 SAFE_MAGNITUDE = 1e4
 # the configuration that must confirm an UNSAT above SAFE_MAGNITUDE
 _SECOND_OPINION = "none"
-_NOT_PIECEWISE_LINEAR = (Sigmoid, Tanh, Softmax)
+_NOT_PIECEWISE_LINEAR = (Sigmoid, Tanh, Softmax, LogSoftmax)
 _ENCODED = (Affine, Elementwise, Add, Conv, BatchNorm, Relu, LeakyRelu, Clip, Reshape, MaxPool,
             AveragePool)
 
