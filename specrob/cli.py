@@ -379,6 +379,10 @@ def verify(
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
                                              "alpha-crown")] = "crown",
     timeout: Annotated[float, typer.Option(help="Seconds per Marabou query.")] = 60.0,
+    semantics: Annotated[str, typer.Option(
+        help="What 'verified' means: float32 = for the network in exact arithmetic and for "
+             "any float32 execution of it (as deployed: sound float32 error margins); real = "
+             "exact arithmetic only (VNN-COMP's reading).")] = "float32",
     workers: Annotated[int, typer.Option(help="Marabou processes (one single-threaded query "
                                               "each).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = 0,
@@ -410,9 +414,11 @@ def verify(
         _user_error(f"--backend {backend}: choose auto, bounds or marabou")
     if bounds not in ("ibp", "crown", "alpha-crown"):
         _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
+    if semantics not in ("float32", "real"):
+        _user_error(f"--semantics {semantics}: choose float32 or real")
     x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
-                          points=points, seed=seed)
+                          points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
     from tqdm.auto import tqdm
     from specrob.runfolder import RunFolderError
@@ -440,6 +446,7 @@ def verify(
     console.print(f"[bold]{prop_ir.name}[/bold] (eps {summary['eps']:g}, l_{summary['norm']}) "
                   f"on {summary['points']} centres: verified {summary['verified']}, falsified "
                   f"{summary['falsified']}, unknown {summary['unknown']}")
+    console.print(f"semantics {semantics}: {summary['semantics']}", style="dim")
     console.print(f"constraint satisfaction CS = {cs['value']:.3f} "
                   f"[{cs['low']:.3f}, {cs['high']:.3f}]")
     console.print("by method: " + ", ".join(f"{k} {v}" for k, v in

@@ -39,7 +39,8 @@ from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv,
                                 LeakyRelu, MaxPool, Network, Node, Relu, Reshape, Sigmoid,
                                 Softmax, Tanh)
 
-__all__ = ["METHODS", "SAFETY", "output_bounds", "spec_bounds", "supports", "unsupported"]
+__all__ = ["METHODS", "SAFETY", "interval_bounds", "output_bounds", "spec_bounds", "supports",
+           "unsupported"]
 
 METHODS = ("ibp", "crown", "alpha-crown")
 SAFETY = 1e-9  # relative widening of every bound, for float64 rounding
@@ -501,6 +502,15 @@ def _region(net: Network, centres, eps, p: float, low: float, high: float) -> _R
 
 
 # --- propagation ---------------------------------------------------------------------------
+
+def interval_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,
+                    *, p: float, low: float, high: float) -> dict[str, Interval]:
+    """IBP bounds (lower, upper), each (B, *shape), of the input and of every value the output
+    depends on, over B_p(centre, eps) ∩ [low, high]^n. Raises ValueError for an empty set."""
+    region = _region(net, centres, eps, p, low, high)
+    with torch.no_grad():
+        return _ibp(_compiled(net, region.x0.device), region)
+
 
 def _ibp(comp: _Compiled, region: _Region) -> dict[str, Interval]:
     """Interval bounds of every live value (Gowal et al. 2018), from the enclosing box."""

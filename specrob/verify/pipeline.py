@@ -34,6 +34,16 @@ from specrob.verify import query as q
 from specrob.verify.encode import Centre, Encoder, Unsupported
 
 
+SEMANTICS = {
+    "float32": "verified = holds for the network in exact arithmetic and for any float32 "
+               "execution of it (sound float32 error margins); falsified = a counterexample "
+               "violating the property on onnxruntime (float32) and in float64",
+    "real": "verified = holds for the network in exact real arithmetic (as VNN-COMP tools "
+            "read it; a float32 execution may differ); falsified = a counterexample violating "
+            "the property on onnxruntime (float32) and in float64",
+}
+
+
 @dataclass
 class VerifyConfig:
     backend: str = "auto"      # auto | bounds | marabou
@@ -45,6 +55,10 @@ class VerifyConfig:
     restarts: int = 2
     seed: int = 0
     tol: float = 1e-6          # a bound proves an atom when it is > tol
+    # what "verified" means: "float32" (default) the property holds for the network in exact
+    # arithmetic AND for any float32 execution of it (every proof carries a sound float32 error
+    # margin, `floaterror.py`); "real" exact arithmetic only, as VNN-COMP's tools read it
+    semantics: str = "float32"
 
     def key(self) -> str:
         """A short hash of the options that change verdicts (not the number of workers)."""
@@ -201,6 +215,7 @@ class Verifier:
         self.progress = progress or (lambda k: None)
         self.done: dict[int, dict] = {}
         self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "marabou": 0.0}
+        self.float32_error_max = 0.0
 
     # --- results on disk -------------------------------------------------------------------
     @property
@@ -288,6 +303,8 @@ class Verifier:
             except Unsupported as exc:
                 self.record(self.row(i, "unknown", "encode", 0.0, reason=f"unsupported: {exc}"))
         todo = [i for i in todo if i in queries]
+        if todo and self.config.semantics == "float32":
+            todo = self.float32_margins(todo, queries)
         if todo and self.config.backend in ("auto", "bounds"):
             todo = self.bound_stage(todo, queries)
         if todo and self.config.backend in ("auto", "marabou"):
@@ -325,6 +342,31 @@ class Verifier:
             if ok:
                 self.record(self.row(todo[k], "falsified", "attack", seconds,
                                      counterexample=cx[j].tolist()))
+
+    def float32_margins(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+        """Strengthen each query by a sound bound on the float32 execution error of the
+        outputs over its region (`floaterror.float32_error`), so that a proof holds for the
+        deployed float32 model too. Points without such a bound are left unknown."""
+        from specrob.verify.floaterror import float32_error
+        start = time.perf_counter()
+        reg = queries[todo[0]].region
+        centres = np.stack([queries[i].region.centre for i in todo])
+        try:
+            error = float32_error(self.net, torch.tensor(centres), reg.eps, p=reg.p,
+                                  low=reg.low, high=reg.high).numpy()
+        except NotImplementedError as exc:
+            for i in todo:
+                self.record(self.row(i, "unknown", "float32", 0.0, reason=(
+                    f"{exc}: the float32 semantics cannot be checked; --semantics real "
+                    f"verifies the exact-arithmetic network")))
+            return []
+        for k, i in enumerate(todo):
+            query = queries[i]
+            queries[i] = q.Query(q.strengthen(query.body, error[k]), query.region,
+                                 query.classes, query.sufficient, query.note)
+        self.float32_error_max = max(self.float32_error_max, float(error.max(initial=0.0)))
+        self.stage_seconds["bounds"] += time.perf_counter() - start
+        return todo
 
     def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         from specrob.verify.bounds import unsupported
@@ -379,7 +421,8 @@ class Verifier:
 
     def marabou_stage(self, todo: list[int], queries: dict[int, q.Query]) -> None:
         start = time.perf_counter()
-        queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
+        if self.config.semantics == "real":  # the affine box near x0 is an exact-real proof
+            queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
         jobs = [(self.net, queries[i], self.config.timeout) for i in todo]
         if self.config.workers > 1:
             import multiprocessing
@@ -408,10 +451,16 @@ class Verifier:
                 return
             inside = bool(self.compiled.region.contains(torch.tensor(x),
                                                         self.x0[i:i + 1], tol=0.0)[0])
+            deployed = bool(confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
+                                    self.y[i:i + 1].numpy())[0])
             why = ("Marabou's point lies outside the ball (for l_2 it searched the enclosing "
                    "box)" if not inside else
-                   "Marabou's point satisfies the property on onnxruntime (a tie, rounding, or "
-                   "a sufficient condition that is stronger than the property)")
+                   "the deployed float32 model (onnxruntime) violates the property at Marabou's "
+                   "point, the network in exact arithmetic does not: a float32 rounding "
+                   "effect" if deployed else
+                   "Marabou's point satisfies the property on onnxruntime (a tie, rounding, a "
+                   "float32 error margin, or a sufficient condition that is stronger than the "
+                   "property)")
             self.record(self.row(i, "unknown", "marabou", result.seconds,
                                  reason=f"counterexample not confirmed: {why}"))
             return
@@ -434,5 +483,7 @@ class Verifier:
                 "falsified_fraction": proportion(counts["falsified"], total).as_dict(),
                 "by_method": by_method,
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+                "semantics": SEMANTICS[self.config.semantics],
+                "float32_error_max": self.float32_error_max,
                 "eps": self.compiled.region.eps, "norm": "inf" if math.isinf(
                     self.compiled.region.p) else int(self.compiled.region.p)}

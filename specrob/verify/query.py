@@ -120,6 +120,38 @@ class Query:
     note: str = ""
 
 
+def output_sensitivity(a: Atom, error: np.ndarray) -> float:
+    """How far the atom's left-hand side can move when every output z_i moves by at most
+    error[i] (shape (m,)): |c| . error + sum_k |w_k| || |A_k| error ||_{p_k}."""
+    delta = float(np.abs(a.lin.out[0]) @ error)
+    for t in a.norms:
+        moved = np.abs(t.vec.out) @ error
+        delta += abs(t.weight) * float(moved.max(initial=0.0) if t.p == np.inf else moved.sum())
+    return delta
+
+
+def strengthen(f: Formula, error: np.ndarray) -> Formula:
+    """A formula whose truth at z implies the truth of `f` at every z' with |z' - z| <= error
+    (per output, shape (m,)): each atom's margin is raised by its output sensitivity. Proving it
+    for the exact network proves `f` for any execution within `error` of it (float32)."""
+    if isinstance(f, Const):
+        return f
+    if isinstance(f, (And, Or)):
+        return type(f)(tuple(strengthen(i, error) for i in f.items))
+    delta = output_sensitivity(f, error)
+    if delta == 0.0:
+        return f
+    shift = lambda d: Atom(Affine(f.lin.out, f.lin.inp, f.lin.const + d), f.norms, f.op)  # noqa: E731
+    if f.op in (">", ">="):
+        return shift(-delta)
+    if f.op in ("<", "<="):
+        return shift(delta)
+    if f.op == "!=":  # |v| > delta
+        return Or((Atom(Affine(f.lin.out, f.lin.inp, f.lin.const - delta), f.norms, ">"),
+                   Atom(Affine(f.lin.out, f.lin.inp, f.lin.const + delta), f.norms, "<")))
+    return Const(False)  # an equality cannot hold robustly under a positive error
+
+
 def value(a: Atom, z: np.ndarray, x: np.ndarray) -> float:
     """The atom's left-hand side lin + sum(norms) at outputs z and inputs x."""
     v = float(a.lin.out[0] @ z + a.lin.inp[0] @ x + a.lin.const[0])

@@ -125,16 +125,17 @@ def test_lipschitz_properties_are_verified_soundly_despite_the_tie_at_the_centre
     Marabou searches the rest of the ball."""
     prop, ir_net, module, x0, y = setup(tmp_path, f"LR(eps = 0.05, L = {L})", count=6, seed=3,
                                         clamp=False, inputs=2, x_seed=1)
-    v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
-                 VerifyConfig(timeout=10), out=None)
-    truth = grid_violations(module, v.compiled, x0, y)
-    rows = v.run()
-    for row in rows:
-        assert row["verdict"] != "verified" or not truth[row["index"]]
-        if row["verdict"] == "falsified":  # a real violation, possibly between grid points
-            assert_real_counterexample(v, module, row, x0, y)
-    if L == 20:  # a bound far above the local slopes: Marabou proves every centre
-        assert all(r["verdict"] == "verified" for r in rows)
+    for semantics in ("real", "float32"):
+        v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                     VerifyConfig(timeout=10, semantics=semantics), out=None)
+        truth = grid_violations(module, v.compiled, x0, y)
+        rows = v.run()
+        for row in rows:
+            assert row["verdict"] != "verified" or not truth[row["index"]]
+            if row["verdict"] == "falsified":  # a real violation, possibly between grid points
+                assert_real_counterexample(v, module, row, x0, y)
+        if L == 20 and semantics == "real":  # far above the local slopes: all proved
+            assert all(r["verdict"] == "verified" for r in rows)
 
 
 def test_bounds_and_marabou_agree_where_both_decide(tmp_path):
