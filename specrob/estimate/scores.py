@@ -132,8 +132,17 @@ def truncated_gaussian(x0: torch.Tensor, sigma: float, low: float, high: float, 
 
 
 def _label_kept(model, pts, target):
+    kept = []
     with torch.no_grad():
-        return torch.stack([model(p).argmax(-1) == target for p in pts])
+        for p in pts:
+            logits = model(p)
+            if not torch.isfinite(logits).all():
+                bad = int((~torch.isfinite(logits)).any(-1).sum())
+                raise ScoreError(f"the network's output is NaN or inf at {bad} of {len(p)} "
+                                 f"kernel samples (argmax of NaN is arbitrary); check the "
+                                 f"network, or the kernel's samples (non-finite inputs?)")
+            kept.append(logits.argmax(-1) == target)
+    return torch.stack(kept)
 
 
 def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, *,
@@ -179,6 +188,9 @@ def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch
                       "count": est.count, "weight": weight})
         per_grid.append((h, weight))
     value = _integrate(per_grid, score.H)
+    if value.count > 0 and not math.isfinite(value.value):
+        raise ScoreError(f"score {score.name}: the estimate is not finite ({value.value}) "
+                         f"from {value.count} values; check the kernel and the family")
     note = "upper bound: H = indicator is estimated with an attack and samples" \
         if score.H == "indicator" else ""
     if score.label_conditioned:

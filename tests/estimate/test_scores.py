@@ -112,3 +112,13 @@ def test_gaussian_kernel_is_conditioned_on_the_domain_not_clamped():
     assert float(pts[:, 0].mean()) == pytest.approx(half, abs=0.002)
     assert float(pts[:, 2].mean()) == pytest.approx(1 - half, abs=0.002)
     assert float(pts[:, 1].std()) == pytest.approx(0.1, abs=0.002)
+
+
+def test_a_network_with_nan_outputs_is_refused_not_scored():
+    class NaNNet(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 3), float("nan"))
+    s = score("score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = id; G = density\n")
+    with pytest.raises(ScoreError, match="NaN or inf"):
+        estimate_score(s, NaNNet(), torch.rand(4, 2), torch.zeros(4, dtype=torch.long),
+                       samples=5)
