@@ -180,6 +180,7 @@ def train(
     from specrob.train.export import ExportError, export_onnx
     from specrob.train.model_file import ModelFileError, build_model
     from specrob.runfolder import RunFolderError
+    from specrob.search.region import SamplingError
     from specrob.train.trainer import TrainConfig, Trainer, TrainError
 
     try:
@@ -212,8 +213,11 @@ def train(
                       f"({dataset.train_size} points), regime {regime}, logic {logic}")
         metrics = trainer.fit()
         diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
-    except (TrainError, ExportError, RunFolderError) as error:
+    except (TrainError, ExportError, RunFolderError, SamplingError) as error:
         _user_error(str(error))
+    except SpecError as error:  # a loss or metric that is not finite, located in the spec
+        fail(error)
+        raise typer.Exit(2)
     except KeyboardInterrupt:
         _interrupted(f"finished epochs are in {out}")
     finally:
@@ -306,6 +310,7 @@ def evaluate(
     from specrob.lang.loader import load, overrides_from_cli
     from specrob.models import ModelError, load_model
     from specrob.report import plot_results, print_results
+    from specrob.search.region import SamplingError
 
     try:
         checked = load(spec, overrides_from_cli(set_ or []))
@@ -330,8 +335,11 @@ def evaluate(
                                 model_identity=model_identity(model, checkpoint), fresh=fresh)
         with evaluation:
             results = evaluation.run()
-    except (ScoreError, RunFolderError) as error:
+    except (ScoreError, RunFolderError, SamplingError) as error:
         _user_error(str(error))
+    except SpecError as error:  # an estimate that is not finite, located in the spec
+        fail(error)
+        raise typer.Exit(2)
     except KeyboardInterrupt:
         _interrupted(f"finished declarations are in {out / 'results.json'}")
     print_results(results, console)

@@ -98,9 +98,8 @@ class _Kernel:
             return pts, torch.ones(pts.shape[:2], dtype=torch.bool)
         sigma = constant(k.sigma, self.params)
         if isinstance(k, ir.Gaussian):
-            noise = torch.randn((count, *x0.shape), generator=gen, dtype=x0.dtype)
-            return (x0 + sigma * noise).clamp(self.low, self.high), \
-                torch.ones((count, x0.shape[0]), dtype=torch.bool)
+            pts = truncated_gaussian(x0, sigma, self.low, self.high, count, gen)
+            return pts, torch.ones((count, x0.shape[0]), dtype=torch.bool)
         with torch.no_grad():  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
             z = self.generator.encode(x0)
             noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype)
@@ -114,9 +113,38 @@ class _Kernel:
         return pts, valid
 
 
+def truncated_gaussian(x0: torch.Tensor, sigma: float, low: float, high: float, count: int,
+                       gen: torch.Generator | None = None) -> torch.Tensor:
+    """`count` draws of N(x0, sigma^2 I) conditioned on the domain box [low, high]^n, shape
+    (count, B, n): exact (the box and the isotropic Gaussian are both products, so each
+    coordinate is a 1-D truncated normal, drawn by the inverse CDF). Unlike clamping, no
+    draw lands on a face of the box."""
+    if sigma <= 0:
+        return x0.unsqueeze(0).expand(count, *x0.shape).clone()
+    c = x0.double()
+    a, b = (low - c) / sigma, (high - c) / sigma
+    flip = a > 0  # both ends in the upper tail: sample the mirror image (precision)
+    a, b = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    fa, fb = torch.special.ndtr(a), torch.special.ndtr(b)
+    u = torch.rand((count, *x0.shape), generator=gen, dtype=torch.float64)
+    z = torch.special.ndtri((fa + u * (fb - fa)).clamp(1e-300, 1 - 1e-16))
+    z = torch.minimum(torch.maximum(z, a), b)  # rounding at the ends of the interval
+    z = torch.where(flip, -z, z)
+    return (c + sigma * z).to(x0.dtype)
+
+
 def _label_kept(model, pts, target):
+    kept = []
     with torch.no_grad():
-        return torch.stack([model(p).argmax(-1) == target for p in pts])
+        for p in pts:
+            logits = model(p)
+            if not torch.isfinite(logits).all():
+                bad = int((~torch.isfinite(logits)).any(-1).sum())
+                raise ScoreError(f"the network's output is NaN or inf at {bad} of {len(p)} "
+                                 f"kernel samples (argmax of NaN is arbitrary); check the "
+                                 f"network, or the kernel's samples (non-finite inputs?)")
+            kept.append(logits.argmax(-1) == target)
+    return torch.stack(kept)
 
 
 def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch.Tensor, *,
@@ -162,6 +190,9 @@ def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch
                       "count": est.count, "weight": weight})
         per_grid.append((h, weight))
     value = _integrate(per_grid, score.H)
+    if value.count > 0 and not math.isfinite(value.value):
+        raise ScoreError(f"score {score.name}: the estimate is not finite ({value.value}) "
+                         f"from {value.count} values; check the kernel and the family")
     note = "upper bound: H = indicator is estimated with an attack and samples" \
         if score.H == "indicator" else ""
     if score.label_conditioned:

@@ -59,6 +59,7 @@ class SecurityResult:
     violated: torch.Tensor  # per centre (bool), after the monotone closure
     found_by: list[str]  # per centre: the attack whose counterexample counts, or ""
     counterexamples: torch.Tensor | None = field(default=None, repr=False)
+    acceptance: dict | None = None  # the uniform sampler's acceptance rate (accuracy)
 
     def as_dict(self) -> dict:
         wins: dict[str, int] = {}
@@ -67,7 +68,8 @@ class SecurityResult:
                 wins[name] = wins.get(name, 0) + 1
         return {"eps": self.eps, "security": self.security.as_dict(),
                 "accuracy": None if self.accuracy is None else self.accuracy.as_dict(),
-                "violations": int(self.violated.sum()), "found_by": wins}
+                "violations": int(self.violated.sum()), "found_by": wins,
+                **({"acceptance": self.acceptance} if self.acceptance is not None else {})}
 
 
 def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
@@ -91,13 +93,23 @@ def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
 
 
 def accuracy_at(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
-                y: torch.Tensor, samples: int, generator=None, chunk: int = 4096) -> Estimate:
+                y: torch.Tensor, samples: int, generator=None) -> Estimate:
     """Mean over centres of the fraction of uniform points of ball ∩ domain where the body holds."""
-    pts = compiled.region.uniform(x0, samples, generator)  # (S, B, n)
+    return accuracy_with_rate(compiled, model, x0, y, samples, generator)[0]
+
+
+def accuracy_with_rate(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
+                       y: torch.Tensor, samples: int, generator=None) -> tuple[Estimate, dict]:
+    """`accuracy_at` and the acceptance rate of the exact uniform sampler of ball ∩ domain
+    (min and mean over centres; 1 for l_inf, where ball ∩ box is a box)."""
+    pts, rate = compiled.region.uniform_with_rate(x0, samples, generator)  # (S, B, n), (B,)
     with torch.no_grad():
         fx0 = compiled.centre_output(model, x0)
         ok = torch.stack([compiled.holds(model, pts[s], x0, y, fx0) for s in range(samples)])
-    return mean(ok.float().mean(0), bounds=(0.0, 1.0))
+    est = mean(ok.float().mean(0), bounds=(0.0, 1.0))
+    acceptance = {"min": float(rate.min()) if rate.numel() else 1.0,
+                  "mean": float(rate.mean()) if rate.numel() else 1.0}
+    return est, acceptance
 
 
 def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
@@ -118,9 +130,10 @@ def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: tor
         violated, found_by, points = attack_once(compiled, model, x0, y, attacks, gen)
         found_by = [c or f for c, f in zip(carried_by, found_by)]
         violated = violated | carried
-        acc = accuracy_at(compiled, model, x0, y, samples, gen) if samples > 0 else None
+        acc, acceptance = (accuracy_with_rate(compiled, model, x0, y, samples, gen)
+                           if samples > 0 else (None, None))
         results.append(SecurityResult(eps, bool_proportion(~violated), acc, violated,
-                                      found_by, points))
+                                      found_by, points, acceptance))
         carried, carried_by = violated, found_by
         if progress is not None:
             progress()

@@ -197,7 +197,7 @@ class DeclChecker:
 
     def arith(self, expr: ast.BinOp) -> Typed:
         a, b = self.real_or_vector(expr.left), self.real_or_vector(expr.right)
-        node = ir.Arith(expr.op, a.node, b.node)
+        node = ir.Arith(expr.op, a.node, b.node, expr.pos)
         if expr.op in "+-":
             if a.kind != b.kind:
                 raise self.error(f"cannot {'add' if expr.op == '+' else 'subtract'} a "
@@ -250,7 +250,7 @@ class DeclChecker:
             arity(1, 2, "norm(vector, p) with p in 1, 2, inf")
             v = self.real_or_vector(args[0], want="vector")
             p = self.norm_value(args[1]) if len(args) == 2 else 2.0
-            return Typed(ir.Norm(v.node, p), "real", v.unit)
+            return Typed(ir.Norm(v.node, p, expr.pos), "real", v.unit)
         if fn == "abs":
             arity(1, shape="abs(number)")
             v = self.real(args[0])
@@ -508,8 +508,8 @@ def check_params(params: tuple[ast.Param, ...], sources: dict[str, Source], defa
     return tuple(out)
 
 
-def check_property(decl: ast.PropertyDef, source: Source, params: tuple[ir.ParamDecl, ...]
-                   ) -> ir.Property:
+def check_property(decl: ast.PropertyDef, source: Source, params: tuple[ir.ParamDecl, ...],
+                   body_source: Source | None = None) -> ir.Property:
     ck = DeclChecker(source, params, _bound_names(decl.body))
     body = decl.body
     if not isinstance(body, ast.InputQuant):
@@ -520,7 +520,8 @@ def check_property(decl: ast.PropertyDef, source: Source, params: tuple[ir.Param
     ck.bind(body.var, Binding("input", ir.Input(False)), body.var_pos)
     formula = ck.formula(body.body)
     return ir.Property(decl.name, params, ck.centres(decl.centres), domain, body.var, ball,
-                       formula, nonlinear_reasons(formula), decl.pos)
+                       formula, nonlinear_reasons(formula), decl.pos,
+                       body_source if body_source is not None else source)
 
 
 def check_score(decl: ast.ScoreDef, source: Source, params: tuple[ir.ParamDecl, ...],

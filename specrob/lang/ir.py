@@ -110,6 +110,7 @@ class Arith:
     op: str  # + - * /
     left: "Term"
     right: "Term"
+    pos: Pos = _pos()
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Neg:
 class Norm:
     vector: "Term"
     p: float  # 1.0, 2.0 or INF
+    pos: Pos = _pos()
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,8 @@ class Property:
     body: Formula
     nonlinear: tuple[str, ...] = ()  # why the body is not piecewise linear (empty: it is)
     pos: Pos = _pos()
+    # the text the body's positions refer to (a lang.errors.Source), for run-time errors
+    source: object = field(default=None, compare=False, repr=False)
 
     @property
     def piecewise_linear(self) -> bool:

@@ -177,7 +177,7 @@ def _instantiate(inst: ast.Instance, source: Source, templates, overrides):
     own = inst.centres or inst.domain or inst.settings or inst.families
     where = source if own else t_source
     if isinstance(decl, ast.PropertyDef):
-        return check_property(decl, where, params)
+        return check_property(decl, where, params, t_source)
     return check_score(decl, where, params, Path(t_source.path).parent)
 
 

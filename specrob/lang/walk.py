@@ -12,7 +12,7 @@ def children(node) -> Iterator:
         yield from node
         return
     for name in getattr(node, "__dataclass_fields__", ()):
-        if name != "pos":
+        if name not in ("pos", "source"):
             value = getattr(node, name)
             if isinstance(value, tuple) or hasattr(value, "__dataclass_fields__"):
                 yield value

@@ -10,6 +10,7 @@ from torch import nn
 from specrob.lang import ir
 from specrob.lang.walk import mentions
 from specrob.logic.formulas import FormulaCompiler, constant, negate, resolve_params
+from specrob.logic.finite import nonfinite_error
 from specrob.logic.logics import Boolean, Logic, SearchDL2, make_logic
 from specrob.logic.terms import Points
 from specrob.search.region import Region
@@ -96,13 +97,26 @@ class CompiledProperty:
         if fx0 is None:
             fx0 = self.centre_output(model, x0)
         (value,) = self._loss.run([self._loss_fn], self.points(x, model(x), x0, fx0, y))
-        return self.logic.loss(value)
+        loss = self.logic.loss(value)
+        if not torch.isfinite(loss).all():
+            raise nonfinite_error(self.prop, self._loss.terms, self._loss.last_memo,
+                                  x.shape[0], "the constraint loss")
+        return loss
+
+    def _check_crisp(self, value: torch.Tensor, batch: int) -> torch.Tensor:
+        """A NaN term makes its comparison silently false: refuse it (inf compares fine)."""
+        memo = self._holds.last_memo
+        if any(torch.is_tensor(v) and v.is_floating_point() and torch.isnan(v).any()
+               for v in memo.values()):
+            raise nonfinite_error(self.prop, self._holds.terms, memo, batch,
+                                  "the satisfaction check", nan_only=True)
+        return value
 
     def holds_at(self, x: torch.Tensor, fx: torch.Tensor, x0: torch.Tensor,
                  fx0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Crisp satisfaction given the network's outputs (e.g. computed by onnxruntime)."""
         (value,) = self._holds.run([self._holds_fn], self.points(x, fx, x0, fx0, y))
-        return value
+        return self._check_crisp(value, x.shape[0])
 
     def holds(self, model: nn.Module, x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor,
               fx0: torch.Tensor | None = None) -> torch.Tensor:
@@ -111,7 +125,7 @@ class CompiledProperty:
             if fx0 is None:
                 fx0 = self.centre_output(model, x0)
             (value,) = self._holds.run([self._holds_fn], self.points(x, model(x), x0, fx0, y))
-            return value
+            return self._check_crisp(value, x.shape[0])
 
 
 class ConstraintLoss:

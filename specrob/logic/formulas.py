@@ -75,6 +75,7 @@ class FormulaCompiler:
     def run(self, fns: list[Fn], points: Points) -> list[torch.Tensor]:
         """Evaluate compiled formulas on one batch (shared terms computed once): (B,) each."""
         env = Env(points, self.axes)
+        self.last_memo = env.memo  # the terms' values, for locating a non-finite one
         full = (env.batch,) + (1,) * env.axes
         return [fn(env).expand(full).reshape(env.batch) for fn in fns]
 

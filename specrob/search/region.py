@@ -83,32 +83,165 @@ class Region:
         return (x0 + unit.to(x0.device) * self.radius(x0)).clamp(self.low, self.high)
 
     def uniform(self, x0: torch.Tensor, count: int, generator: torch.Generator | None = None,
-                tries: int = 20) -> torch.Tensor:
+                ) -> torch.Tensor:
         """`count` points per centre, uniform on ball ∩ box: shape (count, B, n).
 
-        For l_inf the intersection is a box and is sampled exactly; for l_1 and l_2, by
-        rejection from the ball (`tries` rounds), then clamping whatever is left."""
+        Exact for every norm (see `uniform_with_rate`); never clamps."""
+        return self.uniform_with_rate(x0, count, generator)[0]
+
+    def uniform_with_rate(self, x0: torch.Tensor, count: int,
+                          generator: torch.Generator | None = None, *,
+                          min_acceptance: float = 1e-4, max_elements: int = 1 << 22
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`count` points per centre drawn exactly uniformly from ball ∩ box, shape
+        (count, B, n), and the acceptance rate of the rejection sampler per centre, (B,).
+
+        l_inf: ball ∩ box is a box, sampled directly (acceptance 1). l_1 and l_2: rejection
+        sampling from the smaller (by volume) of two proposals that contain ball ∩ box:
+        - the ball, drawn exactly (uniform direction of the norm times U^(1/n) radius), with
+          every coordinate whose centre lies on (or beyond) a face of the box reflected into
+          the box's side. The ball is symmetric under that reflection, so this is the ball
+          restricted to the half-space, exactly: at a corner of [0,1]^n it gains 2^k for k
+          coordinates on faces (saturated pixels);
+        - the box [max(x0 - eps, low), min(x0 + eps, high)], uniform, keeping points in the ball.
+        Proposals are drawn in rounds of at most `max_elements` numbers until every centre has
+        its `count` points. A centre whose acceptance rate is below `min_acceptance` (so that
+        it would take more than count / min_acceptance proposals) raises SamplingError rather
+        than returning points that are not uniform."""
         B, n = x0.shape
-        xs = x0.unsqueeze(0).expand(count, B, n).reshape(count * B, n)
-        big = self.repeat(count)
         if self.p == math.inf:
+            xs = x0.unsqueeze(0).expand(count, B, n).reshape(count * B, n)
+            big = self.repeat(count)
             eps = big.radius(xs)
             lo = torch.maximum(xs - eps, torch.full_like(xs, self.low))
             hi = torch.minimum(xs + eps, torch.full_like(xs, self.high))
             u = torch.rand(xs.shape, generator=generator, dtype=xs.dtype).to(xs.device)
-            return (lo + u * (hi - lo)).reshape(count, B, n)
-        out = torch.empty_like(xs)
-        todo = torch.ones(xs.shape[0], dtype=torch.bool, device=xs.device)
-        for _ in range(tries):
-            cand = Region(big.eps, self.p, -math.inf, math.inf).random(xs, generator)
-            ok = todo & ((cand >= self.low) & (cand <= self.high)).all(-1)
-            out[ok] = cand[ok]
-            todo &= ~ok
-            if not todo.any():
-                break
-        if todo.any():
-            out[todo] = big.random(xs, generator)[todo]
-        return out.reshape(count, B, n)
+            return (lo + u * (hi - lo)).reshape(count, B, n), torch.ones(B, dtype=torch.float64)
+        return _RejectionSampler(self, x0, generator, min_acceptance,
+                                 max_elements).run(count)
+
+
+class SamplingError(ValueError):
+    """Uniform points of ball ∩ box that cannot be drawn exactly within the budget."""
+
+
+def _log_ball_volume(n: int, p: float, r: torch.Tensor) -> torch.Tensor:
+    """log of the volume of the l_p ball of radius r in R^n (p = 1 or 2)."""
+    if p == 2:
+        return n * torch.log(r) + 0.5 * n * math.log(math.pi) - math.lgamma(n / 2 + 1)
+    return n * torch.log(2 * r) - math.lgamma(n + 1)
+
+
+def _unit_ball(shape, p: float, dtype, generator) -> torch.Tensor:
+    """Points uniform in the unit l_p ball (p = 1, 2): a direction uniform for the cone
+    measure of the unit sphere times a radius U^(1/n)."""
+    rows, n = shape
+    if p == 2:
+        d = torch.randn(shape, generator=generator, dtype=dtype)
+        d = d / safe_l2(d).clamp_min(1e-300).unsqueeze(-1)
+    else:  # normalised exponentials (uniform on the simplex) with random signs
+        e = -torch.log(torch.rand(shape, generator=generator, dtype=dtype).clamp_min(1e-300))
+        sign = torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1
+        d = sign * e / e.sum(-1, keepdim=True)
+    r = torch.rand((rows, 1), generator=generator, dtype=dtype) ** (1.0 / n)
+    return d * r
+
+
+class _RejectionSampler:
+    """Exact uniform sampling of ball ∩ box for l_1 / l_2 (Region.uniform_with_rate)."""
+
+    def __init__(self, region: Region, x0: torch.Tensor, generator, min_acceptance: float,
+                 max_elements: int):
+        self.region, self.x0, self.gen = region, x0, generator
+        self.min_acceptance, self.max_elements = min_acceptance, max_elements
+        B, n = x0.shape
+        self.eps = region.radius(x0).squeeze(-1)  # (B,)
+        low, high = region.low, region.high
+        self.box_lo = torch.maximum(x0 - self.eps[:, None], torch.full_like(x0, low))
+        self.box_hi = torch.minimum(x0 + self.eps[:, None], torch.full_like(x0, high))
+        # reflection of the ball's coordinates whose centre is on or beyond a face
+        self.fold = torch.where(x0 <= low, 1.0, torch.where(x0 >= high, -1.0, 0.0)).to(x0.dtype)
+        folded = (self.fold != 0).sum(-1).to(torch.float64)
+        eps64 = self.eps.to(torch.float64).clamp_min(1e-300)
+        log_ball = _log_ball_volume(n, region.p, eps64) - folded * math.log(2)
+        width = (self.box_hi - self.box_lo).to(torch.float64)
+        log_box = torch.log(width.clamp_min(0)).sum(-1)
+        self.use_box = log_box < log_ball  # (B,): the smaller proposal
+
+    def propose(self, rows: torch.Tensor) -> torch.Tensor:
+        """One proposal per entry of `rows` (centre indices), in the chosen proposal."""
+        x0 = self.x0[rows]
+        out = torch.empty_like(x0)
+        box = self.use_box[rows]
+        if box.any():
+            lo, hi = self.box_lo[rows[box]], self.box_hi[rows[box]]
+            u = torch.rand(lo.shape, generator=self.gen, dtype=x0.dtype).to(x0.device)
+            out[box] = lo + u * (hi - lo)
+        ball = ~box
+        if ball.any():
+            r = rows[ball]
+            d = _unit_ball((len(r), x0.shape[-1]), self.region.p, x0.dtype, self.gen)
+            d = d.to(x0.device) * self.eps[r, None]
+            fold = self.fold[r]
+            d = torch.where(fold != 0, fold * d.abs(), d)
+            out[ball] = self.x0[r] + d
+        return out
+
+    def accept(self, pts: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        reg, x0 = self.region, self.x0[rows]
+        inside = ((pts >= reg.low) & (pts <= reg.high)).all(-1)
+        d = pts - x0
+        dist = d.abs().sum(-1) if reg.p == 1 else safe_l2(d)
+        return inside & (dist <= self.eps[rows])
+
+    def run(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = self.x0
+        B, n = x0.shape
+        out = x0.unsqueeze(0).expand(count, B, n).clone()
+        have = torch.zeros(B, dtype=torch.long)
+        proposed = torch.zeros(B, dtype=torch.float64)
+        accepted = torch.zeros(B, dtype=torch.float64)
+        todo = (self.eps > 0).cpu() & (count > 0)  # radius 0: the ball is x0 itself
+        budget = math.ceil(count / self.min_acceptance)
+        per_round = max(self.max_elements // max(n, 1), 1)
+        while todo.any():
+            idx = todo.nonzero().flatten()
+            need = (count - have[idx]).to(torch.float64)
+            rate = (accepted[idx] + 1) / (proposed[idx] + 2)  # Laplace's estimate
+            want = torch.ceil(1.25 * need / rate + 8).clamp(max=budget - proposed[idx] + 1)
+            if want.sum() > per_round:  # at most per_round proposals this round
+                want = torch.ceil(want * per_round / want.sum()).clamp_min(1)
+            want = want.to(torch.long)
+            rows = torch.repeat_interleave(idx, want)
+            rows_dev = rows.to(x0.device)
+            pts = self.propose(rows_dev)
+            ok_dev = self.accept(pts, rows_dev)
+            ok = ok_dev.cpu()
+            proposed += torch.bincount(rows, minlength=B).to(torch.float64)
+            got = rows[ok]  # sorted: repeat_interleave groups the rows of a centre
+            counts = torch.bincount(got, minlength=B)
+            accepted += counts.to(torch.float64)
+            # keep the first `count - have` accepted points of each centre
+            rank = torch.arange(len(got)) - (torch.cumsum(counts, 0) - counts)[got]
+            slot = have[got] + rank
+            keep = slot < count
+            out[slot[keep].to(x0.device), got[keep].to(x0.device)] = pts[ok_dev][keep.to(x0.device)]
+            have += torch.bincount(got[keep], minlength=B)
+            todo = have < count
+            # refuse a centre whose rate is certainly below the floor, or whose budget is spent
+            upper = (accepted + 7.0) / proposed.clamp_min(1)
+            hopeless = todo & ((proposed >= budget) | ((proposed > 0) & (upper < self.min_acceptance)))
+            if hopeless.any():
+                b = int(hopeless.nonzero()[0])
+                raise SamplingError(
+                    f"uniform points of ball ∩ box around centre {b}: the acceptance rate of "
+                    f"exact rejection sampling is {accepted[b] / max(proposed[b], 1):.2e} "
+                    f"({int(accepted[b])} of {int(proposed[b])} proposals), below "
+                    f"{self.min_acceptance:g}, so {count} points would take more than "
+                    f"{budget} proposals. Use a smaller eps, an l_inf ball, fewer samples, or "
+                    f"centres farther from the faces of the domain")
+        rate = torch.where(proposed > 0, accepted / proposed.clamp_min(1), torch.ones_like(proposed))
+        return out, rate
 
 
 def project_l1(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

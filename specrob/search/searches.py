@@ -59,10 +59,18 @@ class PGD(Search):
         best_x, best_v = x, torch.full((x.shape[0],), -math.inf, device=x.device)
         for step in range(self.steps + 1):
             if step < self.steps:
-                x = x.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    value = objective(x)
-                    (grad,) = torch.autograd.grad(value.sum(), x)
+                value, grad = _value_and_grad(objective, x)
+                if step == 0 and not self.random_start:
+                    # At the centre the objective may have no direction at all: guarded
+                    # norms of x - x0 have gradient 0 there (LR, local Lipschitz) and a
+                    # ratio by norm(x - x0) is 0/0. Such rows start at a random point of
+                    # the ball instead (Wong et al.'s random-start FGSM), else the step is
+                    # a no-op and the search returns x0.
+                    stuck = ~torch.isfinite(grad).all(-1) | (grad == 0).all(-1)
+                    if stuck.any():
+                        moved = reg.random(starts, generator)
+                        x = torch.where(stuck.unsqueeze(-1), moved, x)
+                        value, grad = _value_and_grad(objective, x)
             else:  # the last point: its value only
                 with torch.no_grad():
                     value = objective(x)
@@ -76,8 +84,17 @@ class PGD(Search):
         return _worst_over_restarts(best_x, best_v, batch)
 
 
+def _value_and_grad(objective: Objective, x: torch.Tensor):
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        value = objective(x)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+    return value, grad
+
+
 def fgsm(**options) -> PGD:
-    """FGSM and its l_1 / l_2 analogues: one steepest-ascent step of size eps from x0."""
+    """FGSM and its l_1 / l_2 analogues: one steepest-ascent step of size eps from x0 (from
+    a random point of the ball where the objective has no gradient at x0)."""
     return PGD(steps=1, restarts=1, step_size=1.0, random_start=False, **options)
 
 

@@ -205,6 +205,11 @@ class Trainer:
             idx = order[start:start + cfg.batch_size]
             x, y = self.x_train[idx], self.y_train[idx]
             loss, logs = self.regime.loss(self.model, x, y, self.ctx)
+            if not torch.isfinite(loss):
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                raise TrainError(f"the training loss is not finite in epoch {epoch + 1}, batch "
+                                 f"{start // cfg.batch_size + 1} ({shown}); lower --lr, or "
+                                 f"check the network and the property")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -97,3 +97,28 @@ def test_proposition_6_bound_is_reported_where_eps_label_is_declared(tmp_path):
     assert entry["accuracy"]["value"] == pytest.approx(0.9)
     # sigma = 0: rho = 1, delta = 0; the bound is accuracy - eps_label
     assert entry["bound"]["value"] == pytest.approx(0.85)
+
+
+def test_gaussian_kernel_is_conditioned_on_the_domain_not_clamped():
+    """N(x0, sigma^2 I) restricted to [0,1]^n: at a face a half-normal (mean sigma·sqrt(2/pi)),
+    and no draw exactly on the face (clamping put half of them there)."""
+    import math
+
+    from specrob.estimate.scores import truncated_gaussian
+    x0 = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
+    pts = truncated_gaussian(x0, 0.1, 0.0, 1.0, 20000, torch.Generator().manual_seed(0))[:, 0]
+    assert ((pts > 0) & (pts < 1)).all()
+    half = 0.1 * math.sqrt(2 / math.pi)
+    assert float(pts[:, 0].mean()) == pytest.approx(half, abs=0.002)
+    assert float(pts[:, 2].mean()) == pytest.approx(1 - half, abs=0.002)
+    assert float(pts[:, 1].std()) == pytest.approx(0.1, abs=0.002)
+
+
+def test_a_network_with_nan_outputs_is_refused_not_scored():
+    class NaNNet(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 3), float("nan"))
+    s = score("score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = id; G = density\n")
+    with pytest.raises(ScoreError, match="NaN or inf"):
+        estimate_score(s, NaNNet(), torch.rand(4, 2), torch.zeros(4, dtype=torch.long),
+                       samples=5)

@@ -97,3 +97,28 @@ def test_accuracy_is_the_mean_fraction_of_uniform_samples_that_satisfy():
     assert r.accuracy.low <= volume <= r.accuracy.high
     assert r.accuracy.value == pytest.approx(volume, abs=0.02)
     assert r.security.value == 0.0
+
+
+def test_accuracy_at_near_black_centres_is_not_biased_by_clamping():
+    """Case bughunt/15: logits (sum(x) - 0.6, 0), centres a black image and a near-black one
+    in [0,1]^8, CR (label 1) at l_2 eps 0.5. The exact uniform shares of ball ∩ box with
+    sum(x) < 0.6 are 0.0067 and 0.0031 (unlimited rejection); the clamping sampler reported
+    0.483 [0.269, 0.697]."""
+    from specrob.estimate.security import accuracy_with_rate
+    net = nn.Linear(8, 2)
+    with torch.no_grad():
+        net.weight.copy_(torch.stack([torch.ones(8), torch.zeros(8)]))
+        net.bias.copy_(torch.tensor([-0.6, 0.0]))
+    x0 = torch.zeros(2, 8)
+    x0[1, 4:] = 0.05
+    y = torch.tensor([1, 1])
+    prop = specrob.loads("property P = CR(p = 2, eps = 0.5)\n")["P"]
+    compiled = CompiledProperty(prop, 8)
+    est, acceptance = accuracy_with_rate(compiled, net, x0, y, 2000,
+                                         torch.Generator().manual_seed(0))
+    truth = (0.0067 + 0.0031) / 2
+    assert est.low <= truth <= est.high
+    assert est.value < 0.02
+    assert 0 < acceptance["min"] <= acceptance["mean"] <= 1
+    result = security_curve(prop, net, x0, y, [0.5], samples=200)[0].as_dict()
+    assert result["acceptance"]["min"] > 0 and result["accuracy"]["value"] < 0.05
