@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from specrob.numerics import safe_l2
+from specrob.errors import SpecrobError
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Region:
                                  max_elements).run(count)
 
 
-class SamplingError(ValueError):
+class SamplingError(SpecrobError, ValueError):
     """Uniform points of ball ∩ box that cannot be drawn exactly within the budget."""
 
 

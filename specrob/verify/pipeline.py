@@ -291,6 +291,9 @@ class Verifier:
     # --- the pipeline ----------------------------------------------------------------------
     def run(self) -> list[dict]:
         todo = [i for i in range(len(self.y)) if i not in self.done]
+        if todo and self.compiled.region.eps == 0:
+            self.point_stage(todo)
+            return [self.done[i] for i in sorted(self.done)]
         if todo:
             self.attack_stage(todo)
         todo = [i for i in todo if i not in self.done]
@@ -318,6 +321,49 @@ class Verifier:
     def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
         return {"index": i, "label": int(self.y[i]), "verdict": verdict, "method": method,
                 "seconds": round(seconds, 6), **extra, "centre": self.centre_hash(i)}
+
+    def point_stage(self, todo: list[int]) -> None:
+        """eps = 0: the region is the centre alone, so the property is decided by evaluating it
+        there, on onnxruntime (the deployed model) and in float64 (exact arithmetic, close
+        enough at one point: both must agree, else unknown)."""
+        start = time.perf_counter()
+        x0 = self.x0[todo].numpy()
+        y = self.y[todo]
+        xt = torch.tensor(as_model_input(x0), dtype=torch.float64)
+        deployed = torch.tensor(self.oracle(xt.numpy()))
+        with torch.no_grad():
+            holds_deployed = self.compiled.holds_at(xt, deployed, xt, deployed, y).numpy()
+            exact = self.exact(xt)
+            holds_exact = self.compiled.holds_at(xt, exact, xt, exact, y).numpy()
+        seconds = (time.perf_counter() - start) / len(todo)
+        for k, i in enumerate(todo):
+            if holds_deployed[k] and holds_exact[k]:
+                self.record(self.row(i, "verified", "point", seconds,
+                                     note="eps = 0: the property evaluated at x0"))
+            elif not holds_deployed[k] and not holds_exact[k]:
+                self.record(self.row(i, "falsified", "point", seconds,
+                                     counterexample=as_model_input(x0[k]).tolist()))
+            else:
+                self.record(self.row(i, "unknown", "point", seconds, reason=(
+                    "eps = 0: the property holds at x0 in "
+                    + ("float32 (onnxruntime) but not in float64" if holds_deployed[k] else
+                       "float64 but not in float32 (onnxruntime)") + ": a tie within rounding")))
+
+    def tie_search(self, i: int, x: np.ndarray, samples: int = 64) -> np.ndarray | None:
+        """A solver's point that does not violate the property on the model is often a tie
+        (the boundary of the violated set). Search its neighbourhood, at radii 1e-6 to 1e-2 of
+        eps, for a confirmed violation; return it or None."""
+        eps = float(self.compiled.region.radius(self.x0[i:i + 1]).reshape(-1)[0])
+        gen = np.random.default_rng(self.config.seed + i)
+        x0 = self.x0[i:i + 1].numpy()
+        for scale in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2):
+            step = gen.uniform(-1.0, 1.0, (samples, x.shape[-1])) * scale * max(eps, 1e-12)
+            cands = snap(x[None, :] + step, np.repeat(x0, samples, 0), self.compiled.region)
+            ok = confirm(self.compiled, self.oracle, cands, np.repeat(x0, samples, 0),
+                         np.repeat(self.y[i:i + 1].numpy(), samples), self.exact)
+            if ok.any():
+                return cands[int(np.argmax(ok))]
+        return None
 
     def attack_stage(self, todo: list[int]) -> None:
         from specrob.estimate.security import attack_once, default_attacks
@@ -435,7 +481,7 @@ class Verifier:
                 self.marabou_verdict(i, queries[i], _marabou_job(job))
         self.stage_seconds["marabou"] += time.perf_counter() - start
 
-    def marabou_verdict(self, i: int, query: q.Query, result) -> None:
+    def marabou_verdict(self, i: int, query: q.Query, result, retried: bool = False) -> None:
         if result.status == "unsat":
             note = "; ".join(n for n in (query.note, result.message) if n)
             self.record(self.row(i, "verified", "marabou", result.seconds, note=note or None))
@@ -451,6 +497,31 @@ class Verifier:
                 return
             inside = bool(self.compiled.region.contains(torch.tensor(x),
                                                         self.x0[i:i + 1], tol=0.0)[0])
+            if inside and not retried:
+                found = self.tie_search(i, x[0])
+                if found is not None:
+                    self.record(self.row(i, "falsified", "marabou+local", result.seconds,
+                                         counterexample=found.tolist(),
+                                         note="found near Marabou's tie point"))
+                    return
+                # ask again for a violation by more than the float32 resolution of the values
+                outputs = np.abs(np.asarray(result.outputs if result.outputs is not None
+                                            else [1.0]))
+                delta = 4 * 2.0 ** -23 * max(1.0, float(outputs.max(initial=1.0)))
+                again = q.Query(q.relax(query.body, delta), query.region, query.classes,
+                                query.sufficient, query.note)
+                from specrob.verify.marabou import solve_query
+                second = solve_query(self.net, again, timeout=self.config.timeout)
+                if second.status == "sat":
+                    self.marabou_verdict(i, again, second, retried=True)
+                    return
+                if second.status == "unsat":
+                    self.record(self.row(i, "unknown", "marabou", result.seconds + second.seconds,
+                                         reason=f"a tie: the property's bound is attained at "
+                                                f"Marabou's point, and no violation by more than "
+                                                f"{delta:.2g} (float32 resolution of the compared "
+                                                f"values) exists"))
+                    return
             deployed = bool(confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
                                     self.y[i:i + 1].numpy())[0])
             why = ("Marabou's point lies outside the ball (for l_2 it searched the enclosing "

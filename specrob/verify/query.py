@@ -152,6 +152,24 @@ def strengthen(f: Formula, error: np.ndarray) -> Formula:
     return Const(False)  # an equality cannot hold robustly under a positive error
 
 
+def relax(f: Formula, delta: float) -> Formula:
+    """A weaker formula: each comparison loosened by delta (v > 0 becomes v > -delta, v == 0
+    becomes |v| <= delta). A point violating it violates `f` by more than delta, so a solver
+    asked for one cannot answer with a tie."""
+    if isinstance(f, Const):
+        return f
+    if isinstance(f, (And, Or)):
+        return type(f)(tuple(relax(i, delta) for i in f.items))
+    moved = lambda d, op: Atom(Affine(f.lin.out, f.lin.inp, f.lin.const + d), f.norms, op)  # noqa: E731
+    if f.op in (">", ">="):
+        return moved(delta, f.op)
+    if f.op in ("<", "<="):
+        return moved(-delta, f.op)
+    if f.op == "==":
+        return And((moved(delta, ">="), moved(-delta, "<=")))
+    return Const(True)  # v != 0 loosened by delta holds everywhere
+
+
 def value(a: Atom, z: np.ndarray, x: np.ndarray) -> float:
     """The atom's left-hand side lin + sum(norms) at outputs z and inputs x."""
     v = float(a.lin.out[0] @ z + a.lin.inp[0] @ x + a.lin.const[0])

@@ -125,9 +125,9 @@ def test_lipschitz_properties_are_verified_soundly_despite_the_tie_at_the_centre
     Marabou searches the rest of the ball."""
     prop, ir_net, module, x0, y = setup(tmp_path, f"LR(eps = 0.05, L = {L})", count=6, seed=3,
                                         clamp=False, inputs=2, x_seed=1)
-    for semantics in ("real", "float32"):
+    for semantics, timeout in (("real", 10), ("float32", 2)):
         v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
-                     VerifyConfig(timeout=10, semantics=semantics), out=None)
+                     VerifyConfig(timeout=timeout, semantics=semantics), out=None)
         truth = grid_violations(module, v.compiled, x0, y)
         rows = v.run()
         for row in rows:
@@ -226,3 +226,73 @@ def test_a_violation_made_only_by_float32_rounding_is_not_a_counterexample():
     assert not confirm(compiled, noisy_oracle, x, x0, y, exact=net).any()
     far = np.array([[0.35, 0.5]])  # a real violation needs a slope above L: none here
     assert not confirm(compiled, noisy_oracle, far, x0, y, exact=net).any()
+
+
+# --- ties of strict inequalities, eps = 0, monotone verdicts (shared cases bughunt/08, 12, 13) --
+
+def identity_net(tmp_path):
+    """f(x) = x on [0, 1]^2: every CR boundary is a tie that a solver may return exactly."""
+    lin = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(2))
+        lin.bias.zero_()
+    return to_onnx(lin.eval(), 2, tmp_path / "identity.onnx")
+
+
+def corner_net(tmp_path, corner: float):
+    """logits (2 relu(x_0 + x_1 - corner), 0, 0.1) on [0, 1]^3: class 2 everywhere except the
+    corner x_0 + x_1 > corner + 0.05. Marabou's answers to CR's negation are the tie points
+    on the corner's boundary, where onnxruntime still predicts class 2."""
+    net = nn.Sequential(nn.Linear(3, 1), nn.ReLU(), nn.Linear(1, 3))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 1.0, 0.0]]))
+        net[0].bias.fill_(-corner)
+        net[2].weight.copy_(torch.tensor([[2.0], [0.0], [0.0]]))
+        net[2].bias.copy_(torch.tensor([0.0, 0.0, 0.1]))
+    return to_onnx(net.eval(), 3, tmp_path / "corner.onnx")
+
+
+@pytest.mark.parametrize("corner", [1.8, 1.6])
+def test_marabou_ties_are_searched_before_a_falsifiable_point_is_left_unknown(tmp_path, corner):
+    ir_net, module = corner_net(tmp_path, corner)
+    x0 = torch.tensor([[0.2, 0.3, 0.5], [0.5, 0.5, 0.5], [0.1, 0.9, 0.0], [0.0, 0.0, 1.0]],
+                      dtype=torch.float64)
+    y = torch.full((4,), 2)
+    prop = specrob.loads("property P = CR(eps = 1)\n")["P"]  # the whole domain: false
+    v = Verifier(prop, tmp_path / "corner.onnx", ir_net, module, x0, y,
+                 VerifyConfig(backend="marabou", steps=0, restarts=1, timeout=10), out=None)
+    rows = v.run()
+    for row in rows:
+        assert row["verdict"] == "falsified", row
+        assert_real_counterexample(v, module, row, x0, y)
+
+
+def test_an_attained_non_strict_bound_is_never_verified_nor_falsified(tmp_path):
+    ir_net, module = identity_net(tmp_path)
+    # max of x_0 on the ball around 0.7 of radius 0.05 is exactly 0.75
+    prop = specrob.loads("property P(eps = 0.05):\n    forall x in ball(x0, eps): "
+                         "f(x)[0] <= 0.75\n")["P"]
+    x0 = torch.tensor([[0.7, 0.5]], dtype=torch.float64)
+    for semantics in ("real", "float32"):
+        v = Verifier(prop, tmp_path / "identity.onnx", ir_net, module, x0,
+                     torch.zeros(1, dtype=torch.long),
+                     VerifyConfig(timeout=10, semantics=semantics), out=None)
+        (row,) = v.run()
+        assert row["verdict"] == "unknown", row
+
+
+@pytest.mark.parametrize("prop_text", ["LR(eps = {eps}, L = 20)", "LR(eps = {eps}, L = 0.5)",
+                                       "CR(eps = {eps})", "SR(eps = {eps}, delta = 0.2)"])
+def test_verdicts_are_monotone_in_eps_from_zero(tmp_path, prop_text):
+    verdicts = []
+    for eps in (0.0, 0.01, 0.05):
+        prop, ir_net, module, x0, y = setup(tmp_path, prop_text.format(eps=eps), count=8,
+                                            seed=3, inputs=2, x_seed=1)
+        v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                     VerifyConfig(timeout=10, semantics="real"), out=None)
+        verdicts.append({r["index"]: r["verdict"] for r in v.run()})
+    assert all(v == "verified" for v in verdicts[0].values()) or "CR" in prop_text
+    for small, large in zip(verdicts, verdicts[1:]):
+        for i in small:
+            assert not (large[i] == "verified" and small[i] != "verified"), (small, large)
+            assert not (small[i] == "falsified" and large[i] != "falsified"), (small, large)
