@@ -212,7 +212,14 @@ class Run:
                   "claims": [c.as_dict() for c in self.claims], **self.results}
         write_json(out / f"{self.paper}.json", record, indent=1, default=_jsonable)
         self.log(f"wrote {page} ({total / 60:.1f} min)")
+        self.release()
         return page
+
+    def release(self) -> None:
+        """Let go of <work> (its lock): the run is finished."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()
+            self._lock = None
 
 
 def shrink(data: Dataset, train: int | None, test: int | None) -> Dataset:
