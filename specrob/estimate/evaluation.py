@@ -165,18 +165,22 @@ class Evaluation:
     def property(self, prop: ir.Property) -> dict:
         from tqdm.auto import tqdm
 
-        from specrob.estimate.security import default_attacks, security_curve
+        from specrob.estimate.security import attack_model, default_attacks, security_curve
         cfg = self.config
         x0, y, info = select_centres(prop.centres, self.data, self.model, cfg.points,
                                      self.spec_dir)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
+        search_model, note = attack_model(prop, self.model)
         with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
                   disable=not self.show_bars) as bar:
             curve = security_curve(prop, self.model, x0, y, eps_values,
                                    attacks=default_attacks(cfg.steps, cfg.restarts),
-                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update)
+                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update,
+                                   search_model=search_model)
         entry = {"norm": _norm_name(prop.ball.p), "centres": info,
                  "points": [r.as_dict() for r in curve]}
+        if note:
+            entry["note"] = note
         shape = lipschitz_shape(prop)
         if shape is not None and cfg.lipschitz and len(y) > 0:
             entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
