@@ -299,7 +299,7 @@ def evaluate(
     Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
     """
     from specrob.data import DataError, load_data
-    from specrob.estimate.evaluation import EvalConfig, Evaluation
+    from specrob.estimate.evaluation import CentreError, EvalConfig, Evaluation
     from specrob.estimate.scores import ScoreError
     from specrob.models import model_identity
     from specrob.runfolder import RunFolderError
@@ -330,7 +330,7 @@ def evaluate(
                                 model_identity=model_identity(model, checkpoint), fresh=fresh)
         with evaluation:
             results = evaluation.run()
-    except (ScoreError, RunFolderError) as error:
+    except (ScoreError, RunFolderError, CentreError) as error:
         _user_error(str(error))
     except KeyboardInterrupt:
         _interrupted(f"finished declarations are in {out / 'results.json'}")
@@ -402,7 +402,7 @@ def verify(
     """
     import torch
 
-    from specrob.estimate.evaluation import select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
     from specrob.verify.pipeline import Verifier, VerifyConfig
 
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
@@ -410,7 +410,12 @@ def verify(
         _user_error(f"--backend {backend}: choose auto, bounds or marabou")
     if bounds not in ("ibp", "crown", "alpha-crown"):
         _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
-    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+    try:
+        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
+                                     domain=domain_of(prop_ir, dataset.input_dim),
+                                     what=f"property {prop_ir.name}")
+    except CentreError as error:
+        _user_error(str(error))
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed)
     console = Console(highlight=False, soft_wrap=True)
@@ -474,14 +479,19 @@ def export(
     """
     import numpy as np
 
-    from specrob.estimate.evaluation import select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
     from specrob.verify.encode import Centre, Encoder, Unsupported
     from specrob.verify.vnnlib import ExportError, export as write
 
     if format != "vnnlib":
         _user_error(f"--format {format}: only vnnlib is supported")
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+    try:
+        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
+                                     domain=domain_of(prop_ir, dataset.input_dim),
+                                     what=f"property {prop_ir.name}")
+    except CentreError as error:
+        _user_error(str(error))
     import torch
     with torch.no_grad():
         fx0 = module(x0).double().numpy()
