@@ -451,6 +451,14 @@ def verify(
                                             sorted(summary["by_method"].items())))
     console.print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                    summary["stage_seconds"].items()))
+    if verifier.final is not None or verifier.attack_note:  # a final Softmax / LogSoftmax
+        notes = [verifier.attack_note] if verifier.attack_note else []
+        if verifier.final is not None and verifier.nets:
+            stripped = sum(n is not verifier.net for n in verifier.nets.values())
+            notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
+                         f"{stripped} of {len(verifier.nets)} centres they checked")
+        for text in notes:
+            console.print(f"[dim]note: {escape(text)}[/dim]")
     console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
     del torch
 

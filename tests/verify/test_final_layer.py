@@ -125,3 +125,15 @@ def test_which_properties_allow_stripping():
     # log-softmax shifts every output by the same number: zero-sum rows are unchanged
     query = Encoder(spec["M"], 2, 3).query(Centre(rng.random(2), 1, rng.random(3)))
     assert query_order_only(query.body, "LogSoftmax")
+
+
+def test_a_softmax_per_row_of_a_matrix_is_not_stripped(tmp_path):
+    """softmax over the last axis of a (2, 3) output is monotone within each row only."""
+    class Rows(nn.Module):
+        def forward(self, x):
+            z = nn.functional.linear(x, torch.arange(12.0).reshape(6, 2))
+            return torch.softmax(z.reshape(-1, 2, 3), -1).reshape(-1, 6)
+
+    net, _ = to_onnx(Rows(), 2, tmp_path / "rows.onnx")
+    assert [type(n).__name__ for n in net.nodes][-2] == "Softmax"
+    assert final_monotone(net) is None
