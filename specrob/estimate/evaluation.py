@@ -193,9 +193,12 @@ class Evaluation:
         write_json(self.results_path, self.results, default=_jsonable)
 
     def centres(self, decl: ir.Property | ir.Score):
-        """The declaration's centres (see `select_centres`), refused when outside its domain."""
+        """The declaration's centres (see `select_centres`), refused when outside its domain
+        (unless a score weighs by G = 1: it draws its points from the domain, not the data)."""
+        used = not isinstance(decl, ir.Score) or decl.G.density
         return select_centres(decl.centres, self.data, self.model, self.config.points,
-                              self.spec_dir, domain=domain_of(decl, self.data.input_dim),
+                              self.spec_dir,
+                              domain=domain_of(decl, self.data.input_dim) if used else None,
                               what=f"{type(decl).__name__.lower()} {decl.name}")
 
     def check_centres(self) -> None:

@@ -137,3 +137,23 @@ def test_a_softmax_per_row_of_a_matrix_is_not_stripped(tmp_path):
     net, _ = to_onnx(Rows(), 2, tmp_path / "rows.onnx")
     assert [type(n).__name__ for n in net.nodes][-2] == "Softmax"
     assert final_monotone(net) is None
+
+
+def test_score_attacks_on_the_label_search_the_logits(tmp_path):
+    """The H = indicator scores' label attack: the same findings through a saturated softmax
+    (an nn.Sequential ending in nn.Softmax) as through the logits."""
+    from specrob.estimate.scores import _attack_changes_label
+    from specrob.search.region import Region
+    body = small_net(2, seed=5, clamp=False)
+    with torch.no_grad():
+        body[2].weight.mul_(2000)
+        body[2].bias.mul_(2000)
+    probs = nn.Sequential(body, nn.Softmax(dim=1)).eval()
+    x0, y = centres(body, 40, seed=2)
+    x0 = x0.float()
+    region = Region(0.1, float("inf"), 0.0, 1.0)
+    torch.manual_seed(0)
+    plain = _attack_changes_label(body, x0, y, region, 10)
+    torch.manual_seed(0)
+    through = _attack_changes_label(probs, x0, y, region, 10)
+    assert plain.any() and torch.equal(plain, through)
