@@ -303,7 +303,7 @@ def evaluate(
     Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
     """
     from specrob.data import DataError, load_data
-    from specrob.estimate.evaluation import EvalConfig, Evaluation
+    from specrob.estimate.evaluation import CentreError, EvalConfig, Evaluation
     from specrob.estimate.scores import ScoreError
     from specrob.models import model_identity
     from specrob.runfolder import RunFolderError
@@ -335,7 +335,11 @@ def evaluate(
                                 model_identity=model_identity(model, checkpoint), fresh=fresh)
         with evaluation:
             results = evaluation.run()
+<<<<<<< HEAD
     except (ScoreError, RunFolderError, SamplingError) as error:
+=======
+    except (ScoreError, RunFolderError, CentreError) as error:
+>>>>>>> softmax-domain
         _user_error(str(error))
     except SpecError as error:  # an estimate that is not finite, located in the spec
         fail(error)
@@ -414,7 +418,7 @@ def verify(
     """
     import torch
 
-    from specrob.estimate.evaluation import select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
     from specrob.verify.pipeline import Verifier, VerifyConfig
 
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
@@ -422,9 +426,18 @@ def verify(
         _user_error(f"--backend {backend}: choose auto, bounds or marabou")
     if bounds not in ("ibp", "crown", "alpha-crown"):
         _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
+<<<<<<< HEAD
     if semantics not in ("float32", "real"):
         _user_error(f"--semantics {semantics}: choose float32 or real")
     x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+=======
+    try:
+        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
+                                     domain=domain_of(prop_ir, dataset.input_dim),
+                                     what=f"property {prop_ir.name}")
+    except CentreError as error:
+        _user_error(str(error))
+>>>>>>> softmax-domain
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
@@ -461,6 +474,14 @@ def verify(
                                             sorted(summary["by_method"].items())))
     console.print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                    summary["stage_seconds"].items()))
+    if verifier.final is not None or verifier.attack_note:  # a final Softmax / LogSoftmax
+        notes = [verifier.attack_note] if verifier.attack_note else []
+        if verifier.final is not None and verifier.nets:
+            stripped = sum(n is not verifier.net for n in verifier.nets.values())
+            notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
+                         f"{stripped} of {len(verifier.nets)} centres they checked")
+        for text in notes:
+            console.print(f"[dim]note: {escape(text)}[/dim]")
     console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
     del torch
 
@@ -489,14 +510,19 @@ def export(
     """
     import numpy as np
 
-    from specrob.estimate.evaluation import select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
     from specrob.verify.encode import Centre, Encoder, Unsupported
     from specrob.verify.vnnlib import ExportError, export as write
 
     if format != "vnnlib":
         _user_error(f"--format {format}: only vnnlib is supported")
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
+    try:
+        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
+                                     domain=domain_of(prop_ir, dataset.input_dim),
+                                     what=f"property {prop_ir.name}")
+    except CentreError as error:
+        _user_error(str(error))
     import torch
     with torch.no_grad():
         fx0 = module(x0).double().numpy()

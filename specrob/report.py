@@ -29,6 +29,8 @@ def print_results(results: dict, console: Console | None = None) -> None:
             table.add_row(f"{pt['eps']:g}", _fmt(pt["security"]), _fmt(pt["accuracy"]),
                           str(pt["violations"]), found)
         console.print(table)
+        if entry.get("note"):
+            console.print(f"  [dim]note: {entry['note']}[/dim]")
         if "alpha_lim" in entry:
             a = entry["alpha_lim"]
             pairs = ", ".join(f"r={r:.3g}: {v:.3g}" for r, v in zip(a["radii"], a["alpha_lim"]))

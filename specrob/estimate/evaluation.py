@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from specrob.data import Dataset, load_data, subset
+from specrob.errors import SpecrobError
 from specrob.lang import ir
 from specrob.lang.walk import mentions
 from specrob.logic.formulas import constant, resolve_params
@@ -39,10 +40,46 @@ class EvalConfig:
                             .encode()).hexdigest()[:12]
 
 
+class CentreError(SpecrobError):
+    """Centres a declaration cannot use (e.g. outside its domain); the message lists them."""
+
+
+def domain_of(decl: ir.Property | ir.Score, input_dim: int) -> tuple[float, float]:
+    """The declaration's input domain box [low, high]^n as two numbers."""
+    params = resolve_params(decl, input_dim)
+    return constant(decl.domain.low, params), constant(decl.domain.high, params)
+
+
+def check_inside(x: torch.Tensor, index: torch.Tensor, domain: tuple[float, float],
+                 what: str) -> None:
+    """Refuse centres outside the domain box (exactly, in float64): their region ball ∩ domain
+    does not contain them and may be empty, which no back end can answer meaningfully.
+    `index` holds each row's index in the user's data."""
+    low, high = domain
+    xd = x.double().reshape(len(x), -1)
+    outside = ((xd < low) | (xd > high)).any(-1)
+    if not outside.any():
+        return
+    bad = outside.nonzero().flatten().tolist()
+    first = bad[0]
+    worst = int((torch.clamp(low - xd[first], min=0) + torch.clamp(xd[first] - high, min=0))
+                .argmax())
+    shown = ", ".join(str(int(index[i])) for i in bad[:10]) + (", ..." if len(bad) > 10 else "")
+    raise CentreError(
+        f"{what}: {len(bad)} of {len(x)} centres lie outside the domain box({low:.9g}, {high:.9g}): "
+        f"centre{'s' if len(bad) > 1 else ''} {shown} (index in the data); e.g. centre "
+        f"{int(index[first])} has x[{worst}] = {float(xd[first, worst]):.9g}. Their region "
+        f"ball ∩ domain does not contain them (and may be empty): choose centres inside the "
+        f"domain (`centres:` or --data) or widen `domain:` in the spec")
+
+
 def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points: int | None,
-                   spec_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+                   spec_dir: Path | None = None, domain: tuple[float, float] | None = None,
+                   what: str = "centres") -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The centres R of a declaration: its source, `where correct`, its point count (capped
-    by `points`)."""
+    by `points`). With `domain` (see `domain_of`), centres that will be used but lie outside
+    the domain box raise CentreError (with their indices in the data and the domain); `what`
+    names the declaration in that message."""
     if centres.is_file:
         path = Path(centres.source)
         if not path.is_absolute() and spec_dir is not None:
@@ -53,17 +90,21 @@ def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points:
         x, y = (data.x_train, data.y_train) if centres.source == "train" else \
             (data.x_test, data.y_test)
     x, y = torch.tensor(x), torch.tensor(y)
+    index = torch.arange(len(y))
     info = {"source": centres.source, "available": len(y)}
     if centres.correct_only:
         with torch.no_grad():
             keep = model(x).argmax(-1) == y
-        x, y = x[keep], y[keep]
+        x, y, index = x[keep], y[keep], index[keep]
         info["correct"] = int(keep.sum())
     count = centres.count
     if points is not None:
         count = points if count is None else min(count, points)
     if count is not None:
-        x, y = x[:count], y[:count]
+        x, y, index = x[:count], y[:count], index[:count]
+    if domain is not None:
+        source = centres.source if centres.is_file else f"the {centres.source} split of {data.name}"
+        check_inside(x, index, domain, f"{what} (centres: {source})")
     info["used"] = len(y)
     return x, y, info
 
@@ -108,6 +149,7 @@ class Evaluation:
         self.model_identity = model_identity
         self.fresh = fresh
         self.folder = None
+        self.checked = False
 
     def identity(self) -> dict:
         """Everything that determines the results: the model's files, the data, the spec text
@@ -122,6 +164,7 @@ class Evaluation:
     def __enter__(self) -> "Evaluation":
         """Open the run folder: bound to `identity()` and locked; finished declarations of the
         same run are kept. Raises RunFolderError on another run's folder (unless fresh)."""
+        self.check_centres()  # before the run folder is touched (--fresh discards it)
         if self.out is None:
             return self
         from specrob.runfolder import RunFolder, read_json
@@ -149,7 +192,25 @@ class Evaluation:
         from specrob.runfolder import write_json
         write_json(self.results_path, self.results, default=_jsonable)
 
+    def centres(self, decl: ir.Property | ir.Score):
+        """The declaration's centres (see `select_centres`), refused when outside its domain
+        (unless a score weighs by G = 1: it draws its points from the domain, not the data)."""
+        used = not isinstance(decl, ir.Score) or decl.G.density
+        return select_centres(decl.centres, self.data, self.model, self.config.points,
+                              self.spec_dir,
+                              domain=domain_of(decl, self.data.input_dim) if used else None,
+                              what=f"{type(decl).__name__.lower()} {decl.name}")
+
+    def check_centres(self) -> None:
+        """Every declaration's centres, checked against its domain before any work (raises
+        CentreError)."""
+        if not self.checked:
+            for decl in (*self.spec.properties, *self.spec.scores):
+                self.centres(decl)
+            self.checked = True
+
     def run(self) -> dict:
+        self.check_centres()
         for prop in self.spec.properties:
             if prop.name not in self.results["properties"]:
                 self.progress(f"property {prop.name}")
@@ -165,18 +226,21 @@ class Evaluation:
     def property(self, prop: ir.Property) -> dict:
         from tqdm.auto import tqdm
 
-        from specrob.estimate.security import default_attacks, security_curve
+        from specrob.estimate.security import attack_model, default_attacks, security_curve
         cfg = self.config
-        x0, y, info = select_centres(prop.centres, self.data, self.model, cfg.points,
-                                     self.spec_dir)
+        x0, y, info = self.centres(prop)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
+        search_model, note = attack_model(prop, self.model)
         with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
                   disable=not self.show_bars) as bar:
             curve = security_curve(prop, self.model, x0, y, eps_values,
                                    attacks=default_attacks(cfg.steps, cfg.restarts),
-                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update)
+                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update,
+                                   search_model=search_model)
         entry = {"norm": _norm_name(prop.ball.p), "centres": info,
                  "points": [r.as_dict() for r in curve]}
+        if note:
+            entry["note"] = note
         shape = lipschitz_shape(prop)
         if shape is not None and cfg.lipschitz and len(y) > 0:
             entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
@@ -215,8 +279,7 @@ class Evaluation:
     def score(self, score: ir.Score) -> dict:
         from specrob.estimate.scores import estimate_score
         cfg = self.config
-        x0, y, info = select_centres(score.centres, self.data, self.model, cfg.points,
-                                     self.spec_dir)
+        x0, y, info = self.centres(score)
         if cfg.margins and _is_margin_score(score):
             from specrob.estimate import margins
             return {"centres": info, **margins.margin_score_summary(
@@ -265,4 +328,4 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["EvalConfig", "Evaluation", "select_centres", "eps_grid", "lipschitz_shape", "subset"]
+__all__ = ["EvalConfig", "Evaluation", "select_centres", "domain_of", "CentreError", "eps_grid", "lipschitz_shape", "subset"]

@@ -201,17 +201,25 @@ def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch
 
 
 def _attack_changes_label(model, x0, target, region: Region, steps: int) -> torch.Tensor:
-    """Does PGD find a point of the ball whose predicted label differs from `target`?"""
+    """Does PGD find a point of the ball whose predicted label differs from `target`? The
+    search runs on the logits when the model ends in a Softmax / LogSoftmax (a label depends on
+    the argmax only, which they keep; saturated probabilities have no gradient); the label is
+    re-checked on the model."""
+    from specrob.verify.final_layer import logits_module
+    search = logits_module(model)[0] or model
+
     def objective(x):
-        logits = model(x)
+        logits = search(x)
         t = target.repeat(x.shape[0] // target.shape[0])
         true = logits.gather(-1, t[:, None]).squeeze(-1)
         other = logits.scatter(-1, t[:, None], -math.inf).amax(-1)
         return other - true
-    was = model.training
+    was, was_search = model.training, search.training
     model.eval()
+    search.eval()
     x, _ = PGD(steps=steps, restarts=1).maximise(objective, x0, region)
     model.train(was)
+    search.train(was_search)
     with torch.no_grad():
         return (model(x).argmax(-1) != target) & region.contains(x, x0)
 

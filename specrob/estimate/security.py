@@ -73,15 +73,22 @@ class SecurityResult:
 
 
 def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
-                y: torch.Tensor, attacks: list[Attack], generator=None):
-    """Per centre: is a confirmed violation found, by which attack, and where."""
+                y: torch.Tensor, attacks: list[Attack], generator=None,
+                search_model: nn.Module | None = None):
+    """Per centre: is a confirmed violation found, by which attack, and where. The attacks
+    search on `search_model` (default: the model; e.g. its logits, without a final softmax
+    whose saturated gradients vanish, see `attack_model`); every violation is re-checked on
+    the model itself."""
     violated = torch.zeros(len(y), dtype=torch.bool, device=x0.device)
     found_by = [""] * len(y)
     points = x0.clone()
+    search_model = model if search_model is None else search_model
     with torch.no_grad():
         fx0 = compiled.centre_output(model, x0)
+        search_fx0 = fx0 if search_model is model else compiled.centre_output(search_model, x0)
     for attack in attacks:
-        x = compiled.worst_point(model, x0, y, attack.search, generator=generator, fx0=fx0)
+        x = compiled.worst_point(search_model, x0, y, attack.search, generator=generator,
+                                 fx0=search_fx0)
         # re-check on the model: a fresh forward pass at the reported point, in the region
         bad = ~compiled.holds(model, x, x0, y, fx0) & compiled.region.contains(x, x0)
         new = bad & ~violated
@@ -90,6 +97,24 @@ def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
             found_by[i] = attack.name
         violated |= bad
     return violated, found_by, points
+
+
+def attack_model(prop: ir.Property, model: nn.Module) -> tuple[nn.Module | None, str | None]:
+    """The module attacks should search on, and a note for the results: the logits when the
+    model ends in a Softmax / LogSoftmax that the property does not see (it compares outputs
+    of f(x) order-wise only, see `specrob.verify.final_layer`); (None, note) when the model
+    ends in one the property needs; (None, None) otherwise."""
+    from specrob.verify.final_layer import logits_module, order_only
+    logits, kind = logits_module(model)
+    if kind is None:
+        return None, None
+    if order_only(prop.body):
+        return logits, (f"final {kind} stripped for the attacks: {prop.name} compares outputs "
+                        f"of f(x) order-wise only (argmax / margins), which {kind.lower()} "
+                        f"preserves; violations re-checked on the model")
+    return None, (f"attacks run through the final {kind}: {prop.name} needs its values; "
+                  f"saturated {kind.lower()} outputs have vanishing gradients, so security "
+                  f"may be overestimated")
 
 
 def accuracy_at(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
@@ -114,8 +139,10 @@ def accuracy_with_rate(compiled: CompiledProperty, model: nn.Module, x0: torch.T
 
 def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
                    eps_values: list[float], *, attacks: list[Attack] | None = None,
-                   samples: int = 0, seed: int = 0, progress=None) -> list[SecurityResult]:
-    """Security (and, with samples > 0, accuracy) at each eps, in increasing order of eps."""
+                   samples: int = 0, seed: int = 0, progress=None,
+                   search_model: nn.Module | None = None) -> list[SecurityResult]:
+    """Security (and, with samples > 0, accuracy) at each eps, in increasing order of eps;
+    the attacks search on `search_model` when given (see `attack_once`)."""
     attacks = attacks or default_attacks()
     base = CompiledProperty(prop, x0.shape[-1])
     was = model.training
@@ -127,7 +154,8 @@ def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: tor
         compiled = at_radius(base, eps)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        violated, found_by, points = attack_once(compiled, model, x0, y, attacks, gen)
+        violated, found_by, points = attack_once(compiled, model, x0, y, attacks, gen,
+                                                 search_model)
         found_by = [c or f for c, f in zip(carried_by, found_by)]
         violated = violated | carried
         acc, acceptance = (accuracy_with_rate(compiled, model, x0, y, samples, gen)

@@ -375,16 +375,17 @@ class DeclChecker:
                                  hint="compare with the centre: argmax(f(x)) == argmax(f(x0))")
             vec, other = (left, right) if left.kind == "argmax" else (right, left)
             other_expr = expr.right if left.kind == "argmax" else expr.left
-            if other.kind != "index":
-                self.index(other_expr)  # raises the class-index error at the right place
+            # a whole number is a class index too (IndexConst); anything else raises the
+            # class-index error at the right place
+            target = other.node if other.kind == "index" else self.index(other_expr)
             # argmax(v) == i  <=>  forall j != i: v[i] > v[j]  (strict: ties are not robust)
             var = self.fresh()
-            margin = ir.Compare(">", ir.Index(vec.node, other.node),
+            margin = ir.Compare(">", ir.Index(vec.node, target),
                                 ir.Index(vec.node, ir.IndexVar(var)), expr.pos)
             holds = op == "=="
             if holds:
-                return ir.IndexQuant("forall", var, other.node, margin)
-            return ir.IndexQuant("exists", var, other.node,
+                return ir.IndexQuant("forall", var, target, margin)
+            return ir.IndexQuant("exists", var, target,
                                  replace(margin, op=ir.NEGATE[">"]))
         if "index" in kinds:
             if expr.op not in ("==", "!="):

@@ -216,6 +216,12 @@ class Verifier:
         self.done: dict[int, dict] = {}
         self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "marabou": 0.0}
         self.float32_error_max = 0.0
+        # a final Softmax / LogSoftmax: stripped where the property does not see it
+        from specrob.estimate.security import attack_model
+        from specrob.verify.final_layer import final_monotone
+        self.final = final_monotone(net)
+        self.attack_module, self.attack_note = attack_model(prop, module)
+        self.nets: dict[int, object] = {}  # per centre: the network its query is checked on
 
     # --- results on disk -------------------------------------------------------------------
     @property
@@ -306,6 +312,7 @@ class Verifier:
             except Unsupported as exc:
                 self.record(self.row(i, "unknown", "encode", 0.0, reason=f"unsupported: {exc}"))
         todo = [i for i in todo if i in queries]
+        self.choose_networks(todo, queries)
         if todo and self.config.semantics == "float32":
             todo = self.float32_margins(todo, queries)
         if todo and self.config.backend in ("auto", "bounds"):
@@ -318,7 +325,30 @@ class Verifier:
                                      reason="bounds inconclusive (--backend bounds)"))
         return [self.done[i] for i in sorted(self.done)]
 
+    def choose_networks(self, todo: list[int], queries: dict[int, q.Query]) -> None:
+        """Per centre, the network bounds and Marabou check its query on: without the final
+        Softmax / LogSoftmax when the query compares outputs order-wise only."""
+        from specrob.verify.final_layer import query_order_only
+        for i in todo:
+            strip = self.final is not None and query_order_only(queries[i].body,
+                                                                self.final.kind)
+            self.nets[i] = self.final.logits if strip else self.net
+
+    def final_layer_note(self, i: int, verdict: str, method: str) -> dict:
+        """The row's note (or the unknown's reason) about a final Softmax / LogSoftmax."""
+        if self.final is None and self.attack_note is None:
+            return {}
+        if method == "attack":
+            return {"note": self.attack_note} if self.attack_note else {}
+        if self.final is None or i not in self.nets:
+            return {}
+        if self.nets[i] is not self.net:
+            return {"note": self.final.stripped_note(self.prop.name)}
+        return {"reason": self.final.kept_reason()} if verdict == "unknown" else {}
+
     def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
+        for key, text in self.final_layer_note(i, verdict, method).items():
+            extra[key] = "; ".join(t for t in (extra.get(key), text) if t)
         return {"index": i, "label": int(self.y[i]), "verdict": verdict, "method": method,
                 "seconds": round(seconds, 6), **extra, "centre": self.centre_hash(i)}
 
@@ -372,9 +402,11 @@ class Verifier:
         x0, y = self.x0[idx].float(), self.y[idx]
         torch.manual_seed(self.config.seed)
         module = self.module.float().eval()
+        logits = None if self.attack_module is None else self.attack_module.float().eval()
         violated, _, points = attack_once(self.compiled, module, x0, y,
                                           default_attacks(self.config.steps, self.config.restarts),
-                                          torch.Generator().manual_seed(self.config.seed))
+                                          torch.Generator().manual_seed(self.config.seed),
+                                          search_model=logits)
         candidates = violated.nonzero().flatten().tolist()
         seconds = (time.perf_counter() - start) / max(len(todo), 1)
         self.stage_seconds["attack"] += time.perf_counter() - start
@@ -391,14 +423,22 @@ class Verifier:
 
     def float32_margins(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         """Strengthen each query by a sound bound on the float32 execution error of the
-        outputs over its region (`floaterror.float32_error`), so that a proof holds for the
-        deployed float32 model too. Points without such a bound are left unknown."""
+        outputs of the network it is checked on, over its region (`floaterror.float32_error`),
+        so that a proof holds for the deployed float32 model too. Points without such a bound
+        are left unknown."""
+        groups = [[i for i in todo if self.nets.get(i, self.net) is net]
+                  for net in (self.net, getattr(self.final, "logits", None))]
+        rest = [i for group in groups if group for i in self.float32_group(group, queries)]
+        return sorted(rest)
+
+    def float32_group(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         from specrob.verify.floaterror import float32_error
         start = time.perf_counter()
+        net = self.nets.get(todo[0], self.net)
         reg = queries[todo[0]].region
         centres = np.stack([queries[i].region.centre for i in todo])
         try:
-            error = float32_error(self.net, torch.tensor(centres), reg.eps, p=reg.p,
+            error = float32_error(net, torch.tensor(centres), reg.eps, p=reg.p,
                                   low=reg.low, high=reg.high).numpy()
         except NotImplementedError as exc:
             for i in todo:
@@ -415,13 +455,20 @@ class Verifier:
         return todo
 
     def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+        groups = [[i for i in todo if self.nets.get(i, self.net) is net]
+                  for net in (self.net, getattr(self.final, "logits", None))]
+        rest = [i for group in groups if group for i in self.bound_group(group, queries)]
+        return sorted(rest)
+
+    def bound_group(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         from specrob.verify.bounds import unsupported
         start = time.perf_counter()
         method = self.config.bounds
-        if any(r.startswith("Softmax") for r in unsupported(self.net, method)):
+        net = self.nets.get(todo[0], self.net)
+        if any(r.startswith("Softmax") for r in unsupported(net, method)):
             method = "ibp"  # CROWN refuses a softmax node; intervals still bound it
         try:
-            proved = bounds_stage(self.net, [queries[i] for i in todo], method,
+            proved = bounds_stage(net, [queries[i] for i in todo], method,
                                   self.config.tol)
         except NotImplementedError:
             self.stage_seconds["bounds"] += time.perf_counter() - start
@@ -469,7 +516,7 @@ class Verifier:
         start = time.perf_counter()
         if self.config.semantics == "real":  # the affine box near x0 is an exact-real proof
             queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
-        jobs = [(self.net, queries[i], self.config.timeout) for i in todo]
+        jobs = [(self.nets.get(i, self.net), queries[i], self.config.timeout) for i in todo]
         if self.config.workers > 1:
             import multiprocessing
             with ProcessPoolExecutor(self.config.workers,

@@ -177,3 +177,15 @@ def test_path_parameters_are_strings():
 def test_inf_parameter_values():
     prop = specrob.loads("property P = SR(delta = inf)\n")["P"]
     assert math.isinf(prop.value("delta"))
+
+
+def test_argmax_compared_with_a_whole_number_is_a_class_index():
+    """`argmax(f(x)) == 2` (a targeted property) becomes forall j != 2: f(x)[2] > f(x)[j],
+    with 2 a class index (it used to keep the number 2.0, which no back end could index)."""
+    import specrob
+    from specrob.lang import ir
+    body = specrob.loads("property T(eps: nonneg[input] = 0.1):\n"
+                         "    forall x in ball(x0, eps, inf):\n"
+                         "        argmax(f(x)) == 2\n")["T"].body
+    assert body.exclude == ir.IndexConst(2)
+    assert body.body.left == ir.Index(ir.Net(False), ir.IndexConst(2))
