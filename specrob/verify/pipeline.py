@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from specrob.lang import ir
+from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
 from specrob.verify import query as q
 from specrob.verify.encode import Centre, Encoder, Unsupported
@@ -65,24 +66,6 @@ class VerifyConfig:
         d = asdict(self)
         d.pop("workers")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class Oracle:
-    """The ONNX model run by onnxruntime: the reference every counterexample is checked on."""
-
-    def __init__(self, onnx_path: str | Path):
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options,
-                                            providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        shape = [d if isinstance(d, int) else -1 for d in self.input.shape]
-        feed = x.astype(np.float32).reshape([x.shape[0]] + shape[1:])
-        (out,) = self.session.run(None, {self.input.name: feed})
-        return out.reshape(x.shape[0], -1).astype(np.float64)
 
 
 def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.ndarray,
