@@ -585,9 +585,15 @@ class _Crown:
         return l.reshape(self.B, *shape), u.reshape(self.B, *shape)
 
     def backward(self, value: str, A: Tensor, c: Tensor,
-                 alphas: dict[int, list[Tensor | None]] | None = None) -> Tensor:
+                 alphas: dict[int, list[Tensor | None]] | None = None,
+                 betas: dict[int, Tensor] | None = None, keep: dict | None = None) -> Tensor:
         """A lower bound (B, K) of A · value + c over the input set (before the safety margin):
-        coefficients flow backwards node by node, summed where a value has several readers."""
+        coefficients flow backwards node by node, summed where a value has several readers.
+
+        `betas` (branch and bound, Wang et al. 2021): per ReLU node, a term added to the
+        coefficient of its pre-activation z (the Lagrangian beta s z of a split constraint
+        s z <= 0, which only lowers the bound on the subdomain). `keep`, when given, receives
+        the coefficient of each kink node's output (by node index) and of the input ("input")."""
         comp = self.comp
         coef = {value: A}
         for i in reversed([j for j in comp.live if j <= comp.producer.get(value, -1)]):
@@ -601,8 +607,12 @@ class _Crown:
                     c = c + extra
                 ins = op.back(A)
             elif op.kind == "kink":
+                if keep is not None:
+                    keep[i] = A
                 Az, extra = op.back_relaxed(A, self.relax[i], None if alphas is None
                                             else alphas.get(i))
+                if betas is not None and i in betas:
+                    Az = Az + betas[i]
                 c, ins = c + extra, [Az]
             else:  # boxed: its interval is a constant relaxation
                 lo, hi = self.bounds[op.node.output]
@@ -610,6 +620,8 @@ class _Crown:
                 continue
             for v, Av in zip(op.node.inputs, ins):
                 coef[v] = coef[v] + Av if v in coef else Av
+        if keep is not None:
+            keep["input"] = coef.get(comp.input_name)
         return self.region.concretise(coef.pop(comp.input_name, None), c)
 
     def alphas_for(self, K: int) -> dict[int, list[Tensor | None]]:
