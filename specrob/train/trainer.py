@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from specrob.errors import SpecrobError
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field

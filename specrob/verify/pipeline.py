@@ -215,7 +215,7 @@ class Verifier:
         """Everything that determines the verdicts: the model file, the centres and labels,
         the property after --set, the options (not the number of workers) and the seed."""
         from specrob.lang import printer
-        from specrob.runfolder import array_identity, file_identity
+        from specrob.runfolder import file_identity
         options = asdict(self.config)
         options.pop("workers")
         options.pop("points")  # more or fewer centres: each row carries its centre's hash

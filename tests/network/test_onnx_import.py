@@ -13,7 +13,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from specrob.network import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
+from specrob.network import (Add, Affine, AveragePool, Clip, Conv, Elementwise,
                              LeakyRelu, MaxPool, NetworkError, Relu, Reshape, Sigmoid, Softmax,
                              Tanh, check_against_onnxruntime, load_onnx, load_onnx_checked,
                              sizes, to_torch)

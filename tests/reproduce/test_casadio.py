@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -63,10 +62,10 @@ def test_smoke_run_writes_the_page_figures_and_numbers_and_resumes(tmp_path):
             assert v["verified"] + v["falsified"] + v["unknown"] == v["points"] > 0
     assert len(record["claims"]) >= 8
 
-    start = time.perf_counter()  # the same command again: every stage is reused
+    # the same command again: every stage is reused
     options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
     casadio.run(options, "specrob reproduce casadio --smoke")
-    assert time.perf_counter() - start < 20
     again = json.loads((tmp_path / "out" / "casadio.json").read_text())
+    assert not any(k.startswith("train ") for k in again["seconds"])  # nothing retrained
     assert again["clean_accuracy"] == record["clean_accuracy"]
     assert again["security"] == record["security"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -109,9 +108,7 @@ def test_smoke_run_page_figures_json_and_rerun(tmp_path):
         assert all(0.0 <= p["value"] <= 1.0 for p in noise["curve"])
     assert len(record["claims"]) == 6
 
-    start = time.perf_counter()
     again = lassance.run(options, "specrob reproduce lassance --smoke")
-    assert time.perf_counter() - start < 15
     rerun = json.loads((tmp_path / "out" / "lassance.json").read_text())
     assert not any(k.startswith("train ") for k in rerun["seconds"])  # networks reloaded
     assert rerun["accuracy"] == record["accuracy"]

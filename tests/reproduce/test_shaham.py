@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -145,9 +144,7 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     assert len(record["claims"]) == 5
     assert all(isinstance(c["holds"], bool) for c in record["claims"])
 
-    start = time.perf_counter()
     page2 = run(opts, "specrob reproduce shaham --smoke")
-    assert time.perf_counter() - start < 15
     again = json.loads((tmp_path / "out" / "shaham.json").read_text())
     assert again["table1"] == t1 and again["fgsm"] == fgsm
     assert not any(k.startswith("train ") for k in again["seconds"])  # nothing retrained

@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import time
 
 import pytest
 import torch
@@ -85,17 +84,20 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
         assert 0.0 <= area <= record["d"]
         shares = record["shares"][name]
         assert set(shares) == {"fgsm", "pgd", "deepfool"}
-        assert sum(s["value"] for s in shares.values()) == pytest.approx(1.0)
+        if shares["pgd"]["count"]:  # shares among the points some attack moved across
+            assert sum(s["value"] for s in shares.values()) == pytest.approx(1.0)
+        else:  # no attack succeeded on this (smoke-trained) net: no shares, not made-up ones
+            assert all(math.isnan(s["value"]) for s in shares.values())
+    assert any(record["shares"][name]["pgd"]["count"] for name in record["accuracy"])
     assert len(record["claims"]) == 4
     assert set(record["training"]) == {"noreg"} | {f"cotrain-lam{lam:g}" for lam in tibo.SMOKE.lams}
 
-    start = time.perf_counter()
     again = tibo.run(options, "specrob reproduce tibo --smoke")
-    assert time.perf_counter() - start < 15  # cached networks and margins
     second = json.loads((tmp_path / "out" / "tibo.json").read_text())
+    assert not any(k.startswith("train ") for k in second["seconds"])  # networks reloaded
     assert second["accuracy"] == record["accuracy"]
     assert second["curves"] == record["curves"]
-    assert second["shares"] == record["shares"]
+    assert json.dumps(second["shares"]) == json.dumps(record["shares"])  # NaN-safe
     assert again.read_text().count("## Table") == 2
 
 

@@ -3,7 +3,6 @@ case bughunt/16): a ratio by norm(x - x0) is 0/0 at x = x0 (FGSM's start, eps = 
 guarded norms have no gradient at x0, so FGSM from the centre was a silent no-op."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
