@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -382,11 +383,12 @@ def verify(
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
                                            "PATH.npz")] = "digits",
     points: Annotated[Optional[int], typer.Option(help="At most this many centres.")] = None,
-    backend: Annotated[str, typer.Option(help="auto (attack, bounds, Marabou) | bounds | "
-                                              "marabou")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (attack, bounds, branch and bound, "
+                                              "Marabou) | bounds | bab | marabou")] = "auto",
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
                                              "alpha-crown")] = "crown",
-    timeout: Annotated[float, typer.Option(help="Seconds per Marabou query.")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="Seconds per centre for branch and bound "
+                                                "and Marabou together.")] = 60.0,
     semantics: Annotated[str, typer.Option(
         help="What 'verified' means: float32 = for the network in exact arithmetic and for "
              "any float32 execution of it (as deployed: sound float32 error margins); real = "
@@ -403,12 +405,15 @@ def verify(
     """Verify a property on every centre: verified / falsified / unknown, soundly.
 
     Per centre: a PGD attack looks for a counterexample; bound propagation (CROWN) tries to
-    prove the property; Marabou decides the rest (one query with the negated property, a
-    per-query timeout). "falsified" only with a counterexample re-checked on the ONNX model
-    with onnxruntime inside ball ∩ domain; "verified" only from bounds or Marabou UNSAT;
-    otherwise "unknown" with the reason. l_2 balls: Marabou searches the enclosing box and a
-    counterexample must lie in the ball. Results stream to results.jsonl (a rerun resumes);
-    summary.json holds constraint satisfaction (CS) and the time per stage.
+    prove the property; branch and bound (ReLU splits with beta-CROWN bounds, or input splits
+    for few inputs) decides what CROWN leaves open, with 60% of --timeout; Marabou gets the
+    rest (one query with the negated property). "falsified" only with a counterexample
+    re-checked on the ONNX model with onnxruntime (and in float64) inside ball ∩ domain;
+    "verified" only from a sound proof; otherwise "unknown" with the reason. By default
+    "verified" also covers float32 execution (--semantics). l_2 balls: Marabou searches the
+    enclosing box and a counterexample must lie in the ball. Results stream to results.jsonl
+    (a rerun resumes); summary.json holds constraint satisfaction (CS), the semantics and the
+    time per stage.
 
     Example:  specrob verify runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01 --points 100
     """
@@ -418,8 +423,10 @@ def verify(
     from specrob.verify.pipeline import Verifier, VerifyConfig
 
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    if backend not in ("auto", "bounds", "marabou"):
-        _user_error(f"--backend {backend}: choose auto, bounds or marabou")
+    if backend not in ("auto", "bounds", "bab", "marabou"):
+        _user_error(f"--backend {backend}: choose auto, bounds, bab or marabou")
+    if not (math.isfinite(timeout) and 0 < timeout <= 1e6):
+        _user_error(f"--timeout {timeout:g}: give seconds per centre, a number in (0, 1e6]")
     if bounds not in ("ibp", "crown", "alpha-crown"):
         _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
     if semantics not in ("float32", "real"):

@@ -35,6 +35,8 @@ from specrob.verify import query as q
 from specrob.verify.encode import Centre, Encoder, Unsupported
 
 
+BAB_SHARE = 0.6  # of a centre's --timeout for branch and bound; Marabou gets the rest
+
 SEMANTICS = {
     "float32": "verified = holds for the network in exact arithmetic and for any float32 "
                "execution of it (sound float32 error margins); falsified = a counterexample "
@@ -47,9 +49,10 @@ SEMANTICS = {
 
 @dataclass
 class VerifyConfig:
-    backend: str = "auto"      # auto | bounds | marabou
+    backend: str = "auto"      # auto (attack, bounds, bab, marabou) | bounds | bab | marabou
     bounds: str = "crown"      # ibp | crown | alpha-crown
-    timeout: float = 60.0      # per Marabou query, seconds
+    timeout: float = 60.0      # per centre: branch and bound and Marabou together, seconds
+    bab_bounds: str = "alpha-crown"  # the bounds inside branch and bound: crown | alpha-crown
     workers: int = 1           # Marabou processes
     points: int | None = None
     steps: int = 20            # attack PGD steps
@@ -197,8 +200,10 @@ class Verifier:
         self.lines = None
         self.progress = progress or (lambda k: None)
         self.done: dict[int, dict] = {}
-        self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "marabou": 0.0}
+        self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "bab": 0.0, "marabou": 0.0}
         self.float32_error_max = 0.0
+        self.spent: dict[int, float] = {}  # per centre: seconds of branch and bound
+        self.bab_reasons: dict[int, str] = {}
         # a final Softmax / LogSoftmax: stripped where the property does not see it
         from specrob.estimate.security import attack_model
         from specrob.verify.final_layer import final_monotone
@@ -300,12 +305,14 @@ class Verifier:
             todo = self.float32_margins(todo, queries)
         if todo and self.config.backend in ("auto", "bounds"):
             todo = self.bound_stage(todo, queries)
+        if todo and self.config.backend in ("auto", "bab"):
+            todo = self.bab_stage(todo, queries)
         if todo and self.config.backend in ("auto", "marabou"):
             self.marabou_stage(todo, queries)
         elif todo:
             for i in todo:
-                self.record(self.row(i, "unknown", "bounds", 0.0,
-                                     reason="bounds inconclusive (--backend bounds)"))
+                self.record(self.row(i, "unknown", self.config.backend, 0.0, reason=(
+                    f"{self.config.backend} inconclusive (--backend {self.config.backend})")))
         return [self.done[i] for i in sorted(self.done)]
 
     def choose_networks(self, todo: list[int], queries: dict[int, q.Query]) -> None:
@@ -495,11 +502,43 @@ class Verifier:
                        f"proved on the l_inf box of radius {gamma:.3g} around x0 (affine there, "
                        f"||J|| <= {bound:.3g} <= L); Marabou on the rest")
 
+    def bab_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+        """Branch and bound (`bab.py`) on each centre bound propagation left open, with
+        BAB_SHARE of the centre's --timeout (all of it for --backend bab); Marabou gets what is
+        left. Returns the centres still open."""
+        from specrob.verify.bab import branch_and_bound
+        share = 1.0 if self.config.backend == "bab" else BAB_SHARE
+        rest = []
+        for i in todo:
+            start = time.perf_counter()
+            net = self.nets.get(i, self.net)
+            (result,) = branch_and_bound(net, [queries[i]], timeout=share * self.config.timeout,
+                                         method=self.config.bab_bounds, seed=self.config.seed)
+            seconds = time.perf_counter() - start
+            self.stage_seconds["bab"] = self.stage_seconds.get("bab", 0.0) + seconds
+            self.spent[i] = self.spent.get(i, 0.0) + seconds
+            if result.status == "verified":
+                self.record(self.row(i, "verified", "bab", seconds,
+                                     note=f"branch and bound: {result.domains} subdomains"))
+                continue
+            if result.status == "falsified" and result.counterexample is not None:
+                x = snap(result.counterexample[None, :], self.x0[i:i + 1].numpy(),
+                         self.compiled.region)
+                if confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
+                           self.y[i:i + 1].numpy(), self.exact)[0]:
+                    self.record(self.row(i, "falsified", "bab", seconds,
+                                         counterexample=x[0].tolist()))
+                    continue
+            self.bab_reasons[i] = result.reason
+            rest.append(i)
+        return rest
+
     def marabou_stage(self, todo: list[int], queries: dict[int, q.Query]) -> None:
         start = time.perf_counter()
         if self.config.semantics == "real":  # the affine box near x0 is an exact-real proof
             queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
-        jobs = [(self.nets.get(i, self.net), queries[i], self.config.timeout) for i in todo]
+        left = {i: max(1.0, self.config.timeout - self.spent.get(i, 0.0)) for i in todo}
+        jobs = [(self.nets.get(i, self.net), queries[i], left[i]) for i in todo]
         if self.config.workers > 1:
             import multiprocessing
             with ProcessPoolExecutor(self.config.workers,
@@ -565,8 +604,10 @@ class Verifier:
             self.record(self.row(i, "unknown", "marabou", result.seconds,
                                  reason=f"counterexample not confirmed: {why}"))
             return
-        reason = {"timeout": f"Marabou timed out after {self.config.timeout:g} s"}.get(
+        reason = {"timeout": f"Marabou timed out after {result.seconds:.3g} s"}.get(
             result.status, f"Marabou: {result.status} {result.message}".strip())
+        if i in self.bab_reasons:
+            reason = f"{self.bab_reasons[i]}; {reason}"
         self.record(self.row(i, "unknown", "marabou", result.seconds, reason=reason))
 
     def summary(self) -> dict:
