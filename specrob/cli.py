@@ -335,11 +335,7 @@ def evaluate(
                                 model_identity=model_identity(model, checkpoint), fresh=fresh)
         with evaluation:
             results = evaluation.run()
-<<<<<<< HEAD
-    except (ScoreError, RunFolderError, SamplingError) as error:
-=======
-    except (ScoreError, RunFolderError, CentreError) as error:
->>>>>>> softmax-domain
+    except (ScoreError, RunFolderError, SamplingError, CentreError) as error:
         _user_error(str(error))
     except SpecError as error:  # an estimate that is not finite, located in the spec
         fail(error)
@@ -426,18 +422,14 @@ def verify(
         _user_error(f"--backend {backend}: choose auto, bounds or marabou")
     if bounds not in ("ibp", "crown", "alpha-crown"):
         _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
-<<<<<<< HEAD
     if semantics not in ("float32", "real"):
         _user_error(f"--semantics {semantics}: choose float32 or real")
-    x0, y, info = select_centres(prop_ir.centres, dataset, module, points)
-=======
     try:
         x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
                                      domain=domain_of(prop_ir, dataset.input_dim),
                                      what=f"property {prop_ir.name}")
     except CentreError as error:
         _user_error(str(error))
->>>>>>> softmax-domain
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
