@@ -522,7 +522,8 @@ def export(
     try:
         queries = [(i, encoder.query(Centre(x0[i].double().numpy(), int(y[i]), fx0[i])))
                    for i in range(len(y))]
-        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}")
+        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}",
+              labels={i: int(y[i]) for i in range(len(y))})
     except (Unsupported, ExportError) as error:
         _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
     Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "
