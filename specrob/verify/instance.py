@@ -377,18 +377,33 @@ class InstanceRunner:
     def open(self, fresh: bool = False) -> int:
         from specrob.runfolder import JsonLines, RunFolder
         names = tuple(f"{i.name}.txt" for i in self.instances)
+        if fresh:  # also the result files of the run being discarded
+            names += self._previous_names()
         self.folder = RunFolder(self.out, "verify-instances", self.identity(),
                                 files=("results.jsonl", "summary.json") + names, fresh=fresh)
         self.folder.open()
         self.lines = JsonLines(self.out / "results.jsonl")
         if self.folder.resumed:
             wanted = {i.name for i in self.instances}
+            # a finished instance has its row and its result file; an instance whose file is
+            # gone runs again and its new row (the last one) counts
             for row in self.lines.rows():
                 if row.get("instance") in wanted and (self.out / f"{row['instance']}.txt").exists():
                     self.done[row["instance"]] = row
         else:
             self.lines.clear()
         return len(self.done)
+
+    def _previous_names(self) -> tuple[str, ...]:
+        """The result files a previous instances run in this folder wrote (from its
+        run.json), so that --fresh removes them and nothing else."""
+        import json
+        try:
+            old = json.loads((self.out / "run.json").read_text())
+            rows = old["identity"]["instances"] if old.get("kind") == "verify-instances" else []
+            return tuple(f"{Instance(Path(a), Path(b), float(t)).name}.txt" for a, b, t in rows)
+        except (OSError, ValueError, KeyError, TypeError):
+            return ()
 
     def close(self) -> None:
         if self.folder is not None:

@@ -79,8 +79,8 @@ def vnnlib_text(query: q.Query, comment: str = "", label: int | None = None) -> 
         lines.append("; input box: per-coordinate bounds")
     else:
         norm = "inf" if math.isinf(region.p) else f"{region.p:g}"
-        lines.append(f"; eps = {region.eps!r}, l_{norm} ball around the centre, within "
-                     f"[{region.low!r}, {region.high!r}]")
+        lines.append(f"; eps = {float(region.eps)!r}, l_{norm} ball around the centre, "
+                     f"within [{float(region.low)!r}, {float(region.high)!r}]")
     if label is not None:
         lines.append(f"; label = {label}")
     if region.p != math.inf and not region.is_box:
