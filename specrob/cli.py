@@ -376,8 +376,14 @@ def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | N
 
 @app.command()
 def verify(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.", show_default=False)],
-    spec: Annotated[Path, typer.Argument(help="The .rspec file.", show_default=False)],
+    model: Annotated[Optional[Path], typer.Argument(help="The ONNX model.",
+                                                    show_default=False)] = None,
+    spec: Annotated[Optional[Path], typer.Argument(
+        help="The .rspec file, or a VNN-LIB property (.vnnlib, .vnnlib.gz).",
+        show_default=False)] = None,
+    instances: Annotated[Optional[Path], typer.Option(
+        "--instances", help="A VNN-COMP instances.csv (rows onnx,vnnlib,timeout; paths "
+                            "relative to the CSV): decide every instance.")] = None,
     prop: Annotated[Optional[str], typer.Option(
         "--property", help="Which property (default: the first).")] = None,
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
@@ -387,12 +393,15 @@ def verify(
                                               "Marabou) | bounds | bab | marabou")] = "auto",
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
                                              "alpha-crown")] = "crown",
-    timeout: Annotated[float, typer.Option(help="Seconds per centre for branch and bound "
-                                                "and Marabou together.")] = 60.0,
-    semantics: Annotated[str, typer.Option(
+    timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds per centre for branch and bound and Marabou together (.rspec, default "
+             "60); for a VNN-LIB property the whole instance (default 120).",
+        show_default=False)] = None,
+    semantics: Annotated[Optional[str], typer.Option(
         help="What 'verified' means: float32 = for the network in exact arithmetic and for "
              "any float32 execution of it (as deployed: sound float32 error margins); real = "
-             "exact arithmetic only (VNN-COMP's reading).")] = "float32",
+             "exact arithmetic only (VNN-COMP's reading). Default: float32 for .rspec, real "
+             "for VNN-LIB.", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Marabou processes (one single-threaded query "
                                               "each).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = 0,
@@ -415,8 +424,22 @@ def verify(
     (a rerun resumes); summary.json holds constraint satisfaction (CS), the semantics and the
     time per stage.
 
+    VNN-LIB (VNN-COMP instances): `specrob verify model.onnx prop.vnnlib[.gz]` or
+    `specrob verify --instances instances.csv` answers sat / unsat / timeout / unknown per
+    instance within its timeout (attack, CROWN, branch and bound, Marabou; sat only with a
+    counterexample re-checked on onnxruntime and in float64) and writes results.jsonl, one
+    VNN-COMP result file <onnx>_<vnnlib>.txt per instance and summary.json to --out.
+
     Example:  specrob verify runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01 --points 100
     """
+    if instances is not None or (spec is not None and _is_vnnlib(spec)):
+        _verify_vnnlib(model, spec, instances, timeout, semantics or "real", seed, out, fresh,
+                       quiet)
+        return
+    if model is None or spec is None:
+        _user_error("expected MODEL.onnx and SPEC (.rspec or .vnnlib), or --instances CSV")
+    timeout = 60.0 if timeout is None else timeout
+    semantics = semantics or "float32"
     import torch
 
     from specrob.estimate.evaluation import CentreError, domain_of, select_centres
@@ -485,6 +508,74 @@ def verify(
     del torch
 
 
+def _is_vnnlib(path: Path) -> bool:
+    return path.name.endswith((".vnnlib", ".vnnlib.gz"))
+
+
+def _verify_vnnlib(model: Path | None, prop: Path | None, instances: Path | None,
+                   timeout: float | None, semantics: str, seed: int, out: Path, fresh: bool,
+                   quiet: bool) -> None:
+    """`specrob verify` on VNN-COMP instances: one (model, property) or an instances.csv."""
+    from tqdm.auto import tqdm
+
+    from specrob.errors import SpecrobError
+    from specrob.network import NetworkError
+    from specrob.verify.instance import Instance, InstanceRunner, read_instances
+
+    if semantics not in ("float32", "real"):
+        _user_error(f"--semantics {semantics}: choose float32 or real")
+    if timeout is not None and not timeout > 0:
+        _user_error(f"--timeout {timeout:g}: must be positive")
+    try:
+        if instances is not None:
+            if model is not None or prop is not None:
+                _user_error("--instances reads the models and properties from the CSV; give "
+                            "no MODEL or PROPERTY")
+            rows = read_instances(instances)
+            if timeout is not None:
+                _user_error("--timeout: the instances' timeouts come from the CSV")
+            source = instances.read_text()
+        else:
+            if model is None or model.suffix != ".onnx":
+                _user_error(f"{model}: a VNN-LIB property is checked on an ONNX model")
+            for f in (model, prop):
+                if not f.is_file():
+                    _user_error(f"{f}: no such file")
+            rows = [Instance(model, prop, 120.0 if timeout is None else timeout)]
+            source = ""
+        runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source)
+        resumed = runner.open(fresh=fresh)
+    except (SpecrobError, NetworkError) as error:
+        _user_error(str(error))
+    bar = tqdm(total=len(rows), initial=resumed, desc="verify instances", unit="instance",
+               disable=quiet)
+    console = Console(highlight=False, soft_wrap=True)
+    runner.progress = lambda row: (bar.update(1), bar.set_postfix_str(
+        f"{row['instance']}: {row['status']}"))
+    try:
+        results = runner.run()
+        summary = runner.write_summary()
+    except (SpecrobError, NetworkError) as error:
+        bar.close()
+        _user_error(str(error))
+    except KeyboardInterrupt:
+        bar.close()
+        _interrupted(f"finished instances are in {out / 'results.jsonl'}")
+    finally:
+        bar.close()
+        runner.close()
+    if len(results) == 1:
+        r = results[0]
+        console.print(f"{r['instance']}: [bold]{r['status']}[/bold] ({r['method']}, "
+                      f"{r['seconds']:.1f} s)" + (f" - {escape(r['reason'])}" if r['reason']
+                                                   else ""))
+    console.print(f"{summary['finished']} instances: " + ", ".join(
+        f"{s} {summary[s]}" for s in ("unsat", "sat", "timeout", "unknown")) +
+        f" (semantics {semantics})")
+    console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'} and one "
+                  f"<onnx>_<vnnlib>.txt per instance")
+
+
 @app.command()
 def export(
     model: Annotated[Path, typer.Argument(help="The ONNX model.", show_default=False)],
@@ -529,7 +620,8 @@ def export(
     try:
         queries = [(i, encoder.query(Centre(x0[i].double().numpy(), int(y[i]), fx0[i])))
                    for i in range(len(y))]
-        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}")
+        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}",
+              labels={i: int(y[i]) for i in range(len(y))})
     except (Unsupported, ExportError) as error:
         _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
     Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "

@@ -194,14 +194,15 @@ class _Solver:
         shapes = {i: tuple(comp.shapes[comp.ops[i].node.inputs[0]]) for i in self.relus}
         splits = {i: torch.zeros((1, *shapes[i]), dtype=torch.int8, device=self.device)
                   for i in self.relus}
-        lb, x_best = self._bound(splits, c, d)
+        lb, x_best, node, index = self._bound(splits, c, d)
         self.domains += 1
         if bool(self._violates(x_best, c, d, strict)[0]):
             return "falsified", x_best[0].cpu().numpy(), ""
         if float(lb[0]) > 0:
             return "verified", None, ""
-        pool_lb, pool_splits = lb, splits
-        while pool_lb.numel():
+        pool = (lb, splits, node, index)  # open subdomains and each one's next split
+        while pool[0].numel():
+            pool_lb, pool_splits, pool_node, pool_index = pool
             if time.perf_counter() > deadline:
                 return "unknown", None, (f"branch and bound timed out with {pool_lb.numel()} "
                                          f"open subdomains (worst bound {float(pool_lb.min()):.3g})")
@@ -209,15 +210,17 @@ class _Solver:
                 return "unknown", None, f"more than {self.max_domains} open subdomains"
             order = torch.argsort(pool_lb)
             take, keep = order[:self.batch], order[self.batch:]
+            rest = (pool_lb[keep], {i: s[keep] for i, s in pool_splits.items()},
+                    pool_node[keep], pool_index[keep])
             parent = {i: s[take] for i, s in pool_splits.items()}
-            node, index = self._branch(parent, c, d)
+            node, index = pool_node[take], pool_index[take]
             stuck = node < 0
             if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain,
                 # and the optimal beta makes the bound the LP's: optimise much longer
                 fixed = {i: s[stuck] for i, s in parent.items()}
-                lb, x = self._bound(fixed, c, d, iterations=10 * self.iterations + 100)
-                if bool(self._violates(x, c, d, strict).any()):
-                    bad = self._violates(x, c, d, strict)
+                lb, x, _, _ = self._bound(fixed, c, d, iterations=10 * self.iterations + 100)
+                bad = self._violates(x, c, d, strict)
+                if bool(bad.any()):
                     return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
                 if bool((lb <= 0).any()):
                     return "unknown", None, ("a subdomain with every ReLU fixed is not proved "
@@ -225,19 +228,18 @@ class _Solver:
                 parent = {i: s[~stuck] for i, s in parent.items()}
                 node, index = node[~stuck], index[~stuck]
                 if node.numel() == 0:
-                    pool_lb = pool_lb[keep]
-                    pool_splits = {i: pool_splits[i][keep] for i in self.relus}
+                    pool = rest
                     continue
             children = self._children(parent, (node, index))
-            lb, x = self._bound(children, c, d)
+            lb, x, node, index = self._bound(children, c, d)
             self.domains += lb.numel()
             bad = self._violates(x, c, d, strict)
             if bool(bad.any()):
                 return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
             open_ = lb <= 0
-            pool_lb = torch.cat([pool_lb[keep], lb[open_]])
-            pool_splits = {i: torch.cat([pool_splits[i][keep], children[i][open_]])
-                           for i in self.relus}
+            pool = (torch.cat([rest[0], lb[open_]]),
+                    {i: torch.cat([rest[1][i], children[i][open_]]) for i in self.relus},
+                    torch.cat([rest[2], node[open_]]), torch.cat([rest[3], index[open_]]))
         return "verified", None, ""
 
     def _clamped(self, splits: dict[int, Tensor]):
@@ -283,6 +285,7 @@ class _Solver:
         with torch.no_grad():
             best = sub.backward(out, A, c0, keep=keep)[:, 0]
         best_input = keep.get("input")
+        scored = keep
         iterations = self.iterations if iterations is None else iterations
         if self.optimise and iterations > 0:
             alphas = sub.alphas_for(1)
@@ -297,6 +300,7 @@ class _Solver:
                     with torch.enable_grad():
                         terms = {i: betas[i] * betas_sign[i] for i in betas}
                         bound = sub.backward(out, A, c0, alphas, terms, keep=kk)[:, 0]
+                        scored = kk
                         better = bound.detach() > best
                         best = torch.where(better, bound.detach(), best)
                         if kk.get("input") is not None and best_input is not None:
@@ -319,7 +323,8 @@ class _Solver:
         # the safety margin for float64 rounding, as spec_bounds applies it
         best = best - SAFETY * (1 + best.abs())
         best = torch.where(empty, torch.full_like(best, math.inf), best)
-        return best.detach(), self._argmin(best_input, D)
+        node, index = self._score(bounds, splits, scored, D)
+        return best.detach(), self._argmin(best_input, D), node, index
 
     def _argmin(self, A_in: Tensor | None, D: int) -> Tensor:
         """Per subdomain, the corner of the root box minimising the linear bound."""
@@ -330,16 +335,10 @@ class _Solver:
         a = A_in.reshape(D, -1)
         return torch.where(a > 0, lo, hi)
 
-    def _branch(self, splits: dict[int, Tensor], c: Tensor, d: Tensor):
+    def _score(self, bounds, splits: dict[int, Tensor], keep: dict, D: int):
         """Per subdomain, the (node, flat index) of the unstable, unsplit neuron with the
-        largest intercept score; node -1 where none is left."""
-        bounds, _ = self._clamped(splits)
-        D = next(iter(splits.values())).shape[0]
-        sub = self._sub(bounds, D)
-        keep: dict = {}
-        A = c.reshape(1, 1, *self.comp.output_shape).expand(D, 1, *self.comp.output_shape)
-        with torch.no_grad():
-            sub.backward(self.comp.output_name, A, d.reshape(1, 1).expand(D, 1), keep=keep)
+        largest BaBSR intercept score (from the coefficients `keep` of its bound pass); node -1
+        where none is left."""
         best_score = torch.full((D,), -1.0, dtype=DTYPE, device=self.device)
         best_node = torch.full((D,), -1, dtype=torch.long, device=self.device)
         best_index = torch.zeros(D, dtype=torch.long, device=self.device)
@@ -351,7 +350,8 @@ class _Solver:
                 continue
             height = u * (-l) / (u - l).clamp_min(1e-300)
             coef = keep.get(i)
-            weight = coef.reshape(D, -1).abs() if coef is not None else torch.ones_like(l)
+            weight = coef.detach().reshape(D, -1).abs() if coef is not None else \
+                torch.ones_like(l)
             score = torch.where(free, weight * height + 1e-12 * height, torch.full_like(l, -1.0))
             value, index = score.max(-1)
             better = value > best_score

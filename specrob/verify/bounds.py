@@ -444,10 +444,18 @@ def _compiled(net: Network, device: torch.device) -> _Compiled:
 class _Region:
     """B_p(x0, eps) ∩ [low, high]^n for a batch of centres, with its enclosing box."""
 
-    def __init__(self, x0: Tensor, eps: Tensor, p: float, low: float, high: float):
+    def __init__(self, x0: Tensor, eps: Tensor, p: float, low: float | Tensor,
+                 high: float | Tensor):
+        """`low`/`high`: numbers, or tensors (n,) or (B, n) of per-coordinate bounds."""
         self.x0, self.eps, self.p = x0, eps, p
-        self.box_low = torch.clamp(x0 - eps[:, None], min=low)
-        self.box_high = torch.clamp(x0 + eps[:, None], max=high)
+        if isinstance(low, Tensor):
+            self.box_low = torch.maximum(x0 - eps[:, None], low.expand_as(x0))
+        else:
+            self.box_low = torch.clamp(x0 - eps[:, None], min=low)
+        if isinstance(high, Tensor):
+            self.box_high = torch.minimum(x0 + eps[:, None], high.expand_as(x0))
+        else:
+            self.box_high = torch.clamp(x0 + eps[:, None], max=high)
         self.box_mid = (self.box_low + self.box_high) / 2
         self.box_rad = (self.box_high - self.box_low) / 2
 
@@ -477,7 +485,21 @@ class _Region:
         return torch.maximum(ball, box)
 
 
-def _region(net: Network, centres, eps, p: float, low: float, high: float) -> _Region:
+def _bound(value, x0: Tensor, name: str) -> float | Tensor:
+    """A domain bound: a number, or per-coordinate bounds (n,) or (B, n) as a (B, n) tensor."""
+    if np.ndim(value) == 0 and not (isinstance(value, Tensor) and value.dim() > 0):
+        return float(value)
+    t = torch.as_tensor(value, dtype=DTYPE, device=x0.device).detach()
+    B, n = x0.shape
+    if t.numel() == n:
+        return t.reshape(1, n).expand(B, n)
+    if t.numel() == B * n:
+        return t.reshape(B, n)
+    raise ValueError(f"{name} must be a number or per-coordinate bounds of shape ({n},) or "
+                     f"({B}, {n}); got {tuple(t.shape)}")
+
+
+def _region(net: Network, centres, eps, p: float, low, high) -> _Region:
     device = centres.device if isinstance(centres, Tensor) else torch.device("cpu")
     x0 = torch.as_tensor(centres, dtype=DTYPE, device=device).detach()
     B = x0.shape[0] if x0.dim() > 0 else 0
@@ -494,17 +516,19 @@ def _region(net: Network, centres, eps, p: float, low: float, high: float) -> _R
     p = float(p)
     if p not in (1.0, 2.0, math.inf):
         raise ValueError(f"p must be 1, 2 or inf; got {p}")
-    region = _Region(x0, e.contiguous(), p, float(low), float(high))
+    region = _Region(x0, e.contiguous(), p, _bound(low, x0, "low"), _bound(high, x0, "high"))
     if bool((region.box_low > region.box_high).any()):
+        shown = f"[{low}, {high}]" if np.ndim(low) == 0 and np.ndim(high) == 0 else \
+            "of per-coordinate bounds"
         raise ValueError(f"the input set is empty for some centre: the ball does not meet the "
-                         f"box [{low}, {high}]")
+                         f"box {shown}")
     return region
 
 
 # --- propagation ---------------------------------------------------------------------------
 
 def interval_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,
-                    *, p: float, low: float, high: float) -> dict[str, Interval]:
+                    *, p: float, low, high) -> dict[str, Interval]:
     """IBP bounds (lower, upper), each (B, *shape), of the input and of every value the output
     depends on, over B_p(centre, eps) ∩ [low, high]^n. Raises ValueError for an empty set."""
     region = _region(net, centres, eps, p, low, high)
@@ -706,7 +730,7 @@ def _method(method: str) -> str:
 
 
 def spec_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor, *,
-                p: float, low: float, high: float, C: np.ndarray | Tensor,
+                p: float, low, high, C: np.ndarray | Tensor,
                 d: np.ndarray | Tensor | None = None, method: str = "crown",
                 alpha_steps: int = 20, alpha_lr: float = 0.1, strict: bool = False,
                 chunk_elements: int = 1 << 22) -> Tensor:
@@ -772,7 +796,7 @@ def _interval_spec(C: Tensor, l: Tensor, u: Tensor) -> Tensor:
 
 
 def output_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,
-                  *, p: float, low: float, high: float, method: str = "crown",
+                  *, p: float, low, high, method: str = "crown",
                   alpha_steps: int = 20, alpha_lr: float = 0.1, strict: bool = False,
                   chunk_elements: int = 1 << 22) -> tuple[Tensor, Tensor]:
     """Sound (lower, upper) bounds, each (B, m), of the outputs over

@@ -50,7 +50,7 @@ def _extra_ops(op_type: str) -> int:
 
 
 def float32_error(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,
-                  *, p: float, low: float, high: float) -> Tensor:
+                  *, p: float, low, high) -> Tensor:
     """A bound on |f32(x) - f(x)| per output over B_p(centre, eps) ∩ [low, high]^n, where f32 is
     the network run in float32 on float32 inputs and f the network in exact arithmetic.
 

@@ -150,6 +150,22 @@ def _proved(f: q.Formula, bounds: list[float], tol: float, cursor: list[int]) ->
     return all(results) if isinstance(f, q.And) else any(results)
 
 
+def region_arrays(queries: list[q.Query]):
+    """The queries' domain bounds and radii for a batched bound pass: numbers when every
+    query shares scalar bounds, else per-query, per-coordinate arrays (B, n); eps (B,).
+    The queries must share p."""
+    regions = [query.region for query in queries]
+    if len({r.p for r in regions}) > 1:
+        raise ValueError("a batched bound pass needs one p for all queries")
+    eps = np.array([r.eps for r in regions], dtype=np.float64)
+    if not any(r.is_box for r in regions) and len({(r.low, r.high) for r in regions}) == 1:
+        return regions[0].low, regions[0].high, eps
+    n = regions[0].centre.shape[0]
+    low = np.stack([np.broadcast_to(np.asarray(r.low, np.float64), (n,)) for r in regions])
+    high = np.stack([np.broadcast_to(np.asarray(r.high, np.float64), (n,)) for r in regions])
+    return low, high, eps
+
+
 def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[bool]:
     """Which queries bound propagation proves (batched over the centres)."""
     from specrob.verify.bounds import spec_bounds
@@ -168,9 +184,9 @@ def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[b
         for i, (c, dd) in enumerate(r):
             C[b, i], d[b, i] = c, dd
     centres = np.stack([query.region.centre for query in queries])
-    reg = queries[0].region
-    lower = spec_bounds(net, torch.tensor(centres), reg.eps, p=reg.p, low=reg.low,
-                        high=reg.high, C=torch.tensor(C), d=torch.tensor(d), method=method)
+    low, high, eps = region_arrays(queries)
+    lower = spec_bounds(net, torch.tensor(centres), eps, p=queries[0].region.p, low=low,
+                        high=high, C=torch.tensor(C), d=torch.tensor(d), method=method)
     lower = lower.detach().cpu().numpy()
     return [_proved(query.body, list(lower[b, :len(rows[b])]), tol, [0])
             for b, query in enumerate(queries)]

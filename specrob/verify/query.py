@@ -10,6 +10,7 @@ where lin and every component of vec_k are affine in (z, x). Norm terms exist on
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Union
 
 import numpy as np
@@ -90,13 +91,27 @@ def negate(f: Formula) -> Formula:
 @dataclass(frozen=True, eq=False)
 class InputRegion:
     """The input set: the l_p ball around `centre` of radius `eps`, intersected with the box
-    [low, high]^n. `box_low`/`box_high` enclose the set (for l_inf they are exactly it)."""
+    [low, high] (scalars: the same bounds for every coordinate; or arrays (n,): per
+    coordinate). `box_low`/`box_high` enclose the set (for l_inf they are exactly it).
+
+    A per-coordinate box [l, u] (VNN-LIB's input constraints) is `InputRegion.box(l, u)`:
+    centre (l + u) / 2, eps = inf, p = inf, low = l, high = u."""
 
     centre: np.ndarray  # (n,)
     eps: float
     p: float
-    low: float
-    high: float
+    low: float | np.ndarray
+    high: float | np.ndarray
+
+    @staticmethod
+    def box(low: np.ndarray, high: np.ndarray) -> "InputRegion":
+        low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        return InputRegion((low + high) / 2, math.inf, math.inf, low, high)
+
+    @property
+    def is_box(self) -> bool:
+        """Per-coordinate bounds (arrays), not a ball within a scalar domain."""
+        return np.ndim(self.low) > 0 or np.ndim(self.high) > 0
 
     @property
     def box_low(self) -> np.ndarray:

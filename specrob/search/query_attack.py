@@ -1,0 +1,139 @@
+"""A PGD attack on verification queries (`specrob.verify.query.Query`): points of each query's
+input box where the body (the property) is violated, found by projected sign-gradient ascent
+on a violation margin, batched over queries and random restarts.
+
+The margin: an atom `v op 0` has the truth margin v for > / >=, -v for < / <=, -|v| for ==,
+|v| for != (the atom holds when it is positive, or zero for the non-strict ones); And takes the
+min, Or the max. The body is violated where its margin is <= 0. The search maximises the
+margin of the violation: the negated body in disjunctive normal form, one disjunct (a
+conjunction: min over its atoms) per restart in turn, so that every target class gets its own
+restarts, plus the max over all disjuncts.
+
+Steps follow an APGD-like schedule (Croce & Hein 2020): the step starts at a quarter of each
+coordinate's box width and is halved, the search restarted from the best point, whenever a
+checkpoint shows no progress. Every point returned lies in the box; callers re-check them on
+the model (this is a search, never a verdict).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from specrob.verify import query as q
+
+__all__ = ["attack_queries", "truth_margin"]
+
+
+def _atom_value(a: q.Atom, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """lin + norms at a batch: z (K, m), x (K, n) -> (K,)."""
+    dt = z.dtype
+    v = z @ torch.as_tensor(a.lin.out[0], dtype=dt) + x @ torch.as_tensor(a.lin.inp[0], dtype=dt) \
+        + float(a.lin.const[0])
+    for t in a.norms:
+        vec = z @ torch.as_tensor(t.vec.out.T, dtype=dt) + x @ torch.as_tensor(t.vec.inp.T, dtype=dt) \
+            + torch.as_tensor(t.vec.const, dtype=dt)
+        norm = vec.abs().amax(-1) if t.p == math.inf else vec.abs().sum(-1)
+        v = v + t.weight * norm
+    return v
+
+
+def truth_margin(f: q.Formula, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """How far the formula is from failing, per row (K,): > 0 where it holds robustly."""
+    if isinstance(f, q.Const):
+        return torch.full((z.shape[0],), math.inf if f.value else -math.inf, dtype=z.dtype)
+    if isinstance(f, q.Atom):
+        v = _atom_value(f, z, x)
+        return {">": v, ">=": v, "<": -v, "<=": -v, "==": -v.abs(), "!=": v.abs()}[f.op]
+    parts = torch.stack([truth_margin(i, z, x) for i in f.items])
+    return parts.amin(0) if isinstance(f, q.And) else parts.amax(0)
+
+
+def _dnf(f: q.Formula, limit: int = 64) -> list[q.Formula]:
+    """Disjuncts of f (a formula each); f itself as one when the expansion is too large."""
+    if isinstance(f, q.Or):
+        out = [d for item in f.items for d in _dnf(item, limit)]
+        return out if len(out) <= limit else [f]
+    if isinstance(f, q.And):
+        out: list[list[q.Formula]] = [[]]
+        for item in f.items:
+            out = [a + [b] for a in out for b in _dnf(item, limit)]
+            if len(out) > limit:
+                return [f]
+        return [q.And(tuple(c)) for c in out]
+    return [f]
+
+
+def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts: int = 10,
+                   steps: int = 100, seed: int = 0, deadline: float | None = None,
+                   dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the best point of each restart and its violation margin (>= 0: violated on
+    `module` in `dtype`): arrays (Q, R, n) and (Q, R), restarts sorted best first. Points lie
+    in the query's box (`region.box_low/box_high`; an l_p ball is searched through its box
+    only when p = inf). `deadline` (time.perf_counter()) stops early."""
+    if not queries:
+        return np.zeros((0, restarts, 0)), np.zeros((0, restarts))
+    gen = torch.Generator().manual_seed(seed)
+    module = module.eval()
+    Q, R = len(queries), max(1, restarts)
+    low = torch.tensor(np.stack([qq.region.box_low for qq in queries]), dtype=dtype)
+    high = torch.tensor(np.stack([qq.region.box_high for qq in queries]), dtype=dtype)
+    n = low.shape[1]
+    # targets: per query, R disjuncts of the violation (cycled), restart 0 the whole violation
+    targets = []
+    for qq in queries:
+        violation = q.negate(qq.body)
+        parts = _dnf(violation)
+        targets.append([violation] + [parts[r % len(parts)] for r in range(R - 1)])
+    lo, hi = low.repeat_interleave(R, 0), high.repeat_interleave(R, 0)  # (Q*R, n)
+    width = hi - lo
+    x = lo + torch.rand(lo.shape, generator=gen, dtype=dtype) * width
+    x[::R] = (lo[::R] + hi[::R]) / 2  # restart 0 starts at the centre
+
+    def margins(points: torch.Tensor) -> torch.Tensor:
+        z = module(points).reshape(points.shape[0], -1)
+        out = []
+        for k in range(Q):
+            zs, xs = z[k * R:(k + 1) * R], points[k * R:(k + 1) * R]
+            out.append(torch.stack([truth_margin(targets[k][r], zs[r:r + 1], xs[r:r + 1])[0]
+                                    for r in range(R)]))
+        return torch.cat(out)
+
+    step = width / 4
+    best_x = x.detach().clone()
+    with torch.no_grad():
+        best_v = margins(x)
+    checkpoint_v = best_v.clone()
+    every = max(5, steps // 10)
+    for it in range(steps):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        x = x.detach().requires_grad_(True)
+        v = margins(x)
+        grad, = torch.autograd.grad(v.sum(), x)
+        with torch.no_grad():
+            better = v > best_v
+            best_v = torch.where(better, v, best_v)
+            best_x[better] = x[better].detach()
+            x = torch.minimum(torch.maximum(x + step * grad.sign(), lo), hi)
+            if (it + 1) % every == 0:  # stalled restarts: halve the step, go back to the best
+                stalled = best_v <= checkpoint_v
+                step[stalled] /= 2
+                x[stalled] = best_x[stalled]
+                checkpoint_v = best_v.clone()
+    with torch.no_grad():
+        v = margins(x)
+        better = v > best_v
+        best_v = torch.where(better, v, best_v)
+        best_x[better] = x[better]
+        # the margin of the whole violation at each restart's best point
+        z = module(best_x).reshape(best_x.shape[0], -1)
+        full = torch.cat([truth_margin(targets[k][0], z[k * R:(k + 1) * R],
+                                       best_x[k * R:(k + 1) * R]) for k in range(Q)])
+    full = full.reshape(Q, R).double().numpy()
+    points = best_x.reshape(Q, R, n).double().numpy()
+    order = np.argsort(-full, axis=1)
+    return (np.take_along_axis(points, order[:, :, None], 1),
+            np.take_along_axis(full, order, 1))
