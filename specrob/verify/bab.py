@@ -134,9 +134,10 @@ class _Solver:
     """BaB for one query: its rows one after the other."""
 
     def __init__(self, net: Network, query: q.Query, device, batch: int, max_domains: int,
-                 iterations: int, optimise: bool, split: str = "auto"):
+                 iterations: int, optimise: bool, split: str = "auto", refine: bool = True):
         self.net, self.query, self.device = net, query, device
         self.batch, self.max_domains, self.iterations = batch, max_domains, iterations
+        self.refine = refine
         self.optimise = optimise
         self.comp = _compiled(net, device)
         reg = query.region
@@ -191,6 +192,8 @@ class _Solver:
             ibp = _ibp(comp, region)
             root = _Crown(comp, region, ibp, 1 << 22)
         self.root_bounds = root.bounds
+        self.producer_index = comp.producer
+        self.first_affected = min(self.relus, default=len(comp.ops))
         shapes = {i: tuple(comp.shapes[comp.ops[i].node.inputs[0]]) for i in self.relus}
         splits = {i: torch.zeros((1, *shapes[i]), dtype=torch.int8, device=self.device)
                   for i in self.relus}
@@ -260,6 +263,43 @@ class _Solver:
             bounds[v] = (l, u)
         return bounds, empty
 
+    def _refined(self, splits: dict[int, Tensor]):
+        """Intermediate bounds recomputed by CROWN for every subdomain, each value's bounds
+        clamped by the splits before the layers after it are bounded (so a split tightens
+        every later layer); values before the first ReLU keep the root's bounds. Returns
+        (bounds, empty) like `_clamped`."""
+        D = next(iter(splits.values())).shape[0]
+        by_input = {self.comp.ops[i].node.inputs[0]: i for i in self.relus}
+        root, first = self.root_bounds, self.first_affected
+        empty = torch.zeros(D, dtype=torch.bool, device=self.device)
+
+        def clamp(value: str, l: Tensor, u: Tensor):
+            nonlocal empty
+            rl, ru = root[value]
+            l, u = torch.maximum(l, rl), torch.minimum(u, ru)
+            if value in by_input:
+                s = splits[by_input[value]]
+                l = torch.where(s > 0, l.clamp(min=0.0), l)
+                u = torch.where(s < 0, u.clamp(max=0.0), u)
+            empty |= (l > u).reshape(D, -1).any(-1)
+            return l, torch.maximum(u, l)
+
+        class Split(_Crown):
+            def _refine(inner, value, l, u):  # noqa: N805 - closes over the solver
+                if self.producer_index.get(value, -1) < first:
+                    rl, ru = root[value]
+                    return clamp(value, rl.expand(D, *rl.shape[1:]),
+                                 ru.expand(D, *ru.shape[1:]))
+                l, u = _Crown._refine(inner, value, *clamp(value, l, u))
+                return clamp(value, l, u)
+
+        region = _repeat(self.region, D)
+        ibp = {v: (l.expand(D, *l.shape[1:]), u.expand(D, *u.shape[1:]))
+               for v, (l, u) in root.items()}
+        with torch.no_grad():
+            crown = Split(self.comp, region, ibp, 1 << 22)
+        return crown, empty
+
     def _sub(self, bounds, D: int) -> _Crown:
         """A CROWN object over D copies of the root region with the given bounds."""
         sub = object.__new__(_Crown)
@@ -273,9 +313,13 @@ class _Solver:
     def _bound(self, splits: dict[int, Tensor], c: Tensor, d: Tensor,
                iterations: int | None = None):
         """Lower bounds (D,) of c.f + d per subdomain and the box points minimising them."""
-        bounds, empty = self._clamped(splits)
+        if self.refine and splits and any(bool((s != 0).any()) for s in splits.values()):
+            sub, empty = self._refined(splits)
+            bounds = sub.bounds
+        else:
+            bounds, empty = self._clamped(splits)
+            sub = self._sub(bounds, empty.shape[0])
         D = empty.shape[0]
-        sub = self._sub(bounds, D)
         out = self.comp.output_name
         A = c.reshape(1, 1, *self.comp.output_shape).expand(D, 1, *self.comp.output_shape)
         c0 = d.reshape(1, 1).expand(D, 1)
