@@ -30,6 +30,20 @@ SetOption = Annotated[
                       "--set eps=0.05 --set p=2 (repeatable)."),
 ]
 
+def _finite(value: float | None) -> float | None:
+    """A typer callback: a float option must be a finite number (nan and inf are refused)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _positive(value: float | None) -> float | None:
+    """A typer callback: a float option that must be a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a finite number > 0")
+    return value
+
+
 LEVEL_STYLE = {"exact": "green", "sound": "yellow", "bound": "yellow", "no": "red"}
 
 
@@ -138,19 +152,19 @@ def train(
                                             "yager[:P]")] = "dl2",
     search: Annotated[str, typer.Option(help="How the constraint's worst point is found: "
                                              "pgd | sample | fgsm")] = "pgd",
-    steps: Annotated[int, typer.Option(help="PGD steps.")] = 10,
-    restarts: Annotated[int, typer.Option(help="PGD random restarts (worst case kept).")] = 1,
-    samples: Annotated[int, typer.Option(help="Samples per point for --search sample.")] = 10,
-    epochs: Annotated[int, typer.Option(help="Epochs in all (a resumed run continues).")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
-    a: Annotated[float, typer.Option(help="constraint regime: weight of cross-entropy.")] = 1.0,
-    b: Annotated[float, typer.Option(help="constraint regime: weight of the constraint "
+    steps: Annotated[int, typer.Option(min=0, help="PGD steps.")] = 10,
+    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts (worst case kept).")] = 1,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per point for --search sample.")] = 10,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs in all (a resumed run continues).")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = 3e-3,
+    a: Annotated[float, typer.Option(min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = 1.0,
+    b: Annotated[float, typer.Option(min=0.0, callback=_finite, help="constraint regime: weight of the constraint "
                                           "loss.")] = 0.2,
-    adv_steps: Annotated[int, typer.Option(help="adversarial regime: 1 = single steepest-"
+    adv_steps: Annotated[int, typer.Option(min=1, help="adversarial regime: 1 = single steepest-"
                                                 "ascent step (Shaham et al.), >1 = PGD.")] = 1,
     augment: Annotated[str, typer.Option(help="augmentation regime: uniform | fgsm.")] = "uniform",
-    lam: Annotated[float, typer.Option(help="cotrain regime: weight of the generator "
+    lam: Annotated[float, typer.Option(min=0.0, callback=_finite, help="cotrain regime: weight of the generator "
                                             "regulariser (Tibo et al. eq. 10).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = 0,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
@@ -254,7 +268,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
         values = [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         _user_error(f"{option} takes numbers separated by commas, e.g. {option} 0,0.02,0.05")
-    if not values or any(v < 0 for v in values):
+    if not values or any(not (math.isfinite(v) and v >= 0) for v in values):
         _user_error(f"{option} takes radii >= 0, e.g. {option} 0,0.02,0.05")
     return values
 
@@ -270,13 +284,13 @@ def evaluate(
                                            "PATH.npz")] = "digits",
     eps: Annotated[Optional[str], typer.Option(
         help="Radii, comma-separated (default: 6 from 0 to each property's eps).")] = None,
-    points: Annotated[Optional[int], typer.Option(help="At most this many centres per "
+    points: Annotated[Optional[int], typer.Option(min=1, help="At most this many centres per "
                                                        "declaration.")] = None,
-    samples: Annotated[int, typer.Option(help="Uniform samples per centre (accuracy, "
+    samples: Annotated[int, typer.Option(min=1, help="Uniform samples per centre (accuracy, "
                                               "scores).")] = 100,
-    steps: Annotated[int, typer.Option(help="PGD steps of the attacks.")] = 20,
-    restarts: Annotated[int, typer.Option(help="PGD random restarts.")] = 2,
-    grid: Annotated[int, typer.Option(help="Grid points for a parameter family "
+    steps: Annotated[int, typer.Option(min=0, help="PGD steps of the attacks.")] = 20,
+    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts.")] = 2,
+    grid: Annotated[int, typer.Option(min=2, help="Grid points for a parameter family "
                                            "(eps ~ uniform(a, b)).")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder: results.json and PNG "
@@ -304,7 +318,7 @@ def evaluate(
     Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
     """
     from specrob.data import DataError, load_data
-    from specrob.estimate.evaluation import CentreError, EvalConfig, Evaluation
+    from specrob.estimate.evaluation import CentreError, EvalConfig, EvalError, Evaluation
     from specrob.estimate.scores import ScoreError
     from specrob.models import model_identity
     from specrob.runfolder import RunFolderError
@@ -336,7 +350,7 @@ def evaluate(
                                 model_identity=model_identity(model, checkpoint), fresh=fresh)
         with evaluation:
             results = evaluation.run()
-    except (ScoreError, RunFolderError, SamplingError, CentreError) as error:
+    except (ScoreError, RunFolderError, SamplingError, CentreError, EvalError) as error:
         _user_error(str(error))
     except SpecError as error:  # an estimate that is not finite, located in the spec
         fail(error)
@@ -388,7 +402,7 @@ def verify(
         "--property", help="Which property (default: the first).")] = None,
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
                                            "PATH.npz")] = "digits",
-    points: Annotated[Optional[int], typer.Option(help="At most this many centres.")] = None,
+    points: Annotated[Optional[int], typer.Option(min=1, help="At most this many centres.")] = None,
     backend: Annotated[str, typer.Option(help="auto (attack, bounds, branch and bound, "
                                               "Marabou) | bounds | bab | marabou")] = "auto",
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
@@ -402,7 +416,7 @@ def verify(
              "any float32 execution of it (as deployed: sound float32 error margins); real = "
              "exact arithmetic only (VNN-COMP's reading). Default: float32 for .rspec, real "
              "for VNN-LIB.", show_default=False)] = None,
-    workers: Annotated[int, typer.Option(help="Marabou processes (one single-threaded query "
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Marabou processes (one single-threaded query "
                                               "each).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, "
@@ -585,8 +599,8 @@ def export(
         "--property", help="Which property (default: the first).")] = None,
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
                                            "PATH.npz")] = "digits",
-    points: Annotated[Optional[int], typer.Option(help="At most this many centres.")] = 10,
-    timeout: Annotated[float, typer.Option(help="The timeout written to "
+    points: Annotated[Optional[int], typer.Option(min=1, help="At most this many centres.")] = 10,
+    timeout: Annotated[float, typer.Option(callback=_positive, help="The timeout written to "
                                                "instances.csv.")] = 60.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/vnnlib"),
     set_: SetOption = None,
@@ -646,7 +660,7 @@ def reproduce(
         help="Override the paper's dataset: digits | fashion-mnist[:DIR] | idx:DIR | "
              "PATH.npz")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    threads: Annotated[int, typer.Option(help="torch threads (1 is fastest on a busy "
+    threads: Annotated[int, typer.Option(min=1, max=256, help="torch threads (1 is fastest on a busy "
                                               "2-core machine).")] = 1,
     fresh: Annotated[bool, typer.Option(help="Retrain and recompute everything.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,

@@ -109,10 +109,23 @@ def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points:
     return x, y, info
 
 
+class EvalError(SpecrobError):
+    """An evaluation that cannot give meaningful numbers (e.g. an infinite radius grid)."""
+
+
 def eps_grid(prop: ir.Property, input_dim: int, config: EvalConfig) -> list[float]:
+    """The radii to evaluate: --eps, else six from 0 to the property's eps. Raises EvalError
+    for a radius that is not a finite number >= 0."""
     if config.eps is not None:
+        bad = [e for e in config.eps if not (math.isfinite(e) and e >= 0)]
+        if bad:
+            raise EvalError(f"--eps {bad[0]}: radii are finite numbers >= 0")
         return sorted(config.eps)
     eps = constant(prop.ball.radius, resolve_params(prop, input_dim))
+    if not (math.isfinite(eps) and eps >= 0):
+        raise EvalError(f"property {prop.name}: its radius is {eps:g}, so the default grid of "
+                        f"radii from 0 to it is not finite; give the radii with --eps, e.g. "
+                        f"--eps 0,0.05,0.1")
     return [round(eps * i / 5, 10) for i in range(6)]
 
 

@@ -100,6 +100,16 @@ class DeclChecker:
         if isinstance(node, ir.Neg):
             inner = self.const(node.operand)
             return None if inner is None else -inner
+        if isinstance(node, ir.Arith) and node.op in ("+", "-", "*", "/"):
+            left, right = self.const(node.left), self.const(node.right)
+            if left is None or right is None:
+                return None
+            try:
+                value = {"+": lambda: left + right, "-": lambda: left - right,
+                         "*": lambda: left * right, "/": lambda: left / right}[node.op]()
+            except (ZeroDivisionError, OverflowError):
+                return None
+            return None if math.isnan(value) else value
         return None
 
     def norm_value(self, expr: ast.Expr) -> float:
@@ -111,7 +121,7 @@ class DeclChecker:
                 raise self.error(f"'{typed.node.name}' is a {ptype}, not a norm", expr.pos,
                                  expected="1, 2 or inf")
         if value is None or value not in (1.0, 2.0, math.inf):
-            shown = "this" if value is None else (f"{value:g}" if math.isfinite(value) else "inf")
+            shown = "this" if value is None else f"{value:g}"
             raise self.error(f"unknown norm {shown}", expr.pos, expected="1, 2 or inf",
                              hint="norms are l_1, l_2 and l_inf: write 1, 2 or inf")
         return value

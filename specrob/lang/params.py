@@ -121,7 +121,15 @@ def parse_override(text: str) -> Override:
                         end_col=len(text) + 1, source_line=text, expected="name=value",
                         hint="for example --set eps=0.05")
     name, raw = (s.strip() for s in text.split("=", 1))
-    return Override(name, to_value(raw), text)
+    value = to_value(raw)
+    if isinstance(value, float) and (math.isnan(value) or
+                                     (math.isinf(value) and raw.lstrip("+-") != "inf")):
+        col = len(name) + 2
+        raise SpecError(f"'{raw}' is not a usable number" + (
+            " (it overflows to infinity)" if math.isinf(value) else ""), path="--set", line=1,
+            col=col, end_col=len(text) + 1, source_line=text,
+            expected="a finite number, or inf", hint=f"for example --set {name}=0.05")
+    return Override(name, value, text)
 
 
 def to_value(raw) -> float | str:
@@ -132,6 +140,8 @@ def to_value(raw) -> float | str:
     text = str(raw).strip()
     if text in ("inf", "+inf"):
         return math.inf
+    if text == "-inf":
+        return -math.inf
     try:
         return float(text)
     except ValueError:

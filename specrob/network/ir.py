@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from specrob.errors import SpecrobError
 
-class NetworkError(Exception):
+
+class NetworkError(SpecrobError):
     """A network file that specrob cannot load or does not compute what it claims; the message
     names the file, and the operator and node when one is at fault."""
 

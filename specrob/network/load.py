@@ -42,6 +42,11 @@ def check_against_onnxruntime(path: str | Path, net: Network, module: nn.Module,
     """Run onnxruntime (CPU) and the module on the batch x; return max |difference|, or raise
     NetworkError when it exceeds tolerance * max(1, max |onnxruntime output|)."""
     expected = _onnxruntime(path, net, x)
+    if not np.isfinite(expected).all():
+        bad = int((~np.isfinite(expected)).any(-1).sum())
+        raise NetworkError(f"{path}: the model's outputs are not finite (inf or NaN) on {bad} "
+                           f"of {len(x)} random inputs in [0, 1] (onnxruntime): its weights "
+                           f"or its arithmetic overflow float32; specrob refuses such a model")
     device = next(iter(module.buffers()), torch.zeros(())).device
     with torch.no_grad():
         got = module(torch.as_tensor(x, dtype=torch.float32, device=device))
