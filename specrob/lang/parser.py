@@ -60,12 +60,61 @@ def parse(text: str, path: str = "<spec>") -> ast.SpecFile:
     source = Source(path, text)
     try:
         tree = _lark().parse(text)
+        items = _ToAst().transform(tree)
     except lark.exceptions.UnexpectedInput as exc:
         raise _syntax_error(exc, source, text) from None
-    items = _ToAst().transform(tree)
+    except lark.exceptions.VisitError as exc:
+        if isinstance(exc.orig_exc, _Misplaced):
+            bad = exc.orig_exc
+            raise source.error(bad.message, bad.pos, expected=bad.expected,
+                               hint=bad.hint) from None
+        if isinstance(exc.orig_exc, RecursionError):
+            raise too_deep(source) from None
+        raise
+    except RecursionError:
+        raise too_deep(source) from None
     imports = tuple(i for i in items if isinstance(i, ast.Import))
     decls = tuple(i for i in items if not isinstance(i, ast.Import))
     return ast.SpecFile(imports, decls)
+
+
+class _Misplaced(Exception):
+    """A grammatical sentence that the language still refuses (a clause given twice, a
+    reserved word as a name): raised inside the transformer, reported by `parse`."""
+
+    def __init__(self, message: str, pos: ast.Pos, expected: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message, self.pos, self.expected, self.hint = message, pos, expected, hint
+
+
+MAX_DEPTH = 150  # documented nesting limit of expressions (the parser's recursion allows more)
+
+
+def too_deep(source: Source) -> SpecError:
+    """The error for a spec nested beyond what the parser and checker can walk: located at the
+    point of deepest nesting (parentheses, or the longest run of prefix operators)."""
+    import re
+    depth = best = 0
+    where = 0
+    for i, ch in enumerate(source.text):
+        if ch == "(":
+            depth += 1
+            if depth > best:
+                best, where = depth, i
+        elif ch == ")":
+            depth = max(0, depth - 1)
+    runs = list(re.finditer(r"(?:(?:\bnot\b|-|\bforall\b[^:]*:|\bimplies\b)\s*){20,}",
+                            source.text))
+    if runs:
+        longest = max(runs, key=lambda m: len(m.group(0)))
+        if len(longest.group(0)) > best:
+            where = longest.start()
+    line = source.text.count("\n", 0, where) + 1
+    col = where - (source.text.rfind("\n", 0, where) + 1) + 1
+    return source.error(f"the expression nests too deeply (more than about {MAX_DEPTH} "
+                        f"levels)", ast.Pos(line, col, line, col + 1),
+                        hint="split it into parameters or simpler properties")
 
 
 def _syntax_error(exc: lark.exceptions.UnexpectedInput, source: Source, text: str) -> SpecError:
@@ -154,9 +203,15 @@ class _ToAst(Transformer):
 
     # declarations
     def _clauses(self, items):
-        centres = next((i for i in items if isinstance(i, ast.Centres)), None)
-        domains = [i[0] for i in items if isinstance(i, _Domain)]
-        return centres, (domains[-1] if domains else None)
+        centres = [i for i in items if isinstance(i, ast.Centres)]
+        domains = [i for i in items if isinstance(i, _Domain)]
+        if len(centres) > 1:
+            raise _Misplaced("a second 'centres:' clause", centres[1].pos,
+                             hint="a declaration has one centres clause: remove one")
+        if len(domains) > 1:
+            raise _Misplaced("a second 'domain:' clause", domains[1].pos,
+                             hint="a declaration has one domain clause: remove one")
+        return (centres[0] if centres else None), (domains[0][0] if domains else None)
 
     def property_def(self, meta, name, *rest):
         params = next((tuple(r) for r in rest if isinstance(r, _Params)), ())
@@ -200,6 +255,10 @@ class _ToAst(Transformer):
         return _Params(_present(items))
 
     def param(self, meta, name, *rest):
+        if str(name) in keywords():
+            raise _Misplaced(f"'{name}' is a reserved word and cannot name a parameter",
+                             _tpos(name), expected="a name that is not a keyword",
+                             hint=f"rename it, e.g. {name}_")
         ptype = next((r for r in rest if isinstance(r, ast.PType)), None)
         default = next((r for r in rest if isinstance(r, ast.Expr)), None)
         return ast.Param(str(name), ptype, default, _pos(meta))
@@ -232,7 +291,9 @@ class _ToAst(Transformer):
         return ("count", _number(num), str(word), _tpos(word))
 
     def domain(self, meta, expr):
-        return _Domain((expr,))
+        out = _Domain((expr,))
+        out.pos = _pos(meta)
+        return out
 
     # expressions
     def input_quant(self, meta, _forall, var, set_, body):
