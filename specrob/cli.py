@@ -49,7 +49,7 @@ LEVEL_STYLE = {"exact": "green", "sound": "yellow", "bound": "yellow", "no": "re
 
 def fail(error: SpecError) -> None:
     """Print one located error message on stderr."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(escape(error.format()))
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(escape(error.format()))
 
 
 @app.callback()
@@ -130,7 +130,7 @@ def _interrupted(kept: str) -> None:
 
 
 def _user_error(message: str, code: int = 2) -> None:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
+    Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
         f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
@@ -735,7 +735,7 @@ def run() -> None:
         fail(error)
         sys.exit(2)
     except SpecrobError as error:  # every user error not caught by its command
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
             f"[red]error:[/red] {escape(str(error))}")
         sys.exit(2)
     except KeyboardInterrupt:

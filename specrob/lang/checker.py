@@ -318,7 +318,8 @@ class DeclChecker:
 
     def index(self, expr: ast.Expr) -> ir.IndexTerm:
         if isinstance(expr, ast.Num):
-            if expr.value != int(expr.value) or expr.value < 0:
+            if not (math.isfinite(expr.value) and expr.value == int(expr.value)
+                    and 0 <= expr.value < 10 ** 9):
                 raise self.error(f"class index {expr.text} is not a whole number >= 0", expr.pos)
             return ir.IndexConst(int(expr.value))
         t = self.term(expr)
@@ -463,7 +464,8 @@ class DeclChecker:
             if c.count_word not in ("points", "point"):
                 raise self.error(f"unexpected word '{c.count_word}'", c.word_pos,
                                  expected="points, as in: centres: test, 100 points")
-            if c.count.value != int(c.count.value) or c.count.value < 1:
+            if not (math.isfinite(c.count.value) and c.count.value == int(c.count.value)
+                    and 1 <= c.count.value <= 10 ** 12):
                 raise self.error(f"a point count is a whole number >= 1, not {c.count.text}",
                                  c.count.pos)
             count = int(c.count.value)

@@ -14,6 +14,12 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def _printable(text: str) -> str:
+    """Control characters (terminal escapes) shown as \\xNN, so a quoted line cannot drive
+    the user's terminal."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 @dataclass
 class SpecError(SpecrobError):
     """A malformed spec: where (file:line:col), what went wrong, what was expected, a hint.
@@ -38,9 +44,9 @@ class SpecError(SpecrobError):
         return self.format()
 
     def format(self) -> str:
-        out = [f"{self.path}:{self.line}:{self.col}: error: {self.message}"]
+        out = [f"{self.path}:{self.line}:{self.col}: error: {_printable(self.message)}"]
         if self.source_line is not None:
-            text = self.source_line.rstrip("\n").replace("\t", " ")
+            text = _printable(self.source_line.rstrip("\n").replace("\t", " "))
             width = max(1, (self.end_col or self.col + 1) - self.col)
             width = min(width, max(1, len(text) - self.col + 1))
             out.append(f"    {text}")

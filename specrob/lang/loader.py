@@ -7,6 +7,7 @@ its imports shadow them.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -30,8 +31,13 @@ class Module:
     imported: list["Module"] = field(default_factory=list)
 
 
+MAX_SPEC_BYTES = 1 << 20  # a spec file is text a person writes: 1 MiB is ample
+
+
 def read_source(path: str | Path) -> Source:
-    """A spec file's text; missing files, folders and non-UTF-8 bytes are located errors."""
+    """A spec file's text: only a regular file (not a device, FIFO or folder), at most
+    MAX_SPEC_BYTES, UTF-8; anything else is a located error."""
+    import stat
     p = Path(path)
     shown = str(path)
     if p.is_dir():
@@ -41,9 +47,16 @@ def read_source(path: str | Path) -> Source:
         raise SpecError(f"no such file '{shown}'", path=shown,
                         hint="check the path; spec files end in .rspec")
     try:
-        data = p.read_bytes()
+        with open(p, "rb", opener=lambda f, flags: os.open(f, flags | os.O_NONBLOCK)) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise SpecError(f"'{shown}' is not a regular file (a device, FIFO or socket)",
+                                path=shown, hint="give a .rspec text file")
+            data = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read '{shown}': {exc.strerror}", path=shown) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"'{shown}' is larger than {MAX_SPEC_BYTES >> 20} MiB: not a spec file",
+                        path=shown, hint="give a .rspec text file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -84,14 +97,38 @@ def _module(source: Source, stack: tuple[Path, ...], base_dir: Path | None) -> M
     return module
 
 
+IMPORT_ROOTS_ENV = "SPECROB_IMPORT_PATH"  # more folders imports may come from (os.pathsep)
+
+
+def import_roots(base_dir: Path | None) -> list[Path]:
+    """Where imports may come from: the importing spec's folder (and below), the standard
+    library, and the folders in $SPECROB_IMPORT_PATH."""
+    roots = [] if base_dir is None else [base_dir.resolve()]
+    roots.append(specs_dir().resolve())
+    roots += [Path(r).resolve() for r in os.environ.get(IMPORT_ROOTS_ENV, "").split(os.pathsep)
+              if r]
+    return roots
+
+
 def _resolve_import(imp: ast.Import, source: Source, base_dir: Path | None) -> Path:
-    candidates = []
-    if base_dir is not None:
-        candidates.append(base_dir / imp.path)
+    """The file an import names: a .rspec file under one of `import_roots` (nothing else is
+    read, so an error message never quotes another kind of file)."""
+    if not imp.path.endswith(".rspec"):
+        raise source.error(f"cannot import '{imp.path}': only .rspec files are imported",
+                           imp.pos, expected='import "other.rspec"')
+    roots = import_roots(base_dir)
+    candidates = [] if base_dir is None else [base_dir / imp.path]
     candidates.append(specs_dir() / imp.path)
     for c in candidates:
         if c.is_file():
-            return c.resolve()
+            resolved = c.resolve()
+            if not any(resolved.is_relative_to(r) for r in roots):
+                raise source.error(
+                    f"cannot import '{imp.path}': it lies outside the spec's folder and the "
+                    f"standard library", imp.pos,
+                    hint=f"move it beside the spec, or allow its folder with "
+                         f"{IMPORT_ROOTS_ENV}=/path/to/folder")
+            return resolved
     where = " or ".join(str(c.parent) for c in candidates)
     raise source.error(f"cannot import '{imp.path}': no such file", imp.pos,
                        hint=f"looked in {where}")
@@ -109,17 +146,56 @@ def prelude() -> dict[str, tuple[ast.Decl, Source]]:
 
 def load(path: str | Path, overrides: list[Override] | None = None, *,
          use_prelude: bool = True) -> ir.Spec:
-    """Read, parse and check a spec file."""
+    """Read, parse and check a spec file. Raises SpecError."""
     source = read_source(path)
     resolved = Path(path).resolve()
-    return _check(source, (resolved,), resolved.parent, overrides or [], use_prelude)
+    return _deep(source, lambda: _check(source, (resolved,), resolved.parent, overrides or [],
+                                        use_prelude))
 
 
 def load_text(text: str, path: str = "<spec>", overrides: list[Override] | None = None, *,
               base_dir: str | Path | None = None, use_prelude: bool = True) -> ir.Spec:
-    """Parse and check spec text (imports are relative to `base_dir`)."""
+    """Parse and check spec text (imports are relative to `base_dir`). Raises SpecError."""
     base = Path(base_dir) if base_dir is not None else None
-    return _check(Source(path, text), (), base, overrides or [], use_prelude)
+    source = Source(path, text)
+    return _deep(source, lambda: _check(source, (), base, overrides or [], use_prelude))
+
+
+# The parser (lark's tree transformer), the checker and sympy walk expressions recursively;
+# a long sum is a deep tree. Checking runs in a thread with a large stack and a high recursion
+# limit, so thousands of terms check; beyond that a RecursionError becomes a located error.
+_STACK_BYTES = 512 << 20
+_RECURSION_LIMIT = 60_000
+
+
+def _deep(source: Source, run):
+    import sys
+    import threading
+    from specrob.lang.parser import too_deep
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = run()
+        except RecursionError:
+            box["error"] = too_deep(source)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    old_stack = threading.stack_size()
+    old_limit = sys.getrecursionlimit()
+    try:
+        threading.stack_size(_STACK_BYTES)
+        sys.setrecursionlimit(max(old_limit, _RECURSION_LIMIT))
+        worker = threading.Thread(target=target, name="specrob-check")
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(old_stack)
+        sys.setrecursionlimit(old_limit)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
@@ -134,8 +210,16 @@ def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
     _check_imports(module, std, base_dir, set())
     templates = {**std, **module.visible}
     properties, scores = [], []
+    from specrob.lang.parser import MAX_DEPTH
+    from specrob.lang.walk import depth
     for decl in module.tree.decls:
         checked = _check_decl(decl, source, templates, by_name, base_dir)
+        levels = depth(checked.body if isinstance(checked, ir.Property) else checked)
+        if levels > MAX_DEPTH:
+            raise source.error(f"'{decl.name}' nests its expressions {levels} levels deep; "
+                               f"at most {MAX_DEPTH} are supported", decl.pos,
+                               hint="split long sums or deep nesting into parameters or "
+                                    "several properties")
         (properties if isinstance(checked, ir.Property) else scores).append(checked)
     for o in overrides:
         if not o.used:
@@ -181,10 +265,16 @@ def _instantiate(inst: ast.Instance, source: Source, templates, overrides):
     return check_score(decl, where, params, Path(t_source.path).parent)
 
 
-def _expand(inst: ast.Instance, source: Source, templates):
+def _expand(inst: ast.Instance, source: Source, templates, chain: tuple[str, ...] = ()):
     """An instance as the declaration it stands for: the template (itself perhaps an
     instance) with the instance's defaults and clauses. Returns it with the template's source
-    and, per overridden parameter, the source its new default was written in."""
+    and, per overridden parameter, the source its new default was written in. A template
+    that (through others) stands for itself is an error naming the cycle."""
+    if inst.name in chain:
+        cycle = " -> ".join((*chain[chain.index(inst.name):], inst.name))
+        raise source.error(f"circular templates: {cycle}", inst.template_pos,
+                           hint="a declaration cannot be an instance of itself")
+    chain = (*chain, inst.name)
     found = templates.get(inst.template)
     if found is not None and found[0] is inst:  # `property CR = CR(...)`: the standard CR
         found = prelude().get(inst.template)
@@ -202,7 +292,7 @@ def _expand(inst: ast.Instance, source: Source, templates):
                                                    f"{inst.template}(...)")
     kw_sources: dict[str, Source] = {}
     if isinstance(template, ast.Instance):
-        template, t_source, kw_sources = _expand(template, t_source, templates)
+        template, t_source, kw_sources = _expand(template, t_source, templates, chain)
     names = {p.name for p in template.params}
     values: dict[str, ast.Expr] = {}
     for kw in inst.kwargs:

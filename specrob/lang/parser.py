@@ -88,7 +88,9 @@ class _Misplaced(Exception):
         self.message, self.pos, self.expected, self.hint = message, pos, expected, hint
 
 
-MAX_DEPTH = 150  # documented nesting limit of expressions (the parser's recursion allows more)
+# the nesting limit of a checked declaration's IR (e.g. a sum of 200 terms, 200 nested
+# operators): every back end walks the IR recursively within Python's default limit
+MAX_DEPTH = 200
 
 
 def too_deep(source: Source) -> SpecError:

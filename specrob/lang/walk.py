@@ -18,6 +18,16 @@ def children(node) -> Iterator:
                 yield value
 
 
+def depth(node) -> int:
+    """The nesting depth of an IR tree, computed without recursion."""
+    best, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        best = max(best, level)
+        stack.extend((c, level + 1) for c in children(current))
+    return best
+
+
 def mentions(node, hit: Callable[[object], bool]) -> bool:
     """Does `hit` hold for the node or anything inside it?"""
     return hit(node) or any(mentions(c, hit) for c in children(node))
