@@ -37,6 +37,18 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _choice(*allowed: str):
+    """A typer callback: the option's value must be one of `allowed` (did-you-mean otherwise)."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            from specrob.lang.errors import did_you_mean
+            guess = did_you_mean(value, allowed)
+            raise typer.BadParameter(f"'{value}' is not one of {', '.join(allowed)}"
+                                     + (f"; did you mean '{guess}'?" if guess else ""))
+        return value
+    return check
+
+
 def _positive(value: float | None) -> float | None:
     """A typer callback: a float option that must be a finite number > 0."""
     if value is not None and not (math.isfinite(value) and value > 0):
@@ -150,7 +162,8 @@ def train(
                                              "augmentation | cotrain")] = "constraint",
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
                                             "yager[:P]")] = "dl2",
-    search: Annotated[str, typer.Option(help="How the constraint's worst point is found: "
+    search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
+                                        help="How the constraint's worst point is found: "
                                              "pgd | sample | fgsm")] = "pgd",
     steps: Annotated[int, typer.Option(min=0, help="PGD steps.")] = 10,
     restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts (worst case kept).")] = 1,
@@ -214,6 +227,7 @@ def train(
     except ModelFileError as error:
         _user_error(str(error))
     _check_fits(net, dataset, model, data)
+    _check_classes(checked, net, dataset)
     config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                          restarts=restarts, samples=samples, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
@@ -259,6 +273,19 @@ def _check_fits(net, dataset, model: Path, data: str) -> None:
     if tuple(logits.shape) != (2, dataset.classes):
         _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
                     f"expected (2, {dataset.classes}) logits for --data {data}")
+
+
+def _check_classes(spec, net, dataset) -> None:
+    """The spec's constant class indices exist among the model's outputs."""
+    import torch
+    from specrob.lang.walk import check_classes
+    with torch.no_grad():
+        m = int(net(torch.tensor(dataset.x_train[:1])).shape[-1])
+    try:
+        check_classes(spec, m)
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -339,6 +366,7 @@ def evaluate(
     except (DataError, ModelError) as error:
         _user_error(str(error))
     _check_fits(net, dataset, model, data)
+    _check_classes(checked, net, dataset)
     console = Console(highlight=False, soft_wrap=True)
     config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                         restarts=restarts, grid=grid, seed=seed, margins=margins,
@@ -382,6 +410,12 @@ def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | N
         net, module = load_onnx_checked(model)
     except (DataError, NetworkError) as error:
         _user_error(str(error))
+    try:
+        from specrob.lang.walk import check_classes
+        check_classes(checked, net.output_size)
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
     if (net.input_size, net.output_size) != (dataset.input_dim, dataset.classes):
         _user_error(f"{model} maps {net.input_size} inputs to {net.output_size} outputs; "
                     f"--data {data} has {dataset.input_dim} inputs and {dataset.classes} classes")

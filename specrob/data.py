@@ -327,7 +327,10 @@ def _npz_pair(x: np.ndarray, y: np.ndarray, path: Path, xk: str, yk: str
 # --- shared checks -----------------------------------------------------------------------------
 
 def _check_domain(x: np.ndarray, path: Path, what: str) -> None:
-    """Inputs must be finite and lie in the input domain [0, 1]."""
+    """Inputs must have features, be finite and lie in the input domain [0, 1]."""
+    if x.ndim < 2 or x.size == 0 or int(np.prod(x.shape[1:])) == 0:
+        raise DataError(f"{path}: {what} has shape {tuple(x.shape)}; expected (points, "
+                        f"features...) with at least one point and one feature")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{path}: {what} contains NaN or infinite values, outside the "
                         f"input domain [0, 1]")
@@ -354,6 +357,9 @@ def _dataset(name: str, x_train: np.ndarray, y_train: np.ndarray,
              x_test: np.ndarray, y_test: np.ndarray) -> Dataset:
     """Flatten, fix the dtypes, freeze the arrays and count the classes."""
     shape = tuple(int(d) for d in x_train.shape[1:])
+    if not shape or int(np.prod(shape)) == 0:
+        raise DataError(f"{name}: the inputs have shape {tuple(x_train.shape)}: each point "
+                        f"needs at least one feature")
 
     def frozen(array: np.ndarray, dtype: type) -> np.ndarray:
         array = np.ascontiguousarray(array, dtype=dtype)

@@ -47,3 +47,32 @@ def is_vector(t) -> bool:
     if isinstance(t, ir.Neg):
         return is_vector(t.operand)
     return False
+
+
+def class_indices(node) -> set[int]:
+    """The constant class indices a property or score mentions (f(x)[k], argmax ... == k)."""
+    found, stack = set(), [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, ir.IndexConst):
+            found.add(int(current.value))
+        stack.extend(children(current))
+    return found
+
+
+def check_classes(spec, classes: int) -> None:
+    """Every constant class index of every declaration of `spec` must be < `classes` (the
+    model's outputs). Raises SpecError located at the declaration otherwise."""
+    from specrob.lang.errors import Source, SpecError
+    for decl in (*spec.properties, *spec.scores):
+        too_big = sorted(k for k in class_indices(decl) if k >= classes)
+        if too_big:
+            message = (f"{'property' if isinstance(decl, ir.Property) else 'score'} "
+                       f"{decl.name} uses class index {too_big[0]}, but the model has "
+                       f"{classes} outputs (classes 0 to {classes - 1})")
+            source = getattr(decl, "source", None)
+            pos = getattr(decl, "pos", None)
+            if isinstance(source, Source) and pos is not None:
+                raise source.error(message, pos, hint="use an index the model has")
+            raise SpecError(message, path=spec.path, hint="use an index the model has")
+

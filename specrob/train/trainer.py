@@ -75,6 +75,12 @@ class Trainer:
                              f"{', '.join(REGIMES)}")
         if self.config.device.startswith("cuda") and not torch.cuda.is_available():
             raise TrainError("--device cuda: no CUDA device here; use --device cpu")
+        import re
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.config.device):
+            raise TrainError(f"--device {self.config.device}: choose cpu or cuda (cuda:N)")
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise TrainError("the model has no trainable parameters (its build() returns a "
+                             "module without nn.Linear / nn.Conv2d / ... layers)")
         self.device = torch.device(self.config.device)
         self.model.to(self.device)
         n = self.data.input_dim
@@ -85,7 +91,10 @@ class Trainer:
         self.ctx = Context(self.compiled, self.config.options())
         torch.manual_seed(self.config.seed)
         self.regime = REGIMES[self.config.regime]()
-        self.regime.setup(self.model, self.ctx, n, self.model_file)
+        try:
+            self.regime.setup(self.model, self.ctx, n, self.model_file)
+        except ValueError as exc:  # an unknown search, a bad option of the regime
+            raise TrainError(str(exc)) from None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.metrics: list[dict] = []
         self.epoch = 0
@@ -180,9 +189,19 @@ class Trainer:
                       desc="epochs", disable=not self.progress, unit="epoch")
         for epoch in epochs:
             start = time.perf_counter()
-            self.run_epoch(epoch, tqdm)
+            try:
+                self.run_epoch(epoch, tqdm)
+                evaluated = self.evaluate()
+            except SpecrobError:
+                raise
+            except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+                # the user's model (its forward, its shapes) fails mid-training: say where
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise TrainError(f"training failed in epoch {epoch + 1}: {type(exc).__name__}: "
+                                 f"{first} (raised while running the model; finished epochs "
+                                 f"are kept in --out)") from None
             self.epoch = epoch + 1
-            row = {"epoch": self.epoch, **self.last_train, **self.evaluate(),
+            row = {"epoch": self.epoch, **self.last_train, **evaluated,
                    "seconds": round(time.perf_counter() - start, 3)}
             self.metrics.append(row)
             self.save()

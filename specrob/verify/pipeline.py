@@ -557,10 +557,22 @@ class Verifier:
         jobs = [(self.nets.get(i, self.net), queries[i], left[i]) for i in todo]
         if self.config.workers > 1:
             import multiprocessing
+            from concurrent.futures import as_completed
+            from concurrent.futures.process import BrokenProcessPool
+            lost = []
             with ProcessPoolExecutor(self.config.workers,
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                for i, result in zip(todo, pool.map(_marabou_job, jobs)):
+                futures = {pool.submit(_marabou_job, job): i for i, job in zip(todo, jobs)}
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:  # a worker died (killed, out of memory)
+                        lost.append(i)
+                        continue
                     self.marabou_verdict(i, queries[i], result)
+            for i in sorted(lost):  # run here what a dead worker took with it
+                self.marabou_verdict(i, queries[i], _marabou_job(jobs[todo.index(i)]))
         else:
             for i, job in zip(todo, jobs):
                 self.marabou_verdict(i, queries[i], _marabou_job(job))
