@@ -35,6 +35,10 @@ BENCH = REPO.parent / "shared" / "benchmarks" / "vnncomp2021-mnistfc"
 
 
 def read_reference(folder: Path) -> dict[tuple[str, str], dict]:
+    """The folder's reference.csv; none (every reference "?") for a folder without one, such
+    as the networks of benchmarks/make_vnncomp_nets.py."""
+    if not (folder / "reference.csv").exists():
+        return {}
     with open(folder / "reference.csv") as f:
         return {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(f)}
 
@@ -50,7 +54,9 @@ def read_instances(folder: Path) -> list[tuple[str, str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folder", type=Path, default=BENCH)
+    parser.add_argument("--folder", type=Path, default=BENCH,
+                        help="a VNN-COMP folder (*instances.csv; reference.csv optional), "
+                             "e.g. runs/vnncomp-own from benchmarks/make_vnncomp_nets.py")
     parser.add_argument("--nets", default="", help="e.g. 256x2,256x4 (default: all)")
     parser.add_argument("--eps", default="", help="e.g. 0.03 (default: all)")
     parser.add_argument("--only", default="", help="property stems, e.g. prop_1,prop_3")
@@ -105,11 +111,12 @@ def main() -> None:
 
 def report(rows: list[dict], reference: dict) -> None:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for row in rows:
-        eps = row["vnnlib"].split("_")[2].replace(".vnnlib.gz", "")
+    for row in rows:  # eps: the last "_" part of the property's name (prop_3_0.03.vnnlib)
+        eps = row["vnnlib"].replace(".gz", "").replace(".vnnlib", "").rsplit("_", 1)[-1]
         groups[(row["onnx"].replace("mnist-net_", "").replace(".onnx", ""), eps)].append(row)
-    tools = ("a-b-CROWN", "Marabou", "ERAN")
-    print(f"\n{'network':8s} {'eps':5s} {'n':>3s} {'decided':>8s} {'wrong':>6s} "
+    tools = ("a-b-CROWN", "Marabou", "ERAN") if reference else ()
+    width = max([8] + [len(net) for net, _ in groups])
+    print(f"\n{'network':{width}s} {'eps':5s} {'n':>3s} {'decided':>8s} {'wrong':>6s} "
           f"{'sat/unsat':>10s} {'median s':>9s} " + " ".join(f"{t:>10s}" for t in tools))
     total = decided = wrong = 0
     for (net, eps), group in sorted(groups.items()):
@@ -118,11 +125,11 @@ def report(rows: list[dict], reference: dict) -> None:
         times = sorted(r["seconds"] for r in group)
         counts = []
         for tool in tools:
-            counts.append(sum(tool in reference[(r["onnx"], r["vnnlib"])]["decided_by_2021"].split()
-                              for r in group))
+            counts.append(sum(tool in reference.get((r["onnx"], r["vnnlib"]), {}).get(
+                "decided_by_2021", "").split() for r in group))
         total, decided, wrong = total + len(group), decided + len(dec), wrong + len(bad)
         sat = sum(r["status"] == "sat" for r in dec)
-        print(f"{net:8s} {eps:5s} {len(group):3d} {len(dec):8d} {len(bad):6d} "
+        print(f"{net:{width}s} {eps:5s} {len(group):3d} {len(dec):8d} {len(bad):6d} "
               f"{sat:>4d}/{len(dec) - sat:<5d} {times[len(times) // 2]:9.1f} "
               + " ".join(f"{c:10d}" for c in counts))
     print(f"all: {decided} of {total} decided, {wrong} wrong")

@@ -227,6 +227,7 @@ def train(
     except ModelFileError as error:
         _user_error(str(error))
     _check_fits(net, dataset, model, data)
+    _check_class_indices(checked, dataset.classes)
     _check_classes(checked, net, dataset)
     config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                          restarts=restarts, samples=samples, epochs=epochs,
@@ -275,17 +276,30 @@ def _check_fits(net, dataset, model: Path, data: str) -> None:
                     f"expected (2, {dataset.classes}) logits for --data {data}")
 
 
-def _check_classes(spec, net, dataset) -> None:
+def _check_class_indices(spec, classes: int) -> None:
     """The spec's constant class indices exist among the model's outputs."""
-    import torch
     from specrob.lang.walk import check_classes
-    with torch.no_grad():
-        m = int(net(torch.tensor(dataset.x_train[:1])).shape[-1])
     try:
-        check_classes(spec, m)
+        check_classes(spec, classes)
     except SpecError as error:
         fail(error)
         raise typer.Exit(2)
+
+
+def _model_outputs(net, dataset, model: Path, data: str) -> int:
+    """The number of classes: the width of the network's output on the data's flattened
+    inputs (not the labels present in --data, which may be a few points of a few classes)."""
+    import torch
+    try:
+        with torch.no_grad():
+            logits = net(torch.tensor(dataset.x_test[:2]))
+    except Exception as exc:  # the user's network cannot take this data
+        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
+                    f"from --data {data}: {type(exc).__name__}: {exc}")
+    if logits.ndim != 2 or logits.shape[0] != len(dataset.x_test[:2]):
+        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for "
+                    f"{len(dataset.x_test[:2])} inputs; expected (B, classes) logits")
+    return int(logits.shape[1])
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -361,12 +375,12 @@ def evaluate(
         raise typer.Exit(2)
     eps_values = _floats(eps, "--eps")
     try:
-        dataset = load_data(data)
+        dataset = load_data(data, split=False)  # x, y alone: the centres as given
         net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint)
     except (DataError, ModelError) as error:
         _user_error(str(error))
-    _check_fits(net, dataset, model, data)
-    _check_classes(checked, net, dataset)
+    classes = _model_outputs(net, dataset, model, data)
+    _check_class_indices(checked, classes)
     console = Console(highlight=False, soft_wrap=True)
     config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                         restarts=restarts, grid=grid, seed=seed, margins=margins,
@@ -375,7 +389,8 @@ def evaluate(
     try:
         evaluation = Evaluation(checked, net, dataset, config, out=out,
                                 describe_model=described, progress=say,
-                                model_identity=model_identity(model, checkpoint), fresh=fresh)
+                                model_identity=model_identity(model, checkpoint), fresh=fresh,
+                                classes=classes)
         with evaluation:
             results = evaluation.run()
     except (ScoreError, RunFolderError, SamplingError, CentreError, EvalError) as error:
@@ -406,7 +421,7 @@ def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | N
         _user_error(f"{model}: verification reads an ONNX model (specrob train writes "
                     f"model.onnx next to its checkpoint)")
     try:
-        dataset = load_data(data)
+        dataset = load_data(data, split=False)  # x, y alone: the centres as given
         net, module = load_onnx_checked(model)
     except (DataError, NetworkError) as error:
         _user_error(str(error))
@@ -416,9 +431,10 @@ def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | N
     except SpecError as error:
         fail(error)
         raise typer.Exit(2)
-    if (net.input_size, net.output_size) != (dataset.input_dim, dataset.classes):
-        _user_error(f"{model} maps {net.input_size} inputs to {net.output_size} outputs; "
-                    f"--data {data} has {dataset.input_dim} inputs and {dataset.classes} classes")
+    if net.input_size != dataset.input_dim:
+        _user_error(f"{model} takes {net.input_size} inputs (shape "
+                    f"{tuple(net.input_shape)}); --data {data} has {dataset.input_dim} per "
+                    f"point (shape {dataset.shape})")
     return checked, prop_ir, dataset, net, module
 
 
@@ -461,7 +477,9 @@ def verify(
 ) -> None:
     """Verify a property on every centre: verified / falsified / unknown, soundly.
 
-    Per centre: a PGD attack looks for a counterexample; bound propagation (CROWN) tries to
+    Per centre: attacks look for a counterexample (for l_inf balls a margin attack with one
+    restart per disjunct of the violation, e.g. per wrong class j maximising f_j - f_y, and
+    APGD-like step halving; then PGD with 10 restarts and FGSM); bound propagation (CROWN) tries to
     prove the property; branch and bound (ReLU splits with beta-CROWN bounds, or input splits
     for few inputs) decides what CROWN leaves open, with 60% of --timeout; Marabou gets the
     rest (one query with the negated property). "falsified" only with a counterexample
@@ -490,7 +508,7 @@ def verify(
     semantics = semantics or "float32"
     import torch
 
-    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
     from specrob.verify.pipeline import Verifier, VerifyConfig
 
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
@@ -503,9 +521,10 @@ def verify(
     if semantics not in ("float32", "real"):
         _user_error(f"--semantics {semantics}: choose float32 or real")
     try:
-        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
-                                     domain=domain_of(prop_ir, dataset.input_dim),
-                                     what=f"property {prop_ir.name}")
+        x0, y, index, info = select_centres_indexed(
+            prop_ir.centres, dataset, module, points,
+            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
+            classes=net.output_size)
     except CentreError as error:
         _user_error(str(error))
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
@@ -513,7 +532,8 @@ def verify(
     console = Console(highlight=False, soft_wrap=True)
     from tqdm.auto import tqdm
     from specrob.runfolder import RunFolderError
-    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out)
+    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
+                        index=index.tolist())
     try:
         resumed = verifier.resume(fresh=fresh)
     except RunFolderError as error:
@@ -648,7 +668,7 @@ def export(
     """
     import numpy as np
 
-    from specrob.estimate.evaluation import CentreError, domain_of, select_centres
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
     from specrob.verify.encode import Centre, Encoder, Unsupported
     from specrob.verify.vnnlib import ExportError, export as write
 
@@ -656,9 +676,10 @@ def export(
         _user_error(f"--format {format}: only vnnlib is supported")
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
     try:
-        x0, y, info = select_centres(prop_ir.centres, dataset, module, points,
-                                     domain=domain_of(prop_ir, dataset.input_dim),
-                                     what=f"property {prop_ir.name}")
+        x0, y, index, info = select_centres_indexed(
+            prop_ir.centres, dataset, module, points,
+            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
+            classes=net.output_size)
     except CentreError as error:
         _user_error(str(error))
     import torch
@@ -666,10 +687,12 @@ def export(
         fx0 = module(x0).double().numpy()
     encoder = Encoder(prop_ir, net.input_size, net.output_size)
     try:
-        queries = [(i, encoder.query(Centre(x0[i].double().numpy(), int(y[i]), fx0[i])))
+        # named by the centres' indices in --data (point_<index>.vnnlib)
+        queries = [(int(index[i]), encoder.query(Centre(x0[i].double().numpy(), int(y[i]),
+                                                        fx0[i])))
                    for i in range(len(y))]
         write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}",
-              labels={i: int(y[i]) for i in range(len(y))})
+              labels={int(index[i]): int(y[i]) for i in range(len(y))})
     except (Unsupported, ExportError) as error:
         _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
     Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "

@@ -5,7 +5,13 @@
     digits                 scikit-learn's 8x8 digits (embedded, the default)
     fashion-mnist[:DIR]    Fashion-MNIST IDX files (Debian package `dataset-fashion-mnist`)
     idx:DIR                any dataset in the IDX layout of MNIST
-    PATH.npz               arrays x, y and optionally x_test, y_test
+    PATH.npz               arrays x, y and optionally x_test, y_test (or x_train, y_train,
+                           x_test, y_test)
+
+An .npz of x and y alone is split 80/20 for training (`split=True`, the default); with
+`split=False` (evaluation, verification, export: `specrob eval/verify/export`) it is the list
+of points as given, in the file's order: both splits are the whole file, so a centre's index
+is its index in the file.
 
 Inputs are float32 in the input domain [0, 1], flattened to (N, n); labels are int64.
 Every array is read-only, so a cached dataset cannot be changed behind its users' backs.
@@ -26,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Dataset", "DataError", "load_data", "subset", "read_idx", "FASHION_MNIST_DIR"]
+__all__ = ["Dataset", "DataError", "load_data", "subset", "read_idx", "check_labels",
+           "FASHION_MNIST_DIR"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 """Where Debian's `dataset-fashion-mnist` installs the files."""
@@ -63,7 +70,9 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     shape: tuple[int, ...]
-    classes: int
+    classes: int  # 1 + the largest label present (a model may have more outputs)
+    given: bool = False  # an .npz of x, y read as given: x_train is x_test is the file
+    label_names: tuple[str, str] = ("training labels", "test labels")  # in messages
 
     @property
     def input_dim(self) -> int:
@@ -85,8 +94,10 @@ class Dataset:
                 f"shape={self.shape}, classes={self.classes})")
 
 
-def load_data(spec: str) -> Dataset:
-    """Load the dataset named by `spec` (see the module docstring for the forms)."""
+def load_data(spec: str, split: bool = True) -> Dataset:
+    """Load the dataset named by `spec` (see the module docstring for the forms). `split`:
+    whether an .npz of x and y alone is split into training and test points (for training)
+    or read as the list of points as given (for evaluation and verification)."""
     spec = spec.strip()
     head, sep, rest = spec.partition(":")
     if spec == "digits":
@@ -103,8 +114,20 @@ def load_data(spec: str) -> Dataset:
         directory = Path(rest).expanduser()
         return _load_idx_dir(directory, directory.name or "idx", fashion=False)
     if spec.lower().endswith(".npz"):
-        return _load_npz(Path(spec).expanduser())
+        return _load_npz(Path(spec).expanduser(), split)
     raise DataError(_unknown_spec_message(spec))
+
+
+def check_labels(y, classes: int, what: str) -> None:
+    """Labels must be classes of the model: 0 <= label < `classes` (its number of outputs).
+    Raises DataError naming the first bad index; `what` names the labels (e.g. "pts.npz: y")."""
+    y = np.asarray(y)
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if len(bad):
+        i = int(bad[0])
+        raise DataError(f"{what}[{i}] = {int(y[i])} is not a class of the model, which has "
+                        f"{classes} outputs (labels 0..{classes - 1}); {len(bad)} label"
+                        f"{'s' if len(bad) > 1 else ''} out of range in all")
 
 
 def subset(x: np.ndarray, y: np.ndarray, count: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -272,8 +295,9 @@ def _pixels(images: np.ndarray, path: Path) -> np.ndarray:
 
 # --- npz ---------------------------------------------------------------------------------------
 
-def _load_npz(path: Path) -> Dataset:
-    """Read x, y (and optionally x_test, y_test) from an .npz archive."""
+def _load_npz(path: Path, split: bool = True) -> Dataset:
+    """Read x, y (and optionally x_test, y_test) from an .npz archive; x, y alone are split
+    (`split`) or taken as given."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -284,6 +308,11 @@ def _load_npz(path: Path) -> Dataset:
         with archive:
             arrays = {key: archive[key] for key in ("x", "y", "x_test", "y_test")
                       if key in archive.files}
+            train_keys = ("x", "y")
+            if not {"x", "y"} & set(archive.files) and {"x_train", "y_train"} <= set(
+                    archive.files):  # the x_train, y_train, x_test, y_test spelling
+                arrays.update(x=archive["x_train"], y=archive["y_train"])
+                train_keys = ("x_train", "y_train")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: cannot be read as an .npz archive ({error})") from error
     missing = [key for key in ("x", "y") if key not in arrays]
@@ -293,13 +322,17 @@ def _load_npz(path: Path) -> Dataset:
                         f"optionally x_test and y_test")
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"{path}: has only one of x_test, y_test; give both or neither")
-    x, y = _npz_pair(arrays["x"], arrays["y"], path, "x", "y")
+    x, y = _npz_pair(arrays["x"], arrays["y"], path, *train_keys)
     if "x_test" in arrays:
         x_test, y_test = _npz_pair(arrays["x_test"], arrays["y_test"], path, "x_test", "y_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise DataError(f"{path}: x_test has samples of shape {x_test.shape[1:]} but x "
                             f"has {x.shape[1:]}")
-        return _dataset(path.stem, x, y, x_test, y_test)
+        return _dataset(path.stem, x, y, x_test, y_test,
+                        label_names=(f"{path}: {train_keys[1]}", f"{path}: y_test"))
+    if not split:
+        return _dataset(path.stem, x, y, x, y, given=True,
+                        label_names=(f"{path}: y", f"{path}: y"))
     train, test = _split(y)
     if len(train) == 0 or len(test) == 0:
         raise DataError(f"{path}: too few points ({len(y)}) to split off a test set; "
@@ -354,7 +387,8 @@ def _labels(y: np.ndarray, path: Path, what: str = "labels") -> np.ndarray:
 
 
 def _dataset(name: str, x_train: np.ndarray, y_train: np.ndarray,
-             x_test: np.ndarray, y_test: np.ndarray) -> Dataset:
+             x_test: np.ndarray, y_test: np.ndarray, given: bool = False,
+             label_names: tuple[str, str] | None = None) -> Dataset:
     """Flatten, fix the dtypes, freeze the arrays and count the classes."""
     shape = tuple(int(d) for d in x_train.shape[1:])
     if not shape or int(np.prod(shape)) == 0:
@@ -372,4 +406,6 @@ def _dataset(name: str, x_train: np.ndarray, y_train: np.ndarray,
                    y_train=frozen(y_train, np.int64),
                    x_test=frozen(x_test.reshape(len(x_test), -1), np.float32),
                    y_test=frozen(y_test, np.int64),
-                   shape=shape, classes=classes)
+                   shape=shape, classes=classes, given=given,
+                   label_names=label_names or (f"{name}: training labels",
+                                               f"{name}: test labels"))

@@ -29,10 +29,6 @@ def load_model(path: str | Path, input_dim: int, classes: int,
             raise ModelError(str(exc)) from None
         return module.eval(), f"{p} (ONNX, checked against onnxruntime)"
     from specrob.train.model_file import ModelFileError, build_model
-    try:
-        net = build_model(p, input_dim, classes)
-    except ModelFileError as exc:
-        raise ModelError(str(exc)) from None
     if checkpoint is None:
         raise ModelError(f"{p}: a model file needs its trained weights: --checkpoint "
                          f"runs/NAME (the --out folder of specrob train), or evaluate the "
@@ -44,6 +40,17 @@ def load_model(path: str | Path, input_dim: int, classes: int,
         raise ModelError(f"{ck}: no such checkpoint")
     try:
         state = torch.load(ck, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(f"{ck}: cannot be read as a checkpoint: {exc}") from None
+    # build() as in training (recorded by specrob train), not from the evaluation data,
+    # which may hold a few points of a few classes
+    built = state.get("build", {}) if isinstance(state, dict) else {}
+    try:
+        net = build_model(p, int(built.get("input_dim", input_dim)),
+                          int(built.get("classes", classes)))
+    except ModelFileError as exc:
+        raise ModelError(str(exc)) from None
+    try:
         net.load_state_dict(state["model"] if "model" in state else state)
     except Exception as exc:
         raise ModelError(f"{ck}: cannot load these weights into {p}: {exc}") from None

@@ -75,20 +75,42 @@ def check_inside(x: torch.Tensor, index: torch.Tensor, domain: tuple[float, floa
 
 def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points: int | None,
                    spec_dir: Path | None = None, domain: tuple[float, float] | None = None,
-                   what: str = "centres") -> tuple[torch.Tensor, torch.Tensor, dict]:
+                   what: str = "centres", classes: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The centres R of a declaration: its source, `where correct`, its point count (capped
     by `points`). With `domain` (see `domain_of`), centres that will be used but lie outside
     the domain box raise CentreError (with their indices in the data and the domain); `what`
-    names the declaration in that message."""
+    names the declaration in that message. With `classes` (the model's number of outputs),
+    labels of the source that are no class of the model raise CentreError. See
+    `select_centres_indexed` for the centres' indices in the data."""
+    x, y, _, info = select_centres_indexed(centres, data, model, points, spec_dir, domain,
+                                           what, classes)
+    return x, y, info
+
+
+def select_centres_indexed(centres: ir.Centres, data: Dataset, model: nn.Module,
+                           points: int | None, spec_dir: Path | None = None,
+                           domain: tuple[float, float] | None = None, what: str = "centres",
+                           classes: int | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """`select_centres` and each centre's index in its source (the user's file for an .npz of
+    x and y, read as given; the split otherwise)."""
+    from specrob.data import DataError, check_labels
     if centres.is_file:
         path = Path(centres.source)
         if not path.is_absolute() and spec_dir is not None:
             path = spec_dir / path
-        other = load_data(str(path))
-        x, y = other.x_train, other.y_train
+        other = load_data(str(path), split=False)  # x, y alone: the points as given
+        x, y, labels = other.x_train, other.y_train, other.label_names[0]
     else:
-        x, y = (data.x_train, data.y_train) if centres.source == "train" else \
-            (data.x_test, data.y_test)
+        train = centres.source == "train"
+        x, y = (data.x_train, data.y_train) if train else (data.x_test, data.y_test)
+        labels = data.label_names[0 if train else 1]
+    if classes is not None:
+        try:
+            check_labels(y, classes, labels)
+        except DataError as error:
+            raise CentreError(f"{what}: {error}") from None
     x, y = torch.tensor(x), torch.tensor(y)
     index = torch.arange(len(y))
     info = {"source": centres.source, "available": len(y)}
@@ -103,10 +125,12 @@ def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points:
     if count is not None:
         x, y, index = x[:count], y[:count], index[:count]
     if domain is not None:
-        source = centres.source if centres.is_file else f"the {centres.source} split of {data.name}"
+        source = centres.source if centres.is_file else (
+            f"--data {data.name} as given" if data.given else
+            f"the {centres.source} split of {data.name}")
         check_inside(x, index, domain, f"{what} (centres: {source})")
     info["used"] = len(y)
-    return x, y, info
+    return x, y, index, info
 
 
 class EvalError(SpecrobError):
@@ -150,8 +174,10 @@ class Evaluation:
     def __init__(self, spec: ir.Spec, model: nn.Module, data: Dataset, config: EvalConfig,
                  out: Path | None = None, describe_model: str = "",
                  progress: Callable[[str], None] | None = None,
-                 model_identity: list | None = None, fresh: bool = False):
+                 model_identity: list | None = None, fresh: bool = False,
+                 classes: int | None = None):
         self.spec, self.model, self.data, self.config = spec, model, data, config
+        self.classes = classes  # the model's outputs: labels beyond them are refused
         self.show_bars = progress is not None
         self.out = out
         self.progress = progress or (lambda message: None)
@@ -212,7 +238,8 @@ class Evaluation:
         return select_centres(decl.centres, self.data, self.model, self.config.points,
                               self.spec_dir,
                               domain=domain_of(decl, self.data.input_dim) if used else None,
-                              what=f"{type(decl).__name__.lower()} {decl.name}")
+                              what=f"{type(decl).__name__.lower()} {decl.name}",
+                              classes=self.classes)
 
     def check_centres(self) -> None:
         """Every declaration's centres, checked against its domain before any work (raises
@@ -341,4 +368,4 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["EvalConfig", "Evaluation", "select_centres", "domain_of", "CentreError", "eps_grid", "lipschitz_shape", "subset"]
+__all__ = ["EvalConfig", "Evaluation", "select_centres", "select_centres_indexed", "domain_of", "CentreError", "eps_grid", "lipschitz_shape", "subset"]

@@ -66,6 +66,74 @@ def _dnf(f: q.Formula, limit: int = 64) -> list[q.Formula]:
     return [f]
 
 
+def _linear_dnf(f: q.Formula, limit: int = 64):
+    """f as a max over disjuncts of a min over linear atoms: (out (D, A, m), inp (D, A, n),
+    const (D, A)) signed so that each atom's truth margin is out @ z + inp @ x + const, padded
+    (atoms with const +inf, disjuncts with const -inf); None when f has a norm, == or !=, or
+    its expansion is too large. Then the margin is exactly `truth_margin(f)`, batched."""
+    disjuncts = []
+    for d in _dnf(f, limit):
+        atoms = d.items if isinstance(d, q.And) else (d,)
+        rows = []
+        for a in atoms:
+            if isinstance(a, q.Const):
+                rows.append(None if a.value else "false")
+                continue
+            if not isinstance(a, q.Atom) or a.norms or a.op not in (">", ">=", "<", "<="):
+                return None
+            sign = 1.0 if a.op in (">", ">=") else -1.0
+            rows.append((sign * a.lin.out[0], sign * a.lin.inp[0], sign * float(a.lin.const[0])))
+        if "false" in rows:
+            continue  # a disjunct that can never hold adds nothing to the max
+        disjuncts.append([r for r in rows if r is not None])
+    if not disjuncts:
+        return None
+    D, A = len(disjuncts), max(1, max(len(d) for d in disjuncts))
+    m = next((r[0].shape[0] for d in disjuncts for r in d), None)
+    n = next((r[1].shape[0] for d in disjuncts for r in d), None)
+    if m is None:
+        return None  # only constants: the general path handles them
+    out, inp = np.zeros((D, A, m)), np.zeros((D, A, n))
+    const = np.full((D, A), math.inf)
+    for i, d in enumerate(disjuncts):
+        if not d:  # an empty conjunction holds: margin +inf
+            continue
+        for j, (o, x, c) in enumerate(d):
+            out[i, j], inp[i, j], const[i, j] = o, x, c
+    return out, inp, const
+
+
+def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype):
+    """A function of (z (K, m), x (K, n)) -> margins (K,) for the targets of every row
+    (K = Q*R, row k*R + r is target r of query k), when all are linear DNFs; else None."""
+    forms = [_linear_dnf(t) for ts in targets for t in ts]
+    if any(f is None for f in forms):
+        return None
+    D = max(f[0].shape[0] for f in forms)
+    A = max(f[0].shape[1] for f in forms)
+    m, n = forms[0][0].shape[2], forms[0][1].shape[2]
+    if any(f[0].shape[2] != m or f[1].shape[2] != n for f in forms):
+        return None
+    K = len(forms)
+    out, inp = np.zeros((K, D, A, m)), np.zeros((K, D, A, n))
+    const = np.full((K, D, A), -math.inf)  # padded disjuncts: never the max
+    for k, (o, x, c) in enumerate(forms):
+        d, a = o.shape[:2]
+        out[k, :d, :a], inp[k, :d, :a] = o, x
+        const[k, :d] = math.inf  # padded atoms of a real disjunct: never the min
+        const[k, :d, :a] = c
+    out_t, const_t = torch.tensor(out, dtype=dtype), torch.tensor(const, dtype=dtype)
+    inp_t = torch.tensor(inp, dtype=dtype) if np.any(inp != 0) else None
+
+    def margins(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        v = torch.einsum("kdam,km->kda", out_t, z) + const_t
+        if inp_t is not None:
+            v = v + torch.einsum("kdan,kn->kda", inp_t, x)
+        return v.amin(-1).amax(-1)
+
+    return margins
+
+
 def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts: int = 10,
                    steps: int = 100, seed: int = 0, deadline: float | None = None,
                    dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +160,12 @@ def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts:
     x = lo + torch.rand(lo.shape, generator=gen, dtype=dtype) * width
     x[::R] = (lo[::R] + hi[::R]) / 2  # restart 0 starts at the centre
 
+    batched = _batched_margins(targets, dtype)
+
     def margins(points: torch.Tensor) -> torch.Tensor:
         z = module(points).reshape(points.shape[0], -1)
+        if batched is not None:  # linear targets (e.g. every j != y of CR): one tensor op
+            return batched(z, points)
         out = []
         for k in range(Q):
             zs, xs = z[k * R:(k + 1) * R], points[k * R:(k + 1) * R]

@@ -129,6 +129,8 @@ class Trainer:
         from specrob.runfolder import write_json
         self.open_folder()
         state = {"identity": self.identity(), "epoch": self.epoch, "metrics": self.metrics,
+                 # what build() was called with, so the weights load without the data
+                 "build": {"input_dim": self.data.input_dim, "classes": self.data.classes},
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "regime": self.regime.state_dict()}
         tmp = self.checkpoint_path.with_suffix(".tmp")

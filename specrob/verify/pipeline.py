@@ -56,7 +56,12 @@ class VerifyConfig:
     workers: int = 1           # Marabou processes
     points: int | None = None
     steps: int = 20            # attack PGD steps
-    restarts: int = 2
+    restarts: int = 10         # PGD restarts (2 before the margin attack came)
+    # "margin": first the query attack of `specrob.search.query_attack` on each centre's
+    # box (l_inf balls): one restart per disjunct of the violation (for CR: per wrong class j,
+    # maximising f_j - f_y) with an APGD-like step schedule, then PGD; "pgd": PGD alone
+    attack: str = "margin"
+    margin_steps: int = 100    # steps of the margin attack
     seed: int = 0
     tol: float = 1e-6          # a bound proves an atom when it is > tol
     # what "verified" means: "float32" (default) the property holds for the network in exact
@@ -205,8 +210,12 @@ class Verifier:
 
     def __init__(self, prop: ir.Property, onnx_path: str | Path, net, module: torch.nn.Module,
                  x0: torch.Tensor, y: torch.Tensor, config: VerifyConfig,
-                 out: Path | None = None, progress: Callable[[int], None] | None = None):
+                 out: Path | None = None, progress: Callable[[int], None] | None = None,
+                 index: list[int] | None = None):
         self.prop, self.net, self.module, self.config = prop, net, module, config
+        # each centre's index in the user's data (the rows' "index"); default 0, 1, ...
+        self.index = list(range(len(y))) if index is None else [int(i) for i in index]
+        self.position = {k: i for i, k in enumerate(self.index)}
         self.exact = copy.deepcopy(module).double().eval()  # float64: the second check of confirm
         self.x0, self.y = x0.double(), y
         self.oracle = Oracle(onnx_path)
@@ -264,12 +273,13 @@ class Verifier:
         if self.folder.resumed:
             from specrob.runfolder import RunFolderError
             for row in self.lines.rows():
-                i = row.get("index")
-                if not (isinstance(i, int) and 0 <= i < len(self.y)):
+                i = self.position.get(row.get("index")) if isinstance(row.get("index"), int) \
+                    else None
+                if i is None:
                     continue  # a centre beyond --points: kept in the file, not counted
                 if row.get("centre") != self.centre_hash(i):
                     raise RunFolderError(
-                        f"{self.results_path}: the row of centre {i} was computed for another "
+                        f"{self.results_path}: the row of centre {self.index[i]} was computed for another "
                         f"point or label (other --data or centres); use --fresh to start "
                         f"over, or choose another --out")
                 self.done[i] = row
@@ -283,9 +293,10 @@ class Verifier:
             self.folder.close()
 
     def record(self, row: dict) -> None:
-        if row["index"] in self.done:  # never two rows for one centre
+        i = self.position[row["index"]]
+        if i in self.done:  # never two rows for one centre
             return
-        self.done[row["index"]] = row
+        self.done[i] = row
         if self.lines is not None:
             self.lines.append(row)
         self.progress(1)
@@ -304,17 +315,14 @@ class Verifier:
         if todo and self.compiled.region.eps == 0:
             self.point_stage(todo)
             return [self.done[i] for i in sorted(self.done)]
+        queries, unsupported = self.encode(todo)
         if todo:
-            self.attack_stage(todo)
+            self.attack_stage(todo, queries)
         todo = [i for i in todo if i not in self.done]
-        queries: dict[int, q.Query] = {}
-        fx0 = self.oracle(self.x0[todo].numpy()) if todo else None
-        encoder = Encoder(self.prop, self.x0.shape[-1], self.net.output_size)
-        for k, i in enumerate(todo):
-            try:
-                queries[i] = encoder.query(Centre(self.x0[i].numpy(), int(self.y[i]), fx0[k]))
-            except Unsupported as exc:
-                self.record(self.row(i, "unknown", "encode", 0.0, reason=f"unsupported: {exc}"))
+        for i in todo:
+            if i in unsupported:
+                self.record(self.row(i, "unknown", "encode", 0.0,
+                                     reason=f"unsupported: {unsupported[i]}"))
         todo = [i for i in todo if i in queries]
         self.choose_networks(todo, queries)
         if todo and self.config.semantics == "float32":
@@ -330,6 +338,20 @@ class Verifier:
                 self.record(self.row(i, "unknown", self.config.backend, 0.0, reason=(
                     f"{self.config.backend} inconclusive (--backend {self.config.backend})")))
         return [self.done[i] for i in sorted(self.done)]
+
+    def encode(self, todo: list[int]) -> tuple[dict[int, q.Query], dict[int, str]]:
+        """Per centre its query (the property with the centre's data substituted), or why it
+        cannot be encoded."""
+        queries: dict[int, q.Query] = {}
+        unsupported: dict[int, str] = {}
+        fx0 = self.oracle(self.x0[todo].numpy()) if todo else None
+        encoder = Encoder(self.prop, self.x0.shape[-1], self.net.output_size)
+        for k, i in enumerate(todo):
+            try:
+                queries[i] = encoder.query(Centre(self.x0[i].numpy(), int(self.y[i]), fx0[k]))
+            except Unsupported as exc:
+                unsupported[i] = str(exc)
+        return queries, unsupported
 
     def choose_networks(self, todo: list[int], queries: dict[int, q.Query]) -> None:
         """Per centre, the network bounds and Marabou check its query on: without the final
@@ -355,7 +377,7 @@ class Verifier:
     def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
         for key, text in self.final_layer_note(i, verdict, method).items():
             extra[key] = "; ".join(t for t in (extra.get(key), text) if t)
-        return {"index": i, "label": int(self.y[i]), "verdict": verdict, "method": method,
+        return {"index": self.index[i], "label": int(self.y[i]), "verdict": verdict, "method": method,
                 "seconds": round(seconds, 6), **extra, "centre": self.centre_hash(i)}
 
     def point_stage(self, todo: list[int]) -> None:
@@ -401,31 +423,72 @@ class Verifier:
                 return cands[int(np.argmax(ok))]
         return None
 
-    def attack_stage(self, todo: list[int]) -> None:
+    def attack_stage(self, todo: list[int], queries: dict[int, q.Query] | None = None) -> None:
+        """Falsify what attacks can: the margin attack on the centres' queries (see
+        `VerifyConfig.attack`), then PGD and FGSM on the property (`default_attacks`) for the
+        centres still open. Every candidate is snapped into ball ∩ domain and confirmed."""
         from specrob.estimate.security import attack_once, default_attacks
         start = time.perf_counter()
-        idx = torch.tensor(todo)
-        x0, y = self.x0[idx].float(), self.y[idx]
-        torch.manual_seed(self.config.seed)
         module = self.module.float().eval()
         logits = None if self.attack_module is None else self.attack_module.float().eval()
-        violated, _, points = attack_once(self.compiled, module, x0, y,
-                                          default_attacks(self.config.steps, self.config.restarts),
-                                          torch.Generator().manual_seed(self.config.seed),
-                                          search_model=logits)
-        candidates = violated.nonzero().flatten().tolist()
+        found: dict[int, np.ndarray] = {}
+        if self.config.attack == "margin" and queries:
+            found.update(self.margin_attack(todo, queries,
+                                           logits if logits is not None else module))
+        rest = [i for i in todo if i not in found]
+        if rest:
+            idx = torch.tensor(rest)
+            x0, y = self.x0[idx].float(), self.y[idx]
+            torch.manual_seed(self.config.seed)
+            violated, _, points = attack_once(
+                self.compiled, module, x0, y,
+                default_attacks(self.config.steps, self.config.restarts),
+                torch.Generator().manual_seed(self.config.seed), search_model=logits)
+            candidates = violated.nonzero().flatten().tolist()
+            if candidates:
+                cx = snap(points[candidates].double().numpy(),
+                          self.x0[idx[candidates]].numpy(), self.compiled.region)
+                real = confirm(self.compiled, self.oracle, cx,
+                               self.x0[idx[candidates]].numpy(), y[candidates].numpy(),
+                               self.exact)
+                for j, (k, ok) in enumerate(zip(candidates, real)):
+                    if ok:
+                        found[rest[k]] = cx[j]
         seconds = (time.perf_counter() - start) / max(len(todo), 1)
         self.stage_seconds["attack"] += time.perf_counter() - start
-        if not candidates:
-            return
-        cx = snap(points[candidates].double().numpy(), self.x0[idx[candidates]].numpy(),
-                  self.compiled.region)
-        real = confirm(self.compiled, self.oracle, cx, self.x0[idx[candidates]].numpy(),
-                       y[candidates].numpy(), self.exact)
-        for j, (k, ok) in enumerate(zip(candidates, real)):
-            if ok:
-                self.record(self.row(todo[k], "falsified", "attack", seconds,
-                                     counterexample=cx[j].tolist()))
+        for i in todo:
+            if i in found:
+                self.record(self.row(i, "falsified", "attack", seconds,
+                                     counterexample=found[i].tolist()))
+
+    def margin_attack(self, todo: list[int], queries: dict[int, q.Query],
+                      module: torch.nn.Module) -> dict[int, np.ndarray]:
+        """`attack_queries` on the queries of l_inf balls (whose box is the region), with a
+        restart per disjunct of the violation (at least `restarts`); per centre the first
+        confirmed counterexample among the restarts' best points (best first)."""
+        from specrob.search.query_attack import attack_queries
+        box = [i for i in todo if i in queries and math.isinf(queries[i].region.p)]
+        if not box:
+            return {}
+        restarts = max(self.config.restarts, queries[box[0]].classes)
+        points, values = attack_queries(module, [queries[i] for i in box], restarts=restarts,
+                                        steps=self.config.margin_steps, seed=self.config.seed)
+        rows, cands = [], []
+        for k, i in enumerate(box):
+            keep = values[k] >= -1e-6
+            rows += [k] * int(keep.sum())
+            cands.append(points[k][keep])
+        if not rows:
+            return {}
+        rows_a = np.array(rows)
+        centres = np.stack([self.x0[box[k]].numpy() for k in rows])
+        cx = snap(np.concatenate(cands), centres, self.compiled.region)
+        ok = confirm(self.compiled, self.oracle, cx, centres,
+                     np.array([int(self.y[box[k]]) for k in rows]), self.exact)
+        found: dict[int, np.ndarray] = {}
+        for j in np.flatnonzero(ok):
+            found.setdefault(box[int(rows_a[j])], cx[j])
+        return found
 
     def float32_margins(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         """Strengthen each query by a sound bound on the float32 execution error of the
