@@ -228,7 +228,6 @@ def train(
         _user_error(str(error))
     _check_fits(net, dataset, model, data)
     _check_class_indices(checked, dataset.classes)
-    _check_classes(checked, net, dataset)
     config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                          restarts=restarts, samples=samples, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
