@@ -174,3 +174,37 @@ def test_eval_with_other_set_values_is_refused_naming_the_spec(tmp_path, models)
     eps = [p["eps"] for p in json.loads((out / "results.json").read_text())
            ["properties"]["CR"]["points"]]
     assert max(eps) == pytest.approx(0.5)
+
+
+def test_a_killed_verify_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path, models):
+    """Fault injection: SIGKILL the process once some rows are written (and cut its last line,
+    as a kill during a write would), rerun: every centre once, the same verdicts as a run that
+    was never interrupted."""
+    import signal
+    import time as clock
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "specrob", "verify", models[1], CR, "--set", "eps=0.03",
+            "--points", "40", "--timeout", "5", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "results.jsonl"
+    for _ in range(600):  # wait (at most a minute) for the first rows
+        if results.exists() and results.read_text().count("\n") >= 1:
+            break
+        if proc.poll() is not None:
+            break
+        clock.sleep(0.1)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    text = results.read_text()
+    if text.endswith("\n") and len(text) > 30:
+        results.write_text(text[:-20])  # and the last row cut in the middle
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    fresh = tmp_path / "fresh"
+    subprocess.run([*args[:-1], str(fresh)], env=env, check=True, capture_output=True)
+    rows = JsonLines(results).rows()
+    assert sorted(r["index"] for r in rows) == list(range(40))  # nothing lost or doubled
+    verdicts = lambda rs: {r["index"]: r["verdict"] for r in rs}  # noqa: E731
+    assert verdicts(rows) == verdicts(JsonLines(fresh / "results.jsonl").rows())

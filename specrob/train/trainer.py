@@ -209,6 +209,10 @@ class Trainer:
             self.save()
             epochs.set_postfix(ce=f"{row['ce']:.3f}", acc=f"{row['test_accuracy']:.3f}",
                                sat=f"{row['test_satisfied']:.3f}")
+        if self.out is not None:  # also after a resume with nothing left to train: a cut
+            from specrob.runfolder import write_json  # metrics.json is made whole again
+            self.open_folder()
+            write_json(self.out / "metrics.json", self.metrics)
         return self.metrics
 
     def run_epoch(self, epoch: int, tqdm) -> None:
