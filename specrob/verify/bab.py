@@ -41,7 +41,7 @@ from torch import Tensor
 from specrob.network.ir import Network, Relu
 from specrob.verify import query as q
 from specrob.verify.bounds import (DTYPE, SAFETY, _compiled, _Crown, _ibp, _Region, _region,
-                                   unsupported)
+                                   _relaxations, unsupported)
 
 __all__ = ["BabResult", "branch_and_bound", "INPUT_SPLIT_MAX_INPUTS"]
 
@@ -91,7 +91,8 @@ def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
     """Decide each query (its body for every x of its region) by branch and bound.
 
     Args:
-        net: the network IR (ReLU networks; other nodes keep their root relaxation).
+        net: the network IR (only ReLU nodes are split; LeakyRelu, Clip, Sigmoid, Tanh and
+            MaxPool keep linear relaxations from the subdomain's bounds; Softmax is refused).
         queries: one per centre; bodies that are conjunctions of linear output atoms.
         timeout: seconds for all the queries together (shared in order).
         method: "alpha-crown" (optimised slopes and betas) or "crown" (no optimisation).
@@ -306,8 +307,7 @@ class _Solver:
         sub.comp, sub.chunk, sub.B = self.comp, 1 << 22, D
         sub.region = _repeat(self.region, D)
         sub.bounds = bounds
-        sub.relax = {i: self.comp.ops[i].relaxation(*bounds[self.comp.ops[i].node.inputs[0]])
-                     for i in self.comp.live if self.comp.ops[i].kind == "kink"}
+        sub.relax = _relaxations(self.comp, bounds)  # ReLU terms, and Sigmoid, Tanh, MaxPool
         return sub
 
     def _bound(self, splits: dict[int, Tensor], c: Tensor, d: Tensor,
