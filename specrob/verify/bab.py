@@ -219,16 +219,22 @@ class _Solver:
             parent = {i: s[take] for i, s in pool_splits.items()}
             node, index = pool_node[take], pool_index[take]
             stuck = node < 0
-            if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain,
-                # and the optimal beta makes the bound the LP's: optimise much longer
+            if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain
+                # (unless it has other nonlinear nodes), and the optimal beta makes the bound
+                # the LP's: optimise much longer
                 fixed = {i: s[stuck] for i, s in parent.items()}
                 lb, x, _, _ = self._bound(fixed, c, d, iterations=10 * self.iterations + 100)
                 bad = self._violates(x, c, d, strict)
                 if bool(bad.any()):
                     return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
                 if bool((lb <= 0).any()):
-                    return "unknown", None, ("a subdomain with every ReLU fixed is not proved "
-                                             "by its optimised linear bound")
+                    others = [f"{type(self.comp.ops[i].node).__name__} "
+                              f"'{self.comp.ops[i].node.name}'" for i in self.comp.live
+                              if self.comp.ops[i].kind != "linear" and i not in self.relus]
+                    return "unknown", None, (
+                        "a subdomain with every ReLU fixed is not proved by its optimised "
+                        "linear bound" + (f" (not split, so still relaxed: {', '.join(others)})"
+                                          if others else ""))
                 parent = {i: s[~stuck] for i, s in parent.items()}
                 node, index = node[~stuck], index[~stuck]
                 if node.numel() == 0:
