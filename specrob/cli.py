@@ -455,7 +455,8 @@ def verify(
     backend: Annotated[str, typer.Option(help="auto (attack, bounds, branch and bound, "
                                               "Marabou) | bounds | bab | marabou")] = "auto",
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
-                                             "alpha-crown")] = "crown",
+                                             "alpha-crown | alpha-crown-all (alpha on every "
+                                             "layer)")] = "crown",
     timeout: Annotated[Optional[float], typer.Option(
         help="Seconds per centre for branch and bound and Marabou together (.rspec, default "
              "60); for a VNN-LIB property the whole instance (default 120).",
@@ -515,8 +516,8 @@ def verify(
         _user_error(f"--backend {backend}: choose auto, bounds, bab or marabou")
     if not (math.isfinite(timeout) and 0 < timeout <= 1e6):
         _user_error(f"--timeout {timeout:g}: give seconds per centre, a number in (0, 1e6]")
-    if bounds not in ("ibp", "crown", "alpha-crown"):
-        _user_error(f"--bounds {bounds}: choose ibp, crown or alpha-crown")
+    if bounds not in ("ibp", "crown", "alpha-crown", "alpha-crown-all"):
+        _user_error(f"--bounds {bounds}: choose ibp, crown, alpha-crown or alpha-crown-all")
     if semantics not in ("float32", "real"):
         _user_error(f"--semantics {semantics}: choose float32 or real")
     try:

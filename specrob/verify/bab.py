@@ -41,7 +41,7 @@ from torch import Tensor
 from specrob.network.ir import Network, Relu
 from specrob.verify import query as q
 from specrob.verify.bounds import (DTYPE, SAFETY, _compiled, _Crown, _ibp, _Region, _region,
-                                   unsupported)
+                                   _relaxations, unsupported)
 
 __all__ = ["BabResult", "branch_and_bound", "INPUT_SPLIT_MAX_INPUTS"]
 
@@ -91,7 +91,8 @@ def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
     """Decide each query (its body for every x of its region) by branch and bound.
 
     Args:
-        net: the network IR (ReLU networks; other nodes keep their root relaxation).
+        net: the network IR (only ReLU nodes are split; LeakyRelu, Clip, Sigmoid, Tanh and
+            MaxPool keep linear relaxations from the subdomain's bounds; Softmax is refused).
         queries: one per centre; bodies that are conjunctions of linear output atoms.
         timeout: seconds for all the queries together (shared in order).
         method: "alpha-crown" (optimised slopes and betas) or "crown" (no optimisation).
@@ -218,16 +219,22 @@ class _Solver:
             parent = {i: s[take] for i, s in pool_splits.items()}
             node, index = pool_node[take], pool_index[take]
             stuck = node < 0
-            if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain,
-                # and the optimal beta makes the bound the LP's: optimise much longer
+            if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain
+                # (unless it has other nonlinear nodes), and the optimal beta makes the bound
+                # the LP's: optimise much longer
                 fixed = {i: s[stuck] for i, s in parent.items()}
                 lb, x, _, _ = self._bound(fixed, c, d, iterations=10 * self.iterations + 100)
                 bad = self._violates(x, c, d, strict)
                 if bool(bad.any()):
                     return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
                 if bool((lb <= 0).any()):
-                    return "unknown", None, ("a subdomain with every ReLU fixed is not proved "
-                                             "by its optimised linear bound")
+                    others = [f"{type(self.comp.ops[i].node).__name__} "
+                              f"'{self.comp.ops[i].node.name}'" for i in self.comp.live
+                              if self.comp.ops[i].kind != "linear" and i not in self.relus]
+                    return "unknown", None, (
+                        "a subdomain with every ReLU fixed is not proved by its optimised "
+                        "linear bound" + (f" (not split, so still relaxed: {', '.join(others)})"
+                                          if others else ""))
                 parent = {i: s[~stuck] for i, s in parent.items()}
                 node, index = node[~stuck], index[~stuck]
                 if node.numel() == 0:
@@ -306,8 +313,7 @@ class _Solver:
         sub.comp, sub.chunk, sub.B = self.comp, 1 << 22, D
         sub.region = _repeat(self.region, D)
         sub.bounds = bounds
-        sub.relax = {i: self.comp.ops[i].relaxation(*bounds[self.comp.ops[i].node.inputs[0]])
-                     for i in self.comp.live if self.comp.ops[i].kind == "kink"}
+        sub.relax = _relaxations(self.comp, bounds)  # ReLU terms, and Sigmoid, Tanh, MaxPool
         return sub
 
     def _bound(self, splits: dict[int, Tensor], c: Tensor, d: Tensor,

@@ -1,7 +1,7 @@
 """Sound bound propagation through the network IR: lower bounds of linear specifications
 C f(x) + d over the input set B_p(x0, eps) ∩ [low, high]^n, batched over centres.
 
-Three methods, each at least as tight as the one before (every result is intersected with the
+Four methods, each at least as tight as the one before (every result is intersected with the
 previous one, so this holds by construction):
 
 - ``"ibp"``: interval bound propagation (Gowal et al. 2018) from the box enclosing ball ∩ box.
@@ -12,12 +12,20 @@ previous one, so this holds by construction):
 - ``"alpha-crown"``: CROWN whose lower ReLU slopes are optimised per specification row by
   projected gradient ascent (Xu et al. 2021), keeping the best bound of all iterations. The
   intermediate bounds are CROWN's (only the final specification's slopes are optimised).
+- ``"alpha-crown-all"``: alpha-CROWN on every layer (Xu et al. 2021, "Fast and Complete"):
+  the intermediate bounds are computed layer by layer, each neuron's with slopes optimised for
+  it over the (already optimised) bounds of the layers before it, keeping each neuron's best
+  bound of all iterations and intersecting with CROWN's; the final rows are then optimised on
+  these bounds, and the result is the better of this and alpha-crown's.
 
-Supported nodes: IBP handles every IR node. CROWN relaxes Affine, Elementwise, Add, Conv,
-BatchNorm, Reshape and AveragePool exactly (they are linear) and Relu, LeakyRelu and Clip by
-their ReLU decompositions; Sigmoid, Tanh and MaxPool are replaced by their interval bounds (a
-constant relaxation, still sound: see `supports` and `unsupported`); Softmax raises
-NotImplementedError (bound the logits before it instead).
+Supported nodes: IBP handles every IR node but LogSoftmax. CROWN relaxes Affine, Elementwise,
+Add, Conv, BatchNorm, Reshape and AveragePool exactly (they are linear); Relu, LeakyRelu and
+Clip by their ReLU decompositions; Sigmoid and Tanh by CROWN's tangent and chord lines (Zhang
+et al. 2018, section 3.3); MaxPool by DeepPoly's (Singh et al. 2019: the input with the
+largest lower bound below, the window's largest upper bound above, or that input exactly when
+it dominates the window). Every intermediate bound is intersected with its interval bound.
+Softmax raises NotImplementedError (bound the logits before it instead; see `unsupported`).
+Only ReLU terms have optimisable slopes.
 
 Bounds are for the network in exact arithmetic on its float64 weights; every computed bound is
 widened by SAFETY * (1 + |bound|) to cover float64 rounding (not a rigorous floating-point
@@ -42,12 +50,11 @@ from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv,
 __all__ = ["METHODS", "SAFETY", "interval_bounds", "output_bounds", "spec_bounds", "supports",
            "unsupported"]
 
-METHODS = ("ibp", "crown", "alpha-crown")
+METHODS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
 SAFETY = 1e-9  # relative widening of every bound, for float64 rounding
 DTYPE = torch.float64
 Interval = tuple[Tensor, Tensor]
 
-_BOXED = (Sigmoid, Tanh, MaxPool)  # CROWN uses their interval bounds as a constant relaxation
 
 
 # --- small helpers -------------------------------------------------------------------------
@@ -94,7 +101,7 @@ def _pos_neg(x: Tensor) -> tuple[Tensor, Tensor]:
 class _Op:
     """One IR node with its interval map; linear nodes also map coefficients backwards."""
 
-    kind = "linear"  # linear | kink | boxed | softmax
+    kind = "linear"  # linear | kink (ReLU decompositions) | relaxed (other lines) | softmax
 
     def __init__(self, node: Node, shapes: dict[str, tuple[int, ...]]):
         self.node = node
@@ -347,20 +354,107 @@ class _KinkOp(_Op):
         return Az, c
 
 
-class _BoxedOp(_Op):
-    """Sigmoid, Tanh, MaxPool: monotone, so IBP maps the ends; CROWN uses the interval."""
+class _SmoothOp(_Op):
+    """Sigmoid and Tanh: increasing, convex for x <= 0 and concave for x >= 0, and
+    symmetric about (0, f(0)) (f(x) = 2 f(0) - f(-x)). CROWN's linear relaxation (Zhang et al.
+    2018, section 3.3) on the input bounds [l, u] of each neuron:
 
-    kind = "boxed"
+    - upper line: the chord where u <= 0 (convex there), the tangent at the midpoint where
+      l >= 0 (concave there); where l < 0 < u, the tangent at the point d in [0, u] whose
+      tangent passes through (l, f(l)), found by bisection keeping the end whose tangent is
+      above f(l) (any such d is valid: the line is above f on the concave part [0, u], and on
+      the convex part [l, 0] above f at both ends), or the chord when no such d <= u exists;
+    - lower line: the upper line of the mirrored function on [-u, -l], mirrored back.
+    Both lines are loosened by a float64 rounding margin."""
 
-    def __init__(self, node: Sigmoid | Tanh | MaxPool, shapes, device):
+    kind = "relaxed"
+    BISECTIONS = 30
+
+    def __init__(self, node: Sigmoid | Tanh, shapes, device):
         super().__init__(node, shapes)
+        self.f0 = 0.5 if isinstance(node, Sigmoid) else 0.0
+
+    def _f(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x) if isinstance(self.node, Sigmoid) else torch.tanh(x)
+
+    def _df(self, x: Tensor) -> Tensor:
+        y = self._f(x)
+        return y * (1 - y) if isinstance(self.node, Sigmoid) else 1 - y * y
+
+    def interval(self, bounds):
+        l, u = bounds[0]
+        return _down(self._f(l)), _up(self._f(u))
+
+    def _upper(self, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(slope, intercept) of a line above f on [l, u], elementwise."""
+        f, df = self._f, self._df
+        fl, fu = f(l), f(u)
+        width = u - l
+        chord_k = torch.where(width > 0, (fu - fl) / width.clamp_min(1e-300),
+                              torch.zeros_like(l))
+        m = (l + u) / 2
+        tan_k = df(m)
+        # the mixed case: the tangent at d >= 0 is above f(l) at l for d >= d*; bisect on
+        # [0, u] keeping hi valid (it starts at u, used only where u is valid)
+        mixed = (l < 0) & (u > 0)
+        k_mix, d, use_tan = chord_k, m, torch.zeros_like(mixed)
+        if bool(mixed.any()):
+            ok_at_u = fu + df(u) * (l - u) >= fl
+            lo, hi = torch.zeros_like(u), u.clamp(min=0.0)
+            for _ in range(self.BISECTIONS):
+                mid = (lo + hi) / 2
+                ok = f(mid) + df(mid) * (l - mid) >= fl
+                hi, lo = torch.where(ok, mid, hi), torch.where(ok, lo, mid)
+            use_tan = mixed & ok_at_u
+            d = torch.where(use_tan, hi, m)
+            k_mix = torch.where(use_tan, df(hi), chord_k)
+        concave = l >= 0
+        tangent = concave | use_tan
+        point = torch.where(concave, m, d)
+        k = torch.where(concave, tan_k, torch.where(mixed, k_mix, chord_k))
+        # through the tangent point, or through (l, f(l)) for the chord
+        b = torch.where(tangent, f(point) - k * point, fl - k * l)
+        slack = 1e-12 * (1 + k.abs() * (l.abs() + u.abs()))
+        return k, b + slack
+
+    def relaxation(self, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(lower slope, lower intercept, upper slope, upper intercept), each like l: the lines
+        a_l x + b_l <= f(x) <= a_u x + b_u on [l, u]."""
+        ku, bu = self._upper(l, u)
+        kl, bl = self._upper(-u, -l)  # f(x) = 2 f0 - f(-x) >= 2 f0 - (kl (-x) + bl)
+        return kl, 2 * self.f0 - bl, ku, bu
+
+    def back_relaxed(self, A: Tensor, relax, alphas=None) -> tuple[Tensor, Tensor]:
+        """Coefficients on the input and the constant of a lower bound of A · f(x): a positive
+        coefficient takes the lower line, a negative one the upper line."""
+        kl, bl, ku, bu = relax
+        Ap, An = _pos_neg(A)
+        return Ap * kl.unsqueeze(1) + An * ku.unsqueeze(1), _dot(Ap, bl) + _dot(An, bu)
+
+
+class _MaxPoolOp(_Op):
+    """MaxPool. Per window with input bounds [l_j, u_j] (DeepPoly's relaxation, Singh et al.
+    2019): y >= x_k for k the input with the largest lower bound; y <= max_j u_j, or y = x_k
+    exactly where l_k >= u_j for every other input j of the window. Padding never wins."""
+
+    kind = "relaxed"
+
+    def __init__(self, node: MaxPool, shapes, device):
+        super().__init__(node, shapes)
+        C, H, W = self.in_shapes[0]
+        top, left, bottom, right = node.pads
+        Hp, Wp = H + top + bottom, W + left + right
+        # each window's positions as flat indices into the (C, H, W) input, channel 0
+        pos = torch.arange(Hp * Wp, dtype=DTYPE, device=device).reshape(1, 1, Hp, Wp)
+        pos = F.unfold(pos, node.kernel, dilation=node.dilations, stride=node.strides)
+        pos = pos[0].round().long()  # (kh * kw, L)
+        r, c = pos // Wp - top, pos % Wp - left
+        self.real = (r >= 0) & (r < H) & (c >= 0) & (c < W)
+        self.flat = torch.where(self.real, r * W + c, torch.zeros_like(pos))
+        self.channel = (torch.arange(C, device=device) * (H * W)).reshape(C, 1, 1)
 
     def _f(self, x: Tensor) -> Tensor:
         node = self.node
-        if isinstance(node, Sigmoid):
-            return torch.sigmoid(x)
-        if isinstance(node, Tanh):
-            return torch.tanh(x)
         if any(node.pads):
             top, left, bottom, right = node.pads
             x = F.pad(x, (left, right, top, bottom), value=-math.inf)
@@ -368,9 +462,42 @@ class _BoxedOp(_Op):
 
     def interval(self, bounds):
         l, u = bounds[0]
-        if isinstance(self.node, MaxPool):
-            return self._f(l), self._f(u)  # a max of exact values is exact
-        return _down(self._f(l)), _up(self._f(u))
+        return self._f(l), self._f(u)  # a max of exact values is exact
+
+    def _windows(self, x: Tensor) -> Tensor:
+        """(B, C, kh * kw, L): the values of each window, -inf on padding."""
+        B, C, H, W = x.shape
+        x = x.reshape(B, C, H * W)
+        idx = self.flat.reshape(1, 1, -1).expand(B, C, -1)
+        w = x.gather(2, idx).reshape(B, C, *self.flat.shape)
+        return w.masked_fill(~self.real, -math.inf)
+
+    def relaxation(self, l: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(index, exact, top): per output, the flat input index (into C*H*W) of the input
+        with the largest lower bound, whether it is the maximum on the whole set, and the
+        largest upper bound of the window; each (B, C*Ho*Wo)."""
+        B = l.shape[0]
+        lw, uw = self._windows(l), self._windows(u)
+        best = lw.argmax(2, keepdim=True)  # (B, C, 1, L)
+        lk = lw.gather(2, best)
+        others = uw.scatter(2, best, -math.inf).amax(2, keepdim=True)
+        exact = (lk >= others)[:, :, 0]
+        top = uw.amax(2)
+        index = self.flat.expand(B, *self.channel.shape[:1], *self.flat.shape)
+        index = (index.gather(2, best) + self.channel)[:, :, 0]
+        return index.reshape(B, -1), exact.reshape(B, -1), top.reshape(B, -1)
+
+    def back_relaxed(self, A: Tensor, relax, alphas=None) -> tuple[Tensor, Tensor]:
+        index, exact, top = relax
+        B = index.shape[0]
+        K = A.shape[1]
+        A = A.reshape(A.shape[0], K, -1).expand(B, K, index.shape[1])
+        on_x = (A >= 0) | exact.unsqueeze(1)
+        c = (torch.where(on_x, torch.zeros_like(A), A) * top.unsqueeze(1)).sum(-1)
+        Ax = torch.zeros((B, K, math.prod(self.in_shapes[0])), dtype=A.dtype, device=A.device)
+        Ax = Ax.scatter_add(2, index.unsqueeze(1).expand(B, K, -1),
+                            torch.where(on_x, A, torch.zeros_like(A)))
+        return Ax.reshape(B, K, *self.in_shapes[0]), c
 
 
 class _SoftmaxOp(_Op):
@@ -394,8 +521,8 @@ class _SoftmaxOp(_Op):
 
 _OPS = {Affine: _AffineOp, Elementwise: _ScaleOp, BatchNorm: _ScaleOp, Add: _AddOp,
         Reshape: _ReshapeOp, Conv: _ConvOp, AveragePool: _ConvOp, Relu: _KinkOp,
-        LeakyRelu: _KinkOp, Clip: _KinkOp, Sigmoid: _BoxedOp, Tanh: _BoxedOp,
-        MaxPool: _BoxedOp, Softmax: _SoftmaxOp}
+        LeakyRelu: _KinkOp, Clip: _KinkOp, Sigmoid: _SmoothOp, Tanh: _SmoothOp,
+        MaxPool: _MaxPoolOp, Softmax: _SoftmaxOp}
 
 
 class _Compiled:
@@ -549,11 +676,19 @@ def _ibp(comp: _Compiled, region: _Region) -> dict[str, Interval]:
 
 class _Crown:
     """CROWN (Zhang et al. 2018) on one batch: intermediate bounds in topological order, then
-    lower bounds of linear functions of any value by backward propagation through the DAG."""
+    lower bounds of linear functions of any value by backward propagation through the DAG.
+
+    `ibp` holds the bounds every value is intersected with (interval bounds, or the bounds of
+    an earlier, looser pass). With `alpha_steps` > 0 the intermediate bounds are alpha-CROWN's
+    (Xu et al. 2021): each value's bounds with lower ReLU slopes optimised for it (per bounded
+    neuron, over the relaxations of the values before it, which are already final)."""
+
+    alpha_steps, alpha_lr = 0, 0.1
 
     def __init__(self, comp: _Compiled, region: _Region, ibp: dict[str, Interval],
-                 chunk_elements: int):
+                 chunk_elements: int, alpha_steps: int = 0, alpha_lr: float = 0.1):
         self.comp, self.region, self.chunk = comp, region, chunk_elements
+        self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.B = region.x0.shape[0]
         self.bounds: dict[str, Interval] = {comp.input_name: ibp[comp.input_name]}
         self.relax: dict[int, list] = {}
@@ -564,7 +699,7 @@ class _Crown:
                     f"{comp.source}: CROWN has no linear relaxation of Softmax node "
                     f"'{op.node.name}'; bound the logits before the softmax, or use "
                     f"method='ibp'")
-            if op.kind == "kink":
+            if op.kind in ("kink", "relaxed"):
                 self.relax[i] = op.relaxation(*self.bounds[op.node.inputs[0]])
             # IBP from the (tightened) inputs, intersected with plain IBP
             l, u = op.interval([self.bounds[v] for v in op.node.inputs])
@@ -574,7 +709,8 @@ class _Crown:
 
     def _refine(self, value: str, l: Tensor, u: Tensor) -> Interval:
         """Tighten the bounds of a value read by a nonlinear node with CROWN, on the neurons
-        where it matters (unstable ReLU terms for any centre; all for boxed nodes)."""
+        where it matters (unstable ReLU terms for any centre; all for the other nonlinear
+        nodes); with alpha_steps, by alpha-CROWN."""
         users = [self.comp.ops[i] for i in self.comp.consumers.get(value, ())]
         users = [op for op in users if op.kind != "linear"]
         if not users:
@@ -602,7 +738,12 @@ class _Crown:
             ar = torch.arange(k, device=l.device)
             A[0, ar, idx], A[0, k + ar, idx] = 1.0, -1.0
             zero = torch.zeros((1, 2 * k), dtype=DTYPE, device=l.device)
-            lower = self.backward(value, A.reshape(1, 2 * k, *shape), zero)
+            A = A.reshape(1, 2 * k, *shape)
+            if self.alpha_steps > 0:
+                lower = self.lower(value, A, zero, alpha=True, steps=self.alpha_steps,
+                                   lr=self.alpha_lr)
+            else:
+                lower = self.backward(value, A, zero)
             use = mask[:, idx]
             l[:, idx] = torch.where(use, torch.maximum(l[:, idx], _down(lower[:, :k])), l[:, idx])
             u[:, idx] = torch.where(use, torch.minimum(u[:, idx], _up(-lower[:, k:])), u[:, idx])
@@ -638,10 +779,9 @@ class _Crown:
                 if betas is not None and i in betas:
                     Az = Az + betas[i]
                 c, ins = c + extra, [Az]
-            else:  # boxed: its interval is a constant relaxation
-                lo, hi = self.bounds[op.node.output]
-                c = c + _dot(A, (lo + hi) / 2) - _dot(A.abs(), (hi - lo) / 2)
-                continue
+            else:  # relaxed: a lower and an upper linear bound (Sigmoid, Tanh, MaxPool)
+                Az, extra = op.back_relaxed(A, self.relax[i])
+                c, ins = c + extra, [Az]
             for v, Av in zip(op.node.inputs, ins):
                 coef[v] = coef[v] + Av if v in coef else Av
         if keep is not None:
@@ -653,6 +793,8 @@ class _Crown:
         CROWN's heuristic (one set per specification row, as in Xu et al. 2021)."""
         out = {}
         for i, relax in self.relax.items():
+            if self.comp.ops[i].kind != "kink":
+                continue
             out[i] = [alpha.unsqueeze(1).expand(self.B, K, *alpha.shape[1:]).clone()
                       .requires_grad_(True) if bool(unstable.any()) else None
                       for _, _, alpha, unstable in relax]
@@ -701,10 +843,9 @@ class _Crown:
 # --- the API -------------------------------------------------------------------------------
 
 def unsupported(net: Network, method: str) -> tuple[str, ...]:
-    """The nodes (as "Kind 'name'") `method` cannot relax linearly: for CROWN the Sigmoid,
-    Tanh and MaxPool nodes it bounds by intervals only, and Softmax, which it refuses; for
-    every method the nodes no method bounds (LogSoftmax), on which bounds raise
-    NotImplementedError."""
+    """The nodes (as "Kind 'name'") `method` cannot bound: for the CROWN methods Softmax,
+    which they refuse (no linear relaxation); for every method the nodes no method bounds
+    (LogSoftmax), on which bounds raise NotImplementedError."""
     method = _method(method)
     unknown = tuple(f"{type(n).__name__} '{n.name}'" for n in net.nodes if type(n) not in _OPS)
     if unknown:  # no bounds at all (e.g. LogSoftmax): output_bounds raises NotImplementedError
@@ -713,12 +854,12 @@ def unsupported(net: Network, method: str) -> tuple[str, ...]:
         return ()
     comp = _compiled(net, torch.device("cpu"))
     return tuple(f"{type(net.nodes[i]).__name__} '{net.nodes[i].name}'" for i in comp.live
-                 if isinstance(net.nodes[i], (*_BOXED, Softmax)))
+                 if isinstance(net.nodes[i], Softmax))
 
 
 def supports(net: Network, method: str) -> bool:
-    """Whether `method` runs as itself on every node of the network (IBP always does; CROWN
-    falls back to interval bounds on Sigmoid, Tanh, MaxPool nodes and rejects Softmax)."""
+    """Whether `method` bounds every node of the network (IBP always does on the IR's nodes
+    but LogSoftmax; the CROWN methods also reject Softmax)."""
     return not unsupported(net, method)
 
 
@@ -737,9 +878,11 @@ def spec_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndar
     """Sound lower bounds (B, K) of C f(x) + d over B_p(centre, eps) ∩ [low, high]^n, per
     centre and row: C is (B, K, m) or (K, m), d (B, K), (K,) or None.
 
-    `method` is "ibp", "crown" or "alpha-crown" (each never looser than the previous); with
-    `strict`, CROWN raises NotImplementedError on nodes it would bound by intervals only
-    (see `unsupported`). `chunk_elements` caps the size of the coefficient tensors."""
+    `method` is "ibp", "crown", "alpha-crown" or "alpha-crown-all" (each never looser than
+    the previous); `alpha_steps` and `alpha_lr` are the optimisation's, for the final rows and
+    (alpha-crown-all) for every intermediate bound. With `strict`, the CROWN methods raise
+    NotImplementedError on nodes they cannot relax (see `unsupported`; Softmax raises without
+    it too). `chunk_elements` caps the size of the coefficient tensors."""
     method = _method(method)
     if method != "ibp" and strict and unsupported(net, method):
         raise NotImplementedError(f"{net.source}: {method} has no linear relaxation of "
@@ -781,12 +924,27 @@ def _spec_lower(comp: _Compiled, region: _Region, C: Tensor, d: Tensor, method: 
             l, u = (x.reshape(B, -1) for x in ibp[out])
             return _down(_interval_spec(C, l, u) + d)
         crown = _Crown(comp, region, ibp, chunk)
+    A = C.reshape(C.shape[0], C.shape[1], *comp.output_shape)
+    lower = crown.lower(out, A, d, alpha=method != "crown", steps=steps, lr=lr)
+    if method == "alpha-crown-all" and steps > 0:
+        # intermediate bounds by alpha-CROWN too, each intersected with CROWN's; the final
+        # bound is the better of the two passes, so never looser than alpha-crown's
+        with torch.no_grad():
+            crown = _Crown(comp, region, crown.bounds, chunk, alpha_steps=steps, alpha_lr=lr)
+        lower = torch.maximum(lower, crown.lower(out, A, d, alpha=True, steps=steps, lr=lr))
+    with torch.no_grad():
         l, u = (x.reshape(B, -1) for x in crown.bounds[out])
         interval = _interval_spec(C, l, u) + d
-    A = C.reshape(C.shape[0], C.shape[1], *comp.output_shape)
-    lower = crown.lower(out, A, d, alpha=method == "alpha-crown", steps=steps, lr=lr)
     # never looser than the interval bound of the (tightened) output
     return _down(torch.maximum(lower, interval))
+
+
+def _relaxations(comp: _Compiled, bounds: dict[str, Interval]) -> dict[int, object]:
+    """The relaxation of every live nonlinear node (kink or relaxed) from its input bounds,
+    as `_Crown.relax` holds them (for a `_Crown` built on given bounds, e.g. by branch and
+    bound)."""
+    return {i: comp.ops[i].relaxation(*bounds[comp.ops[i].node.inputs[0]])
+            for i in comp.live if comp.ops[i].kind in ("kink", "relaxed")}
 
 
 def _interval_spec(C: Tensor, l: Tensor, u: Tensor) -> Tensor:

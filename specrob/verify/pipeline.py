@@ -50,7 +50,7 @@ SEMANTICS = {
 @dataclass
 class VerifyConfig:
     backend: str = "auto"      # auto (attack, bounds, bab, marabou) | bounds | bab | marabou
-    bounds: str = "crown"      # ibp | crown | alpha-crown
+    bounds: str = "crown"      # ibp | crown | alpha-crown | alpha-crown-all
     timeout: float = 60.0      # per centre: branch and bound and Marabou together, seconds
     bab_bounds: str = "alpha-crown"  # the bounds inside branch and bound: crown | alpha-crown
     workers: int = 1           # Marabou processes

@@ -109,3 +109,43 @@ def test_an_unsupported_body_is_unknown_with_the_reason(tmp_path):
     query = q.Query(body, q.InputRegion(x0, 0.1, math.inf, 0.0, 1.0), 3)
     (result,) = branch_and_bound(net, [query], timeout=5)
     assert result.status == "unknown" and "conjunction" in result.reason
+
+
+def smooth_mlp(n: int, hidden: int, seed: int) -> nn.Module:
+    """kinked_mlp with a Tanh and a Sigmoid layer: BaB splits the ReLUs only, the others keep
+    the linear relaxation of each subdomain's bounds."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(n, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.Tanh(),
+                        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                        nn.Sigmoid(), nn.Linear(hidden, 3))
+    with torch.no_grad():
+        net[0].weight.mul_(6)
+        net[0].bias.copy_(-(net[0].weight * torch.rand(hidden, n)).sum(-1))
+        net[4].weight.mul_(2)
+        net[6].weight.mul_(2)
+        net[8].weight.mul_(4)
+    return net.eval()
+
+
+def test_sigmoid_tanh_networks_are_branched_on_their_relus(tmp_path):
+    """Verdicts agree with exhaustive search; some need branching, one is falsified; a
+    subdomain that splitting the ReLUs cannot close is "unknown" with the reason."""
+    outcomes = []
+    for seed in range(8):
+        net, module = export(smooth_mlp(2, 16, seed), 2, tmp_path / f"{seed}.onnx")
+        x0 = np.random.default_rng(seed).random(2)
+        with torch.no_grad():
+            y = int(module.double()(torch.tensor(x0[None])).argmax())
+        query = cr_query(x0, y, 0.5)
+        result = branch_and_bound(net, [query], timeout=1, split="relu")[0]
+        truth = violated_on_grid(module, x0, y, 0.5, per_axis=401)
+        assert not (result.status == "verified" and truth), (seed, result)
+        if result.status == "falsified":
+            with torch.no_grad():
+                z = module.double()(torch.tensor(result.counterexample[None]))[0].numpy()
+            assert np.delete(z, y).max() >= z[y]
+        if result.status == "unknown":
+            assert "Tanh" in result.reason or "timed out" in result.reason, result.reason
+        outcomes.append((result.status, result.domains > 2))
+    assert ("verified", True) in outcomes and ("falsified", False) in outcomes, outcomes
+    assert sum(status != "unknown" for status, _ in outcomes) >= 6, outcomes
