@@ -76,11 +76,19 @@ class Run:
         if self.options.fresh and self.work.exists():
             import shutil
             shutil.rmtree(self.work)
-        self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReproduceError(f"--work {self.options.work}: cannot create {self.work} "
+                                 f"({exc.strerror or exc}); choose a writable folder") from None
         from specrob.runfolder import lock_folder
         self._lock = lock_folder(self.work)  # one writer; released when the process ends
         self.figures = self.options.out / self.paper
-        self.figures.mkdir(parents=True, exist_ok=True)
+        try:
+            self.figures.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReproduceError(f"--out {self.options.out}: cannot create {self.figures} "
+                                 f"({exc.strerror or exc}); choose a writable folder") from None
         self.notes: list[str] = []
         self.data_spec = self.options.data or ""
 

@@ -24,13 +24,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path,
     model = model.eval().cpu()
     example = example.detach().cpu().float()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not broken:
-        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo needs onnxscript
-        torch.onnx.export(model, (example[:1],), str(path), input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "batch"},
-                                                                 "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():  # the TorchScript exporter is deprecated, not broken:
+            warnings.simplefilter("ignore", DeprecationWarning)  # dynamo needs onnxscript
+            torch.onnx.export(model, (example[:1],), str(path), input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {0: "batch"},
+                                                                     "logits": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot write ({exc.strerror or exc}); the checkpoint is "
+                          f"kept: free space and run again") from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (onnx_out,) = session.run(None, {"x": example.numpy()})
     with torch.no_grad():

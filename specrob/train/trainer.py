@@ -137,9 +137,11 @@ class Trainer:
         try:
             torch.save(state, tmp)
             os.replace(tmp, self.checkpoint_path)  # atomic: an interrupt never leaves half a file
-        except OSError as exc:
-            raise TrainError(f"{self.checkpoint_path}: cannot write ({exc.strerror or exc}); "
-                             f"finished epochs are kept, run again to resume") from None
+        except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError
+            tmp.unlink(missing_ok=True)
+            why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            raise TrainError(f"{self.checkpoint_path}: cannot write ({why}); earlier epochs "
+                             f"are kept, free space and run again to resume") from None
         write_json(self.out / "metrics.json", self.metrics)
 
     def resume(self, fresh: bool = False) -> bool:

@@ -110,15 +110,28 @@ def vnnlib_text(query: q.Query, comment: str = "", label: int | None = None) -> 
 def export(queries: list[tuple[int, q.Query]], onnx_path: str | Path, out: str | Path,
            timeout: float = 60.0, comment: str = "",
            labels: dict[int, int] | None = None) -> Path:
-    """Write out/model.onnx, out/point_<i>.vnnlib and out/instances.csv; returns out."""
+    """Write out/model.onnx (with its external `.onnx.data` file, if any),
+    out/point_<i>.vnnlib and out/instances.csv; returns out. Raises ExportError when `out` is
+    a file or cannot be written (read-only, full disk)."""
+    from specrob.runfolder import RunFolderError, write_text
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, out / "model.onnx")
-    rows = []
-    for index, query in queries:
-        name = f"point_{index}.vnnlib"
-        (out / name).write_text(vnnlib_text(query, f"{comment}\ncentre {index}",
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file, not a folder; choose a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_path, out / "model.onnx")
+        for data in Path(onnx_path).parent.glob(Path(onnx_path).name + ".data"):
+            shutil.copyfile(data, out / "model.onnx.data")
+        rows = []
+        for index, query in queries:
+            name = f"point_{index}.vnnlib"
+            write_text(out / name, vnnlib_text(query, f"{comment}\ncentre {index}",
                                                (labels or {}).get(index)))
-        rows.append(f"model.onnx,{name},{timeout:g}")
-    (out / "instances.csv").write_text("\n".join(rows) + "\n")
+            rows.append(f"model.onnx,{name},{timeout:g}")
+        write_text(out / "instances.csv", "\n".join(rows) + "\n")
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from None
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot write ({exc.strerror or exc}); choose a "
+                          f"writable folder with free space") from None
     return out
