@@ -522,7 +522,7 @@ def verify(
         _user_error(f"--semantics {semantics}: choose float32 or real")
     try:
         x0, y, index, info = select_centres_indexed(
-            prop_ir.centres, dataset, module, points,
+            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
             domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
             classes=net.output_size)
     except CentreError as error:
@@ -677,7 +677,7 @@ def export(
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
     try:
         x0, y, index, info = select_centres_indexed(
-            prop_ir.centres, dataset, module, points,
+            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
             domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
             classes=net.output_size)
     except CentreError as error:

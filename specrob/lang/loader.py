@@ -207,6 +207,8 @@ def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
                            hint="e.g.  property robust = CR(eps = 0.05)")
     by_name = {o.name: o for o in overrides}
     std = prelude() if use_prelude else {}
+    _SCOPES.clear()
+    _collect_scopes(module, std)
     _check_imports(module, std, base_dir, set())
     templates = {**std, **module.visible}
     properties, scores = [], []
@@ -229,6 +231,20 @@ def _check(source: Source, stack: tuple[Path, ...], base_dir: Path | None,
                           expected="one of: " + (", ".join(names) or "(no parameters)"),
                           hint=f"did you mean '{guess}'?" if guess else None)
     return ir.Spec(source.path, tuple(properties), tuple(scores))
+
+
+# per file (by its reported path): the templates visible there. An instance whose template is
+# itself an instance written in another file is expanded with that file's templates.
+_SCOPES: dict[str, dict] = {}
+
+
+def _collect_scopes(module: Module, std) -> None:
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        if current.source.path not in _SCOPES:
+            _SCOPES[current.source.path] = {**std, **current.visible}
+            stack.extend(current.imported)
 
 
 def _check_imports(module: Module, std, base_dir, seen: set[str]) -> None:
@@ -292,7 +308,8 @@ def _expand(inst: ast.Instance, source: Source, templates, chain: tuple[str, ...
                                                    f"{inst.template}(...)")
     kw_sources: dict[str, Source] = {}
     if isinstance(template, ast.Instance):
-        template, t_source, kw_sources = _expand(template, t_source, templates, chain)
+        scope = _SCOPES.get(t_source.path, templates)
+        template, t_source, kw_sources = _expand(template, t_source, scope, chain)
     names = {p.name for p in template.params}
     values: dict[str, ast.Expr] = {}
     for kw in inst.kwargs:

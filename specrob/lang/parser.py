@@ -1,6 +1,8 @@
 """Text -> AST (`ast.SpecFile`), with lark's errors turned into located `SpecError`s."""
 from __future__ import annotations
 
+import math
+
 from functools import cache
 
 import lark
@@ -178,7 +180,12 @@ def _tpos(tok: Token) -> ast.Pos:
 
 
 def _number(tok: Token) -> ast.Num:
-    return ast.Num(float(tok), str(tok), _tpos(tok))
+    value = float(tok)
+    if math.isinf(value):  # a literal beyond float64 (1e400): never silently infinite
+        raise _Misplaced(f"the number {tok} is too large (it overflows to infinity)",
+                         _tpos(tok), expected="a finite number, or inf",
+                         hint="write inf if you mean an unbounded value")
+    return ast.Num(value, str(tok), _tpos(tok))
 
 
 class _Params(tuple):

@@ -296,3 +296,32 @@ def test_verdicts_are_monotone_in_eps_from_zero(tmp_path, prop_text):
         for i in small:
             assert not (large[i] == "verified" and small[i] != "verified"), (small, large)
             assert not (small[i] == "falsified" and large[i] != "falsified"), (small, large)
+
+
+def test_a_dead_marabou_worker_loses_no_centre(tmp_path):
+    """--workers 2 with a pool worker that dies while taking its job: the job runs again in
+    this process, and every centre gets its verdict (no BrokenProcessPool traceback)."""
+    import os
+    from specrob.verify import query as q
+
+    class Deadly(q.Query):
+        def __reduce__(self):  # unpickled in the pool worker: the worker dies there
+            return (os._exit, (1,))
+
+    prop, ir_net, module, x0, y = setup(tmp_path, "CR(eps = 0.05)", count=4, seed=3,
+                                        inputs=2, x_seed=4)
+    v = Verifier(prop, tmp_path / "net.onnx", ir_net, module, x0, y,
+                 VerifyConfig(backend="marabou", steps=0, restarts=1, timeout=10, workers=2),
+                 out=None)
+    encoder_query = v.marabou_stage
+    todo = [0, 1, 2, 3]
+    from specrob.verify.encode import Centre, Encoder
+    encoder = Encoder(prop, 2, 3)
+    fx0 = v.oracle(x0.numpy())
+    queries = {}
+    for i in todo:
+        query = encoder.query(Centre(x0[i].numpy(), int(y[i]), fx0[i]))
+        queries[i] = Deadly(query.body, query.region, query.classes) if i == 1 else query
+    encoder_query(todo, queries)
+    assert sorted(v.done) == todo and all(r["verdict"] in ("verified", "falsified", "unknown")
+                                          for r in v.done.values())
