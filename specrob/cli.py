@@ -273,6 +273,23 @@ def _check_fits(net, dataset, model: Path, data: str) -> None:
     if tuple(logits.shape) != (2, dataset.classes):
         _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
                     f"expected (2, {dataset.classes}) logits for --data {data}")
+    _check_finite(net, dataset, model, data)
+
+
+def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> None:
+    """The network's outputs on (the first `count` points of) the data are finite numbers."""
+    import torch
+    for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
+        if len(x) == 0:
+            continue
+        with torch.no_grad():
+            out = net(torch.tensor(x))
+        bad = (~torch.isfinite(out)).reshape(len(x), -1).any(-1)
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            _user_error(f"{model}: the network's outputs are not finite (inf or NaN) on "
+                        f"{int(bad.sum())} of the first {len(x)} {split} points of --data "
+                        f"{data} (first: point {first}); specrob refuses such a model")
 
 
 def _check_class_indices(spec, classes: int) -> None:
@@ -298,6 +315,7 @@ def _model_outputs(net, dataset, model: Path, data: str) -> int:
     if logits.ndim != 2 or logits.shape[0] != len(dataset.x_test[:2]):
         _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for "
                     f"{len(dataset.x_test[:2])} inputs; expected (B, classes) logits")
+    _check_finite(net, dataset, model, data)
     return int(logits.shape[1])
 
 
@@ -434,6 +452,7 @@ def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | N
         _user_error(f"{model} takes {net.input_size} inputs (shape "
                     f"{tuple(net.input_shape)}); --data {data} has {dataset.input_dim} per "
                     f"point (shape {dataset.shape})")
+    _check_finite(module, dataset, model, str(data))
     return checked, prop_ir, dataset, net, module
 
 
