@@ -351,6 +351,13 @@ def _lookup(params: tuple[ParamDecl, ...], name: str) -> float | str | DataConst
     raise KeyError(name)
 
 
+class DeclarationNotFound(KeyError):
+    """`spec[name]` for a name the spec does not declare (the message names the closest)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class Spec:
     """A checked spec file: its properties and scores, in file order."""
@@ -360,10 +367,17 @@ class Spec:
     scores: tuple[Score, ...]
 
     def __getitem__(self, name: str) -> Property | Score:
+        """The declaration called `name`. Raises DeclarationNotFound (a KeyError) naming the
+        spec and the closest name."""
         for decl in (*self.properties, *self.scores):
             if decl.name == name:
                 return decl
-        raise KeyError(name)
+        from specrob.lang.errors import did_you_mean
+        guess = did_you_mean(str(name), self.names)
+        raise DeclarationNotFound(
+            f"no property or score '{name}' in {self.path}"
+            + (f"; did you mean '{guess}'?" if guess else "")
+            + f" (it declares: {', '.join(self.names) or 'nothing'})")
 
     @property
     def names(self) -> list[str]:
@@ -377,7 +391,11 @@ class Spec:
             constraint = spec.loss(model, logic="dl2", search="pgd", steps=10)
             loss = F.cross_entropy(model(x), y) + 0.2 * constraint(x, y)
 
-        `options` go to the search (steps, restarts, step_size for pgd; samples for sample).
+        `options` go to the search (steps, restarts, step_size, random_start, l1_coordinates
+        for pgd; samples for sample) or set `reduction` ("mean", default; "sum"; "none": the
+        per-sample loss, shape (B,)) and `xi`. x may be flat (B, n) or of any per-sample shape,
+        e.g. images (B, C, H, W); the spec's domain applies per element. An unknown option or
+        name raises an error naming the closest valid one.
         """
         from specrob.logic.compiled import ConstraintLoss  # torch only when asked for
         if not self.properties:
@@ -385,4 +403,4 @@ class Spec:
         prop = self.properties[0] if property is None else self[property]
         if not isinstance(prop, Property):
             raise ValueError(f"'{property}' is a score, not a property")
-        return ConstraintLoss(prop, model, logic, search, **options)
+        return ConstraintLoss(prop, model, logic, search, strict=True, **options)

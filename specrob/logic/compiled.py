@@ -133,9 +133,26 @@ class ConstraintLoss:
     each ball, ready to add to a training loss: `ce + 0.2 * constraint(x, y)`."""
 
     def __init__(self, prop: ir.Property, model: nn.Module, logic: str = "dl2",
-                 search: str = "pgd", xi: float = 0.1, **search_options):
+                 search: str = "pgd", xi: float = 0.1, reduction: str = "mean",
+                 strict: bool = False, **search_options):
+        from specrob.logic.logics import make_logic
+        from specrob.search.searches import search_options as accepted
         self.prop, self.model = prop, model
         self.logic_name, self.xi = logic, xi
+        make_logic(logic)  # an unknown logic fails here, not at the first batch
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction={reduction!r}: choose 'mean', 'sum' or 'none'")
+        self.reduction = reduction
+        if strict:
+            allowed = accepted(search)
+            for key in search_options:
+                if key not in allowed:
+                    from specrob.lang.errors import did_you_mean
+                    guess = did_you_mean(key, [*allowed, "reduction", "xi", "logic",
+                                               "search", "property"])
+                    raise TypeError(f"spec.loss() got an unknown option '{key}'"
+                                    + (f"; did you mean '{guess}'?" if guess else "")
+                                    + f" (search '{search}' takes: {', '.join(sorted(allowed))})")
         self.search = make_search(search, **search_options)
         self._compiled: dict[int, CompiledProperty] = {}
 
@@ -146,9 +163,26 @@ class ConstraintLoss:
         return self._compiled[input_dim]
 
     def per_sample(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss per sample, shape (B,): x is (B, n) or (B, *shape) (e.g. images)."""
+        model = self.model
+        if x.dim() > 2:  # the property works on flat points; the model sees its own shape
+            model = _Reshaped(self.model, tuple(x.shape[1:]))
+            x = x.reshape(x.shape[0], -1)
         c = self.compiled(x.shape[-1])
-        x_star = c.worst_point(self.model, x, y, self.search)
-        return c.loss(self.model, x_star, x, y)
+        x_star = c.worst_point(model, x, y, self.search)
+        return c.loss(model, x_star, x, y)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.per_sample(x, y).mean()
+        loss = self.per_sample(x, y)
+        return {"mean": loss.mean, "sum": loss.sum, "none": lambda: loss}[self.reduction]()
+
+
+class _Reshaped(nn.Module):
+    """A model that takes (B, *shape) inputs, called with flat (B, n) points."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]):
+        super().__init__()
+        self.model, self.shape = model, shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.reshape(x.shape[0], *self.shape))

@@ -116,9 +116,18 @@ class Sampling(Search):
 SEARCHES = {"pgd": PGD, "fgsm": fgsm, "sample": Sampling}
 
 
-def make_search(name: str, **options) -> Search:
+_OPTIONS = {"pgd": {"steps", "restarts", "step_size", "random_start", "l1_coordinates"},
+            "fgsm": {"l1_coordinates"}, "sample": {"samples"}}
+
+
+def search_options(name: str) -> set[str]:
+    """The options a search takes (for checking a user's keywords)."""
     if name not in SEARCHES:
         raise ValueError(f"unknown search '{name}': choose one of {', '.join(SEARCHES)}")
-    accepted = {"pgd": {"steps", "restarts", "step_size", "random_start", "l1_coordinates"},
-                "fgsm": {"l1_coordinates"}, "sample": {"samples"}}[name]
+    return set(_OPTIONS[name])
+
+
+def make_search(name: str, **options) -> Search:
+    """A search by name; options it does not take are ignored (shared option dicts)."""
+    accepted = search_options(name)
     return SEARCHES[name](**{k: v for k, v in options.items() if k in accepted})

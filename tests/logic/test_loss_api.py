@@ -1,0 +1,52 @@
+"""`spec.loss(model, ...)`: unknown options and names are errors naming the closest valid one;
+image-shaped batches and per-sample reductions work (shared case newcomer/api_silent_kwargs)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import specrob
+from tests.conftest import REPO
+
+
+@pytest.fixture
+def spec():
+    return specrob.load(REPO / "specs" / "cr.rspec", eps=0.1)
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"stpes": 5}, "did you mean 'steps'?"),
+    ({"restart": 2}, "did you mean 'restarts'?"),
+    ({"samples": 3}, "unknown option 'samples'"),  # a sample-search option given to pgd
+])
+def test_unknown_options_are_refused_with_the_nearest(spec, options, says):
+    with pytest.raises(TypeError, match=says):
+        spec.loss(model(), **options)
+
+
+def test_unknown_names_and_logics_are_refused(spec):
+    with pytest.raises(KeyError, match="no property or score 'CRR' in .*cr.rspec; did you mean 'CR'"):
+        spec.loss(model(), property="CRR")
+    with pytest.raises(KeyError, match="did you mean 'CR'"):
+        spec["CRR"]
+    with pytest.raises(ValueError, match="unknown logic 'dl3'"):
+        spec.loss(model(), logic="dl3")
+
+
+def test_image_batches_and_per_sample_losses(spec):
+    net = model()
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    per_sample = spec.loss(net, steps=3, random_start=False, reduction="none")(x, y)
+    assert per_sample.shape == (6,) and (per_sample >= 0).all()
+    flat = spec.loss(net, steps=3, random_start=False, reduction="none")(x.reshape(6, 64), y)
+    assert torch.allclose(per_sample, flat)  # the same points, flat or image-shaped
+    mean = spec.loss(net, steps=3, random_start=False)(x, y)
+    assert torch.allclose(mean, per_sample.mean())
+    mean.backward()
+    assert net[1].weight.grad is not None
