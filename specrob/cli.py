@@ -64,8 +64,17 @@ def fail(error: SpecError) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(escape(error.format()))
 
 
+def _version(value: bool) -> None:
+    if value:
+        from specrob import __version__
+        print(f"specrob {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print specrob's version and exit.")] = False) -> None:
     """specrob: one robustness property for training, evaluation and verification."""
 
 
@@ -137,7 +146,8 @@ def _print_summary(console: Console, result: dict) -> None:
 
 def _interrupted(kept: str) -> None:
     """Ctrl-C during a long run: say what was kept and how to resume; exit 130."""
-    Console(stderr=True).print(f"interrupted: {kept}; run the same command to resume")
+    # a new line first: a progress bar may own the current one
+    Console(stderr=True).print(f"\ninterrupted: {kept}; run the same command to resume")
     raise typer.Exit(130)
 
 
@@ -359,6 +369,9 @@ def evaluate(
                                                  "properties.")] = True,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the results in --out (of "
                                                         "another run) and start over.")] = False,
+    only: Annotated[Optional[str], typer.Option(
+        "--property", help="Evaluate only this property or score (default: every "
+                           "declaration of the spec).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Evaluate a network against every property and score of a spec.
@@ -390,6 +403,12 @@ def evaluate(
     except SpecError as error:
         fail(error)
         raise typer.Exit(2)
+    if only is not None:
+        import dataclasses
+        picked = _pick_declaration(checked, only)
+        checked = dataclasses.replace(
+            checked, properties=tuple(p for p in checked.properties if p is picked),
+            scores=tuple(d for d in checked.scores if d is picked))
     eps_values = _floats(eps, "--eps")
     try:
         dataset = load_data(data, split=False)  # x, y alone: the centres as given
@@ -402,7 +421,7 @@ def evaluate(
     config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                         restarts=restarts, grid=grid, seed=seed, margins=margins,
                         lipschitz=lipschitz)
-    say = (lambda m: None) if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
+    say = None if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
     try:
         evaluation = Evaluation(checked, net, dataset, config, out=out,
                                 describe_model=described, progress=say,
@@ -785,6 +804,14 @@ def reproduce(
     except KeyboardInterrupt:
         _interrupted(f"trained networks and finished stages are in {work / paper}")
     Console(highlight=False).print(f"wrote {page}")
+
+
+def _pick_declaration(spec, name: str):
+    """The property or score called `name`, or exit 2 naming the closest."""
+    try:
+        return spec[name]
+    except KeyError as error:
+        _user_error(str(error))
 
 
 def _pick_property(spec, name: str | None):

@@ -2,7 +2,7 @@
 
 `exact`: the back end encodes the property itself. `sound`: it encodes a stronger condition,
 so its "verified" stays sound but it may answer "unknown" more often (an l_2 ball checked on
-its enclosing box; SCR through the softmax margin conditions of DESIGN §4). `no`: refused,
+its enclosing box; SCR through the softmax margin conditions of docs/design.md §4). `no`: refused,
 with the reason.
 """
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _linear_atom(a: ir.Compare) -> bool:
 
 
 def _scr_atom(a: ir.Compare) -> bool:
-    """softmax(f(x))[i] >= c with c constant: DESIGN §4's margin conditions apply."""
+    """softmax(f(x))[i] >= c with c constant: docs/design.md §4's margin conditions apply."""
     for lhs, rhs, ops in ((a.left, a.right, (">=", ">")), (a.right, a.left, ("<=", "<"))):
         if (a.op in ops and isinstance(lhs, ir.Index) and isinstance(lhs.vector, ir.Softmax)
                 and lhs.vector.vector == ir.Net(False) and not varying(rhs)):

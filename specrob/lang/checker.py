@@ -1,6 +1,6 @@
 """AST -> core IR: name resolution, types (index / real / vector), units, scopes; desugaring.
 
-`argmax(v) == i` becomes the margin conjunction `forall j != i: v[i] > v[j]` (DESIGN §1: CR is
+`argmax(v) == i` becomes the margin conjunction `forall j != i: v[i] > v[j]` (docs/design.md §1: CR is
 exactly that), `max(v)` a reduction over class indices, `not`/`implies` are pushed into the
 atoms (negation normal form). Every error is a located `SpecError`.
 """

@@ -2,7 +2,7 @@
 outputs z and inputs x, index quantifiers expanded over the classes).
 
 Terms are evaluated symbolically as affine expressions in (z, x); f(x0), x0, y and the
-parameters are numbers here. SCR's `softmax(f(x))[i] >= eta` becomes DESIGN §4's sufficient
+parameters are numbers here. SCR's `softmax(f(x))[i] >= eta` becomes docs/design.md §4's sufficient
 margin condition z_i - z_j >= log((m - 1) eta / (1 - eta)) for all j != i, and the query is
 marked `sufficient`. Anything not piecewise linear raises `Unsupported` with the reason.
 """

@@ -1,7 +1,7 @@
 """`specrob verify`: a sound verdict per centre — attack (falsify fast), bound propagation
 (verify fast), Marabou for the rest.
 
-Soundness rules (DESIGN §4):
+Soundness rules (docs/design.md §4):
 - `falsified` only with a counterexample that lies in ball ∩ domain and violates the property
   when the ONNX model is re-run with onnxruntime (ties under a non-strict comparison hold, so
   they are not counterexamples);
@@ -377,8 +377,18 @@ class Verifier:
     def row(self, i: int, verdict: str, method: str, seconds: float, **extra) -> dict:
         for key, text in self.final_layer_note(i, verdict, method).items():
             extra[key] = "; ".join(t for t in (extra.get(key), text) if t)
-        return {"index": self.index[i], "label": int(self.y[i]), "verdict": verdict, "method": method,
-                "seconds": round(seconds, 6), **extra, "centre": self.centre_hash(i)}
+        if extra.get("counterexample") is not None:  # what a user checks first
+            x = np.asarray(extra["counterexample"], dtype=np.float64)
+            logits = self.oracle(x[None])[0]
+            step = x - self.x0[i].numpy()
+            extra["predicted"] = int(np.argmax(logits))
+            extra["logits"] = [float(v) for v in logits]
+            extra["distance"] = {"linf": float(np.abs(step).max(initial=0.0)),
+                                 "l2": float(np.sqrt((step ** 2).sum())),
+                                 "l1": float(np.abs(step).sum())}
+        return {"index": self.index[i], "label": int(self.y[i]), "verdict": verdict,
+                "method": method, "seconds": round(seconds, 6), **extra,
+                "centre": self.centre_hash(i)}
 
     def point_stage(self, todo: list[int]) -> None:
         """eps = 0: the region is the centre alone, so the property is decided by evaluating it
