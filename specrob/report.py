@@ -21,7 +21,8 @@ def print_results(results: dict, console: Console | None = None) -> None:
         c = entry["centres"]
         table = Table(title=f"property {name} (l_{entry['norm']} ball; {c['used']} centres "
                             f"from {c['source']})", title_justify="left")
-        for col in ("eps", "security [95% CI]", "accuracy [95% CI]", "violations", "found by"):
+        radius = "r" if "alpha_lim" in entry else "eps"  # local Lipschitz: the radius r
+        for col in (radius, "security [95% CI]", "accuracy [95% CI]", "violations", "found by"):
             table.add_column(col, justify="right" if col != "found by" else "left",
                              no_wrap=col != "found by")
         for pt in entry["points"]:
@@ -58,9 +59,13 @@ def plot_results(results: dict, out: Path) -> list[Path]:
 
     written: list[Path] = []
     props = {k: v for k, v in results["properties"].items() if len(v["points"]) > 1}
-    if props:
+    by_norm: dict[str, dict] = {}
+    for name, entry in props.items():  # radii of different norms never share an axis
+        by_norm.setdefault(str(entry.get("norm", "inf")), {})[name] = entry
+    for norm, group in sorted(by_norm.items()):
+        radius = "r" if all("alpha_lim" in e for e in group.values()) else "eps"
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, entry in props.items():
+        for name, entry in group.items():
             eps = [p["eps"] for p in entry["points"]]
             sec = [p["security"] for p in entry["points"]]
             line, = ax.plot(eps, [s["value"] for s in sec], marker="o", label=f"{name} security")
@@ -70,12 +75,13 @@ def plot_results(results: dict, out: Path) -> list[Path]:
             if all(acc):
                 ax.plot(eps, [a["value"] for a in acc], linestyle="--", color=line.get_color(),
                         label=f"{name} accuracy")
-        ax.set_xlabel("eps")
+        ax.set_xlabel(f"{radius} (l_{norm} radius)")
         ax.set_ylabel("fraction of centres")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title("constraint security (solid) and accuracy (dashed)")
+        ax.set_title(f"constraint security (solid) and accuracy (dashed), l_{norm} balls")
         ax.legend(fontsize=8)
-        written.append(_save(fig, out / "security.png"))
+        name = "security.png" if len(by_norm) == 1 else f"security-l{norm}.png"
+        written.append(_save(fig, out / name))
     margin_scores = {k: v for k, v in results["scores"].items() if "margins" in v}
     if margin_scores:
         fig, ax = plt.subplots(figsize=(6, 4))
