@@ -252,6 +252,9 @@ def train(
                       f"({dataset.train_size} points), regime {regime}, logic {logic}")
         metrics = trainer.fit()
         diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
+        _runs_exported(out / "model.onnx")
+        from specrob.report import plot_training
+        curve = plot_training(metrics, out)
     except (TrainError, ExportError, RunFolderError, SamplingError) as error:
         _user_error(str(error))
     except SpecError as error:  # a loss or metric that is not finite, located in the spec
@@ -268,7 +271,19 @@ def train(
                       f"{last['test_accuracy']:.3f}, PGD points satisfying {prop_ir.name}: "
                       f"train {last['train_satisfied']:.3f} / test {last['test_satisfied']:.3f}")
     console.print(f"wrote {out / 'model.onnx'} (onnxruntime matches torch to {diff:.1e}), "
-                  f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}")
+                  f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}"
+                  + (f", {curve}" if curve else ""))
+
+
+def _runs_exported(path: Path) -> None:
+    """The exported ONNX graph is one that eval, verify and export can run (imported and
+    checked against onnxruntime): else exit 2 naming the node, before any claim of success."""
+    from specrob.network import NetworkError, load_onnx_checked
+    try:
+        load_onnx_checked(path)
+    except NetworkError as error:
+        _user_error(f"trained, but the exported graph cannot be evaluated or verified: {error} "
+                    f"(the checkpoint is kept; change the model's layers and train again)")
 
 
 def _check_fits(net, dataset, model: Path, data: str) -> None:

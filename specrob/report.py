@@ -144,6 +144,34 @@ def plot_results(results: dict, out: Path) -> list[Path]:
     return written
 
 
+def plot_training(metrics: list[dict], out: Path) -> Path | None:
+    """training.png: cross-entropy, test accuracy and the share of PGD points satisfying the
+    property per epoch (from metrics.json); None when there is nothing to draw."""
+    if not metrics:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = [m["epoch"] for m in metrics]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    left.plot(epochs, [m["ce"] for m in metrics], marker="o", label="cross-entropy (train)")
+    if all("constraint_loss" in m for m in metrics):
+        left.plot(epochs, [m["constraint_loss"] for m in metrics], marker="o",
+                  label="constraint loss")
+    left.set_xlabel("epoch")
+    left.legend(fontsize=8)
+    right.plot(epochs, [m["test_accuracy"] for m in metrics], marker="o", label="test accuracy")
+    for key, label in (("test_satisfied", "PGD points satisfying (test)"),
+                       ("train_satisfied", "PGD points satisfying (train)")):
+        if all(key in m for m in metrics):
+            right.plot(epochs, [m[key] for m in metrics], marker="o", label=label)
+    right.set_xlabel("epoch")
+    right.set_ylim(-0.02, 1.02)
+    right.legend(fontsize=8)
+    return _save(fig, out / "training.png")
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
