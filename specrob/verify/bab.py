@@ -87,7 +87,8 @@ def _linear_rows(body: q.Formula) -> list[tuple[np.ndarray, float, bool]] | None
 def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
                      method: str = "alpha-crown", batch: int = 256, max_domains: int = 200_000,
                      iterations: int = 20, device: str | torch.device = "cpu",
-                     seed: int = 0, split: str = "auto") -> list[BabResult]:
+                     seed: int = 0, split: str = "auto", root_steps: int = 20
+                     ) -> list[BabResult]:
     """Decide each query (its body for every x of its region) by branch and bound.
 
     Args:
@@ -98,6 +99,7 @@ def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
         method: "alpha-crown" (optimised slopes and betas) or "crown" (no optimisation).
         batch: subdomains bounded at once; max_domains: open subdomains before giving up.
         iterations: gradient steps on alpha/beta per batch.
+        root_steps: alpha-CROWN steps on every layer's bounds at the root (0: CROWN's).
         split: "relu", "input", or "auto" (input splitting for at most
             INPUT_SPLIT_MAX_INPUTS inputs, else ReLU splitting).
     Returns one BabResult per query. Raises nothing for an unsupported body or network: the
@@ -124,7 +126,7 @@ def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
             continue
         torch.manual_seed(seed)
         solver = _Solver(net, query, device, batch, max_domains, iterations,
-                         method == "alpha-crown", split)
+                         method == "alpha-crown", split, root_steps=root_steps)
         result = solver.solve(rows, deadline=time.perf_counter() + left)
         out.append(BabResult(result[0], result[1], result[2], solver.domains,
                              time.perf_counter() - t0))
@@ -135,10 +137,13 @@ class _Solver:
     """BaB for one query: its rows one after the other."""
 
     def __init__(self, net: Network, query: q.Query, device, batch: int, max_domains: int,
-                 iterations: int, optimise: bool, split: str = "auto", refine: bool = True):
+                 iterations: int, optimise: bool, split: str = "auto", refine: bool = True,
+                 root_steps: int = 20):
         self.net, self.query, self.device = net, query, device
         self.batch, self.max_domains, self.iterations = batch, max_domains, iterations
         self.refine = refine
+        self.root_steps = root_steps
+        self.root_bounds = None
         self.optimise = optimise
         self.comp = _compiled(net, device)
         reg = query.region
@@ -189,10 +194,16 @@ class _Solver:
     # --- ReLU splitting ------------------------------------------------------------------------
     def _relu_bab(self, c: Tensor, d: Tensor, strict: bool, deadline: float):
         comp, region = self.comp, self.region
-        with torch.no_grad():
-            ibp = _ibp(comp, region)
-            root = _Crown(comp, region, ibp, 1 << 22)
-        self.root_bounds = root.bounds
+        if getattr(self, "root_bounds", None) is None:  # once per query, shared by its rows
+            with torch.no_grad():
+                ibp = _ibp(comp, region)
+                root = _Crown(comp, region, ibp, 1 << 22)
+                if self.optimise and self.root_steps > 0:
+                    # alpha-CROWN on every layer's bounds (intersected with CROWN's): the
+                    # tighter root bounds every subdomain starts from (Xu et al. 2021)
+                    root = _Crown(comp, region, root.bounds, 1 << 22,
+                                  alpha_steps=self.root_steps, alpha_lr=0.1)
+            self.root_bounds = root.bounds
         self.producer_index = comp.producer
         self.first_affected = min(self.relus, default=len(comp.ops))
         shapes = {i: tuple(comp.shapes[comp.ops[i].node.inputs[0]]) for i in self.relus}
