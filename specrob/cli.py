@@ -20,7 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
 )
 
 SetOption = Annotated[
@@ -547,7 +547,7 @@ def verify(
     `specrob verify --instances instances.csv` answers sat / unsat / timeout / unknown per
     instance within its timeout (attack, CROWN, branch and bound, Marabou; sat only with a
     counterexample re-checked on onnxruntime and in float64) and writes results.jsonl, one
-    VNN-COMP result file <onnx>_<vnnlib>.txt per instance and summary.json to --out.
+    VNN-COMP result file ONNX_VNNLIB.txt per instance and summary.json to --out.
 
     Example:  specrob verify runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01 --points 100
     """
@@ -714,7 +714,7 @@ def export(
 ) -> None:
     """Export verification queries for other verifiers (VNN-COMP's VNN-LIB + ONNX).
 
-    One point_<i>.vnnlib per centre (the input box and the negated property: a verifier
+    One point_I.vnnlib per centre (the input box and the negated property: a verifier
     answers unsat where the property holds), model.onnx and instances.csv.
 
     Example:  specrob export runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01
@@ -761,7 +761,7 @@ def reproduce(
         "--smoke", help="A tiny budget (about a minute) that checks the script end to end; "
                         "falls back to digits when Fashion-MNIST is absent.")] = False,
     out: Annotated[Optional[Path], typer.Option(
-        help="Where the page <paper>.md, <paper>.json and the figures <paper>/*.png go "
+        help="Where the page PAPER.md, PAPER.json and the figures PAPER/*.png go "
              "(default: docs/results; with --smoke: runs/reproduce/smoke-results).",
         show_default=False)] = None,
     work: Annotated[Path, typer.Option(help="Trained networks and finished stages (a rerun "
@@ -778,18 +778,18 @@ def reproduce(
     """Reproduce a seed paper's experiments; write its results page with the paper's numbers.
 
     Each paper trains its networks with specrob's regimes, evaluates them with specrob's
-    estimators (and verifier), and writes docs/results/<paper>.md: tables and PNG figures
+    estimators (and verifier), and writes docs/results/PAPER.md: tables and PNG figures
     beside the paper's own numbers, and the paper's claims checked one by one. A full run
     takes at most 15 minutes on a 2-core CPU; an interrupted run resumes (same command).
 
-    [bold]casadio[/bold]   seed 003, Fashion-MNIST: 7 training regimes, Table 2, security
+    - **casadio**   seed 003, Fashion-MNIST: 7 training regimes, Table 2, security
                curves under SR/SCR/LR attacks (Figs. 2-4), constraint accuracy, and
                constraint satisfaction from `specrob verify`.
-    [bold]shaham[/bold]    seed 002: robust optimisation with l_1/l_2/l_inf sets; Table 1
+    - **shaham**    seed 002: robust optimisation with l_1/l_2/l_inf sets; Table 1
                (clean and A_mnist accuracy), FGSM accuracy curves (Fig. 3).
-    [bold]tibo[/bold]      seeds 000/001: co-training vs baseline; Table 1, margin curves and
+    - **tibo**      seeds 000/001: co-training vs baseline; Table 1, margin curves and
                areas (Fig. 3), the attacks' shares of closest examples (Table 3).
-    [bold]lassance[/bold]  seed 004: alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
+    - **lassance**  seed 004: alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
                accuracy under Gaussian noise vs SNR (Fig. 4).
 
     Example:  specrob reproduce casadio        (then read docs/results/casadio.md)
