@@ -216,7 +216,7 @@ def train(
     from specrob.data import DataError, load_data
     from specrob.lang.loader import load, overrides_from_cli
     from specrob.train.export import ExportError, export_onnx
-    from specrob.train.model_file import ModelFileError, build_model
+    from specrob.train.model_file import ModelFileError, adapt_to_data, build_model
     from specrob.runfolder import RunFolderError
     from specrob.search.region import SamplingError
     from specrob.train.trainer import TrainConfig, Trainer, TrainError
@@ -234,6 +234,7 @@ def train(
     torch.manual_seed(seed)
     try:
         net = build_model(model, dataset.input_dim, dataset.classes)
+        net = adapt_to_data(net, dataset.shape, dataset.classes)
     except ModelFileError as error:
         _user_error(str(error))
     _check_fits(net, dataset, model, data)
@@ -427,7 +428,8 @@ def evaluate(
     eps_values = _floats(eps, "--eps")
     try:
         dataset = load_data(data, split=False)  # x, y alone: the centres as given
-        net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint)
+        net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint,
+                                    shape=dataset.shape)
     except (DataError, ModelError) as error:
         _user_error(str(error))
     classes = _model_outputs(net, dataset, model, data)

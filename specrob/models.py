@@ -15,7 +15,8 @@ class ModelError(SpecrobError):
 
 
 def load_model(path: str | Path, input_dim: int, classes: int,
-               checkpoint: str | Path | None = None) -> tuple[nn.Module, str]:
+               checkpoint: str | Path | None = None,
+               shape: tuple[int, ...] | None = None) -> tuple[nn.Module, str]:
     """The network as a torch module (flattened inputs -> logits) and a description.
 
     `path` is a `.onnx` file, or a model file (`.py` with build()) together with
@@ -28,7 +29,7 @@ def load_model(path: str | Path, input_dim: int, classes: int,
         except NetworkError as exc:
             raise ModelError(str(exc)) from None
         return module.eval(), f"{p} (ONNX, checked against onnxruntime)"
-    from specrob.train.model_file import ModelFileError, build_model
+    from specrob.train.model_file import ModelFileError, adapt_to_data, build_model
     if checkpoint is None:
         raise ModelError(f"{p}: a model file needs its trained weights: --checkpoint "
                          f"runs/NAME (the --out folder of specrob train), or evaluate the "
@@ -54,6 +55,8 @@ def load_model(path: str | Path, input_dim: int, classes: int,
         net.load_state_dict(state["model"] if "model" in state else state)
     except Exception as exc:
         raise ModelError(f"{ck}: cannot load these weights into {p}: {exc}") from None
+    if shape is not None:  # a model written for images gets flat points reshaped
+        net = adapt_to_data(net, tuple(shape), int(built.get("classes", classes)))
     return net.eval(), f"{p} with weights from {ck}"
 
 

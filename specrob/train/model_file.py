@@ -63,3 +63,40 @@ def build_generator(path: str | Path, input_dim: int) -> nn.Module | None:
     module = load_module(path)
     fn = getattr(module, "generator", None)
     return _call(fn, path, "generator", input_dim=input_dim) if callable(fn) else None
+
+
+def adapt_to_data(net: nn.Module, shape: tuple[int, ...], classes: int) -> nn.Module:
+    """specrob feeds models flat (B, n) points. A model written for images, (B, C, H, W) or
+    (B, *shape), gets a forward pre-hook that reshapes its input (its weights and state dict
+    are unchanged, and the ONNX export records the reshape). Tried in order: flat, then
+    (B, 1, *shape) for 2-D data (a channel axis), then (B, *shape); the first whose output is
+    (B, classes) wins. Returns `net` (hooked or not)."""
+    import torch
+    n = 1
+    for d in shape:
+        n *= int(d)
+
+    def works(x) -> bool:
+        try:
+            with torch.no_grad():
+                out = net(x)
+            return tuple(out.shape) == (2, classes)
+        except Exception:  # noqa: BLE001 - the model rejects this layout; try the next
+            return False
+
+    was_training = net.training
+    net.eval()
+    try:
+        if works(torch.zeros(2, n)):
+            return net
+        for layout in ([(1, *shape)] if len(shape) == 2 else []) + [tuple(shape)]:
+            if len(layout) > 1 and works(torch.zeros(2, *layout)):
+                net.register_forward_pre_hook(
+                    lambda module, args, layout=layout: (
+                        args[0].reshape(args[0].shape[0], *layout), *args[1:])
+                    if args[0].dim() == 2 else None)
+                return net
+        return net  # the caller's check reports the failure on flat inputs
+    finally:
+        net.train(was_training)
+
