@@ -599,6 +599,12 @@ def verify(
     try:
         verifier.run()
         summary = verifier.write_summary({"model": str(model), "centres": info})
+        if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
+            from specrob.report import plot_counterexamples
+            pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
+                                            list(index), dataset.shape, out)
+            if pictures:
+                summary["counterexample_images"] = str(pictures)
     except RunFolderError as error:
         bar.close()
         _user_error(str(error))
@@ -627,7 +633,9 @@ def verify(
                          f"{stripped} of {len(verifier.nets)} centres they checked")
         for text in notes:
             console.print(f"[dim]note: {escape(text)}[/dim]")
-    console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
+    pictures = summary.get("counterexample_images")
+    console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}"
+                  + (f", {pictures}" if pictures else ""))
     del torch
 
 

@@ -144,6 +144,38 @@ def plot_results(results: dict, out: Path) -> list[Path]:
     return written
 
 
+def plot_counterexamples(rows: list[dict], x0, index: list[int], shape: tuple[int, ...],
+                         out: Path, limit: int = 12) -> Path | None:
+    """counterexamples.png: for the first `limit` falsified centres, x0 (label), x* (the
+    predicted class) and |x* - x0|, for image data of `shape` (H, W) or (C, H, W)."""
+    bad = [r for r in sorted(rows, key=lambda r: r["index"])
+           if r.get("verdict") == "falsified" and r.get("counterexample")][:limit]
+    if not bad:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    where = {int(i): k for k, i in enumerate(index)}
+
+    def image(v):
+        a = np.asarray(v, dtype=np.float64).reshape(shape)
+        return a if a.ndim == 2 else (a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1))
+
+    fig, axes = plt.subplots(len(bad), 3, figsize=(6, 2 * len(bad)), squeeze=False)
+    for row, (a, b, c) in zip(bad, axes):
+        centre = x0[where[row["index"]]]
+        x = np.asarray(row["counterexample"])
+        for ax, picture, title in ((a, image(centre), f"x0 #{row['index']}: {row['label']}"),
+                                   (b, image(x), f"x*: {row.get('predicted', '?')}"),
+                                   (c, image(np.abs(x - centre)), "|x* - x0|")):
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    return _save(fig, out / "counterexamples.png")
+
+
 def plot_training(metrics: list[dict], out: Path) -> Path | None:
     """training.png: cross-entropy, test accuracy and the share of PGD points satisfying the
     property per epoch (from metrics.json); None when there is nothing to draw."""
