@@ -181,14 +181,17 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs in all (a resumed run continues).")] = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
     lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = 3e-3,
-    a: Annotated[float, typer.Option(min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = 1.0,
-    b: Annotated[float, typer.Option(min=0.0, callback=_finite, help="constraint regime: weight of the constraint "
-                                          "loss.")] = 0.2,
+    a: Annotated[float, typer.Option(
+        min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = 1.0,
+    b: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="constraint regime: weight of the constraint loss.")] = 0.2,
     adv_steps: Annotated[int, typer.Option(min=1, help="adversarial regime: 1 = single steepest-"
                                                 "ascent step (Shaham et al.), >1 = PGD.")] = 1,
     augment: Annotated[str, typer.Option(help="augmentation regime: uniform | fgsm.")] = "uniform",
-    lam: Annotated[float, typer.Option(min=0.0, callback=_finite, help="cotrain regime: weight of the generator "
-                                            "regulariser (Tibo et al. eq. 10).")] = 1.0,
+    lam: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = 0,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
     out: Annotated[Path, typer.Option(help="Output folder: checkpoint.pt, metrics.json, "

@@ -368,4 +368,5 @@ def _jsonable(value):
     return str(value)
 
 
-__all__ = ["EvalConfig", "Evaluation", "select_centres", "select_centres_indexed", "domain_of", "CentreError", "eps_grid", "lipschitz_shape", "subset"]
+__all__ = ["EvalConfig", "Evaluation", "select_centres", "select_centres_indexed", "domain_of",
+           "CentreError", "eps_grid", "lipschitz_shape", "subset"]

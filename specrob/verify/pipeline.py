@@ -266,7 +266,8 @@ class Verifier:
             return 0
         from specrob.runfolder import JsonLines, RunFolder
         self.folder = RunFolder(self.out, "verify", self.identity(),
-                                files=("results.jsonl", "summary.json", "verify.json", "counterexamples.png"),
+                                files=("results.jsonl", "summary.json", "verify.json",
+                                       "counterexamples.png"),
                                 fresh=fresh)
         self.folder.open()
         self.lines = JsonLines(self.results_path)

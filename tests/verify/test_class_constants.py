@@ -7,7 +7,6 @@ from __future__ import annotations
 
 
 import hypothesis.strategies as st
-import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings
 
