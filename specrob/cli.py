@@ -461,6 +461,19 @@ def evaluate(
     console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in written))
 
 
+def _centres(prop_ir, dataset, module, net, points: int | None, spec: Path):
+    """The property's centres (x0, y, their indices in --data, info), or exit 2 for centres
+    outside the domain or labels the model does not have."""
+    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
+    try:
+        return select_centres_indexed(
+            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
+            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
+            classes=net.output_size)
+    except CentreError as error:
+        _user_error(str(error))
+
+
 def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | None):
     """The checked property, the dataset, the ONNX model as network IR and torch module."""
     from specrob.data import DataError, load_data
@@ -566,7 +579,6 @@ def verify(
     semantics = semantics or "float32"
     import torch
 
-    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
     from specrob.verify.pipeline import Verifier, VerifyConfig
 
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
@@ -578,13 +590,7 @@ def verify(
         _user_error(f"--bounds {bounds}: choose ibp, crown, alpha-crown or alpha-crown-all")
     if semantics not in ("float32", "real"):
         _user_error(f"--semantics {semantics}: choose float32 or real")
-    try:
-        x0, y, index, info = select_centres_indexed(
-            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
-            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
-            classes=net.output_size)
-    except CentreError as error:
-        _user_error(str(error))
+    x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
@@ -734,20 +740,13 @@ def export(
     """
     import numpy as np
 
-    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
     from specrob.verify.encode import Centre, Encoder, Unsupported
     from specrob.verify.vnnlib import ExportError, export as write
 
     if format != "vnnlib":
         _user_error(f"--format {format}: only vnnlib is supported")
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    try:
-        x0, y, index, info = select_centres_indexed(
-            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
-            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
-            classes=net.output_size)
-    except CentreError as error:
-        _user_error(str(error))
+    x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
     import torch
     with torch.no_grad():
         fx0 = module(x0).double().numpy()

@@ -506,10 +506,7 @@ class Verifier:
         outputs of the network it is checked on, over its region (`floaterror.float32_error`),
         so that a proof holds for the deployed float32 model too. Points without such a bound
         are left unknown."""
-        groups = [[i for i in todo if self.nets.get(i, self.net) is net]
-                  for net in (self.net, getattr(self.final, "logits", None))]
-        rest = [i for group in groups if group for i in self.float32_group(group, queries)]
-        return sorted(rest)
+        return self.per_network(todo, queries, self.float32_group)
 
     def float32_group(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         from specrob.verify.floaterror import float32_error
@@ -534,11 +531,15 @@ class Verifier:
         self.stage_seconds["bounds"] += time.perf_counter() - start
         return todo
 
-    def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+    def per_network(self, todo: list[int], queries: dict[int, q.Query], stage) -> list[int]:
+        """Run `stage(centres, queries)` once per network the centres are checked on (the
+        model, or the model without its final softmax); returns the centres left open."""
         groups = [[i for i in todo if self.nets.get(i, self.net) is net]
                   for net in (self.net, getattr(self.final, "logits", None))]
-        rest = [i for group in groups if group for i in self.bound_group(group, queries)]
-        return sorted(rest)
+        return sorted(i for group in groups if group for i in stage(group, queries))
+
+    def bound_stage(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
+        return self.per_network(todo, queries, self.bound_group)
 
     def bound_group(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
         from specrob.verify.bounds import unsupported
