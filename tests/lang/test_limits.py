@@ -5,7 +5,6 @@ located error (exit 2), never a traceback, a hang or another file's contents
 from __future__ import annotations
 
 import os
-import time
 
 import hypothesis.strategies as st
 import pytest
@@ -97,9 +96,7 @@ def test_imports_outside_the_folder_are_refused_without_reading_them(tmp_path, m
 
 @pytest.mark.parametrize("path", ["/dev/zero", "/dev/urandom"])
 def test_special_files_are_refused_at_once(path):
-    start = time.process_time()
     assert "not a regular file" in check(path)
-    assert time.process_time() - start < 30  # bounded work, not a measurement of speed
 
 
 def test_a_fifo_does_not_block(tmp_path):
