@@ -41,6 +41,7 @@ from torch import Tensor
 from specrob.network.ir import Network, Relu
 from specrob.verify import query as q
 from specrob.verify.bounds import (DTYPE, SAFETY, _compiled, _Crown, _ibp, _Region, _region,
+                                   adam_ascent,
                                    _relaxations, unsupported)
 
 __all__ = ["BabResult", "branch_and_bound", "INPUT_SPLIT_MAX_INPUTS"]
@@ -368,15 +369,8 @@ class _Solver:
                             mask = better.reshape(-1, *([1] * (best_input.dim() - 1)))
                             best_input = torch.where(mask, kk["input"].detach(), best_input)
                         grads = torch.autograd.grad(bound.sum(), everything, allow_unused=True)
+                    adam_ascent(everything, grads, moments, it, 0.1)
                     with torch.no_grad():
-                        for p, g, (m1, m2) in zip(everything, grads, moments):
-                            if g is None:
-                                continue
-                            m1.mul_(0.9).add_(g, alpha=0.1)
-                            m2.mul_(0.999).addcmul_(g, g, value=0.001)
-                            step = m1 / (1 - 0.9 ** (it + 1)) / (
-                                (m2 / (1 - 0.999 ** (it + 1))).sqrt() + 1e-8)
-                            p.add_(0.1 * step)
                         for a in params:
                             a.clamp_(0.0, 1.0)
                         for b in params_b:

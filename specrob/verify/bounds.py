@@ -828,16 +828,28 @@ class _Crown:
                         if it == steps:
                             break
                         grads = torch.autograd.grad(bound.sum(), params, allow_unused=True)
+                    adam_ascent(params, grads, moments, it, lr)
                     with torch.no_grad():
-                        for a, g, (m1, m2) in zip(params, grads, moments):
-                            if g is None:
-                                continue
-                            m1.mul_(0.9).add_(g, alpha=0.1)
-                            m2.mul_(0.999).addcmul_(g, g, value=0.001)
-                            hat1, hat2 = m1 / (1 - 0.9 ** (it + 1)), m2 / (1 - 0.999 ** (it + 1))
-                            a.add_(lr * hat1 / (hat2.sqrt() + 1e-8)).clamp_(0.0, 1.0)
+                        for a in params:
+                            a.clamp_(0.0, 1.0)  # every slope in [0, 1] is a valid relaxation
             parts.append(best.detach())
         return torch.cat(parts, 1)
+
+
+def adam_ascent(params: list[Tensor], grads, moments: list[tuple[Tensor, Tensor]], it: int,
+                lr: float) -> None:
+    """One Adam step of gradient *ascent* on `params` in place (Kingma & Ba 2015; written
+    out because importing torch.optim costs seconds per process through torch._dynamo).
+    `moments` holds each parameter's (first, second) moment; `it` counts from 0; parameters
+    without a gradient are left alone. The caller projects onto the feasible set."""
+    with torch.no_grad():
+        for p, g, (m1, m2) in zip(params, grads, moments):
+            if g is None:
+                continue
+            m1.mul_(0.9).add_(g, alpha=0.1)
+            m2.mul_(0.999).addcmul_(g, g, value=0.001)
+            hat1, hat2 = m1 / (1 - 0.9 ** (it + 1)), m2 / (1 - 0.999 ** (it + 1))
+            p.add_(lr * hat1 / (hat2.sqrt() + 1e-8))
 
 
 # --- the API -------------------------------------------------------------------------------
