@@ -86,7 +86,7 @@ def test_verdicts_agree_with_exhaustive_search_and_counterexamples_are_real(tmp_
             y = int(module.double()(torch.tensor(x0[None])).argmax())
         eps = 0.15
         query = cr_query(x0, y, eps)
-        result = branch_and_bound(net, [query], timeout=30, split=split)[0]
+        result = branch_and_bound(net, [query], timeout=600, split=split)[0]
         truth = violated_on_grid(module, x0, y, eps, per_axis=401 if n == 2 else 41)
         assert not (result.status == "verified" and truth), (seed, result)
         if result.status == "falsified":
@@ -137,7 +137,7 @@ def test_sigmoid_tanh_networks_are_branched_on_their_relus(tmp_path):
         with torch.no_grad():
             y = int(module.double()(torch.tensor(x0[None])).argmax())
         query = cr_query(x0, y, 0.5)
-        result = branch_and_bound(net, [query], timeout=1, split="relu", root_steps=0)[0]
+        result = branch_and_bound(net, [query], timeout=20, split="relu", root_steps=0)[0]
         truth = violated_on_grid(module, x0, y, 0.5, per_axis=401)
         assert not (result.status == "verified" and truth), (seed, result)
         if result.status == "falsified":
