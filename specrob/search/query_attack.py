@@ -184,6 +184,8 @@ def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts:
             break
         x = x.detach().requires_grad_(True)
         v = margins(x)
+        if not v.requires_grad:  # every target is a constant (a trivially true body): no
+            break                # direction to search, and nothing to find
         grad, = torch.autograd.grad(v.sum(), x)
         with torch.no_grad():
             better = v > best_v
