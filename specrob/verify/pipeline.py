@@ -679,7 +679,9 @@ class Verifier:
                 # ask again for a violation by more than the float32 resolution of the values
                 outputs = np.abs(np.asarray(result.outputs if result.outputs is not None
                                             else [1.0]))
-                delta = 4 * 2.0 ** -23 * max(1.0, float(outputs.max(initial=1.0)))
+                # the float32 resolution of the compared values, but at least Marabou's
+                # own feasibility tolerance (about 1e-5), below which it cannot tell
+                delta = max(4 * 2.0 ** -23 * max(1.0, float(outputs.max(initial=1.0))), 2e-5)
                 again = q.Query(q.relax(query.body, delta), query.region, query.classes,
                                 query.sufficient, query.note)
                 from specrob.verify.marabou import solve_query
@@ -691,8 +693,9 @@ class Verifier:
                     self.record(self.row(i, "unknown", "marabou", result.seconds + second.seconds,
                                          reason=f"a tie: the property's bound is attained at "
                                                 f"Marabou's point, and no violation by more than "
-                                                f"{delta:.2g} (float32 resolution of the compared "
-                                                f"values) exists"))
+                                                f"{delta:.2g} (the float32 resolution of the "
+                                                f"compared values, at least Marabou's tolerance) "
+                                                f"exists"))
                     return
             deployed = bool(confirm(self.compiled, self.oracle, x, self.x0[i:i + 1].numpy(),
                                     self.y[i:i + 1].numpy())[0])
