@@ -55,9 +55,16 @@ def file_identity(path: str | Path) -> dict:
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        for extra in sorted(path.parent.glob(path.name + ".data")) if path.suffix == ".onnx" \
-                else []:
-            digest.update(extra.read_bytes())
+        if path.suffix == ".onnx":  # the weights may live in external-data files
+            from specrob.network.load import external_data_files
+            try:
+                extras = external_data_files(path)
+            except Exception:  # noqa: BLE001 - not an ONNX model: its loader says so later
+                extras = []
+            for name in extras:
+                extra = path.parent / name
+                if extra.is_file():
+                    digest.update(extra.read_bytes())
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return {"file": path.name, "sha256": digest.hexdigest()}

@@ -13,7 +13,8 @@ from specrob.network.onnx_import import load_onnx
 from specrob.network.oracle import Oracle
 from specrob.network.torch_exec import to_torch
 
-__all__ = ["load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes"]
+__all__ = ["load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes",
+           "external_data_files"]
 
 
 def input_shape(net: Network) -> tuple[int, ...]:
@@ -70,3 +71,16 @@ def _onnxruntime(path: str | Path, net: Network, x: np.ndarray) -> np.ndarray:
         raise NetworkError(f"{path}: onnxruntime gives {out.shape[1]} outputs per sample, the "
                            f"imported network {net.output_size}")
     return out
+
+
+def external_data_files(onnx_path: str | Path) -> list[str]:
+    """The external-data files an ONNX model refers to (`.onnx.data` beside it, as torch's
+    exporter writes them), as the relative names stored in the model."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    names = set()
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            names.update(e.value for e in tensor.external_data if e.key == "location")
+    return sorted(names)

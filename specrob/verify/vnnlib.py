@@ -120,8 +120,9 @@ def export(queries: list[tuple[int, q.Query]], onnx_path: str | Path, out: str |
     try:
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(onnx_path, out / "model.onnx")
-        for data in Path(onnx_path).parent.glob(Path(onnx_path).name + ".data"):
-            shutil.copyfile(data, out / "model.onnx.data")
+        from specrob.network.load import external_data_files
+        for name in external_data_files(onnx_path):  # under the names the model refers to
+            shutil.copyfile(Path(onnx_path).parent / name, out / name)
         rows = []
         for index, query in queries:
             name = f"point_{index}.vnnlib"
