@@ -188,7 +188,8 @@ def train(
         help="constraint regime: weight of the constraint loss.")] = 0.2,
     adv_steps: Annotated[int, typer.Option(min=1, help="adversarial regime: 1 = single steepest-"
                                                 "ascent step (Shaham et al.), >1 = PGD.")] = 1,
-    augment: Annotated[str, typer.Option(help="augmentation regime: uniform | fgsm.")] = "uniform",
+    augment: Annotated[str, typer.Option(callback=_choice("uniform", "fgsm"),
+                                         help="augmentation regime: uniform | fgsm.")] = "uniform",
     lam: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
         help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = 1.0,
