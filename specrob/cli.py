@@ -682,7 +682,9 @@ def _verify_vnnlib(model: Path | None, prop: Path | None, instances: Path | None
             for f in (model, prop):
                 if not f.is_file():
                     _user_error(f"{f}: no such file")
-            rows = [Instance(model, prop, 120.0 if timeout is None else timeout)]
+            from specrob.verify.instance import _stem_name
+            rows = [Instance(model, prop, 120.0 if timeout is None else timeout,
+                             _stem_name(model, prop))]
             source = ""
         runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source)
         resumed = runner.open(fresh=fresh)
@@ -759,8 +761,10 @@ def export(
                    for i in range(len(y))]
         write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}",
               labels={int(index[i]): int(y[i]) for i in range(len(y))})
-    except (Unsupported, ExportError) as error:
+    except Unsupported as error:
         _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
+    except ExportError as error:
+        _user_error(str(error))
     Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "
                                    f"(instances.csv, model.onnx, point_*.vnnlib)")
     del np

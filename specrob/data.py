@@ -314,7 +314,11 @@ def _load_npz(path: Path, split: bool = True) -> Dataset:
                 arrays.update(x=archive["x_train"], y=archive["y_train"])
                 train_keys = ("x_train", "y_train")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path}: cannot be read as an .npz archive ({error})") from error
+        why = str(error)
+        if "pickle" in why:  # numpy suggests allow_pickle: never for a dataset
+            why = "not an .npz archive of numeric arrays (object or pickled data is refused)"
+        raise DataError(f"{path}: cannot be read as an .npz archive ({why}); save it with "
+                        f"numpy.savez(path, x=..., y=...)") from None
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)}; an .npz dataset "

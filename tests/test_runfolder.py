@@ -208,3 +208,13 @@ def test_a_killed_verify_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path, m
     assert sorted(r["index"] for r in rows) == list(range(40))  # nothing lost or doubled
     verdicts = lambda rs: {r["index"]: r["verdict"] for r in rs}  # noqa: E731
     assert verdicts(rows) == verdicts(JsonLines(fresh / "results.jsonl").rows())
+
+
+def test_a_resumed_verify_keeps_what_earlier_runs_measured(tmp_path, models):
+    out = tmp_path / "out"
+    assert invoke(*verify_args(models[0], out)).exit_code == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert invoke(*verify_args(models[0], out)).exit_code == 0  # nothing left to do
+    again = json.loads((out / "summary.json").read_text())
+    assert again["float32_error_max"] == first["float32_error_max"] > 0
+    assert again["stage_seconds"]["attack"] >= first["stage_seconds"]["attack"] > 0

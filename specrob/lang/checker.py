@@ -221,6 +221,10 @@ class DeclChecker:
                              expr.pos, hint="index them ([i]) or take norms first")
         if expr.op == "/" and b.kind == "vector":
             raise self.error("cannot divide by a vector", expr.pos)
+        if expr.op == "/" and self.const(b.node) == 0:
+            raise self.error("division by zero", expr.right.pos,
+                             expected="a divisor that is not 0",
+                             hint="check the parameter's value (--set) or the expression")
         # A written number carries any unit: `2 * norm(x - x0, 2)` may stand for an output.
         ua, ub = a.unit, b.unit
         unit = None

@@ -214,6 +214,8 @@ class Encoder:
                 raise Unsupported("a product of two terms that change with x")
             if not b.is_const():
                 raise Unsupported("a division by a term that changes with x")
+            if b.const == 0:
+                raise Unsupported("a division by zero at this centre")
             return self._scale(a, 1.0 / b.const)
         if isinstance(t, ir.Neg):
             return self._scale(self.scalar(t.operand), -1.0)

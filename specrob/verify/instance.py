@@ -307,16 +307,21 @@ def _pairs(text: str):
 
 @dataclass(frozen=True)
 class Instance:
+    """One row of an instances.csv; `name` (the result file's stem and the row's key in
+    results.jsonl) is <onnx-stem>_<vnnlib-stem>, with `_row<N>` added when two rows of the CSV
+    would share it (same file names in other folders, or a repeated row)."""
+
     onnx: Path
     vnnlib: Path
     timeout: float
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        stem = self.vnnlib.name
-        for suffix in (".gz", ".vnnlib"):
-            stem = stem[:-len(suffix)] if stem.endswith(suffix) else stem
-        return f"{self.onnx.stem}_{stem}"
+
+def _stem_name(onnx: Path, vnnlib: Path) -> str:
+    stem = vnnlib.name
+    for suffix in (".gz", ".vnnlib"):
+        stem = stem[:-len(suffix)] if stem.endswith(suffix) else stem
+    return f"{onnx.stem}_{stem}"
 
 
 def read_instances(path: str | Path) -> list[Instance]:
@@ -326,6 +331,10 @@ def read_instances(path: str | Path) -> list[Instance]:
         text = path.read_text()
     except OSError as exc:
         raise InstanceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise InstanceError(f"{path}:{line}: invalid UTF-8 byte 0x{exc.object[exc.start]:02x}; "
+                            f"expected a text file of rows onnx,vnnlib,timeout") from None
     rows = []
     for number, row in enumerate(csv.reader(text.splitlines()), 1):
         if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
@@ -345,10 +354,14 @@ def read_instances(path: str | Path) -> list[Instance]:
         for f in (onnx, vnnlib):
             if not f.is_file():
                 raise InstanceError(f"{path}:{number}: {f} does not exist")
-        rows.append(Instance(onnx, vnnlib, timeout))
+        rows.append((number, onnx, vnnlib, timeout))
     if not rows:
         raise InstanceError(f"{path}: no instances (expected rows onnx,vnnlib,timeout)")
-    return rows
+    from collections import Counter
+    stems = Counter(_stem_name(o, v) for _, o, v, _ in rows)
+    return [Instance(o, v, t, _stem_name(o, v) if stems[_stem_name(o, v)] == 1
+                     else f"{_stem_name(o, v)}_row{number}")
+            for number, o, v, t in rows]
 
 
 class InstanceRunner:
@@ -401,7 +414,11 @@ class InstanceRunner:
         try:
             old = json.loads((self.out / "run.json").read_text())
             rows = old["identity"]["instances"] if old.get("kind") == "verify-instances" else []
-            return tuple(f"{Instance(Path(a), Path(b), float(t)).name}.txt" for a, b, t in rows)
+            from collections import Counter
+            stems = Counter(_stem_name(Path(a), Path(b)) for a, b, _ in rows)
+            names = {_stem_name(Path(a), Path(b)) for a, b, _ in rows}
+            return tuple(f"{n}{suffix}.txt" for n in names
+                         for suffix in ([""] if stems[n] == 1 else ["", "_row*"]))
         except (OSError, ValueError, KeyError, TypeError):
             return ()
 

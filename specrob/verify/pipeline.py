@@ -284,9 +284,28 @@ class Verifier:
                         f"point or label (other --data or centres); use --fresh to start "
                         f"over, or choose another --out")
                 self.done[i] = row
+            self._carry_over_summary()
         else:
             self.lines.clear()
         return len(self.done)
+
+    def _carry_over_summary(self) -> None:
+        """A resumed run keeps what the earlier runs measured: their seconds per stage and
+        their largest float32 error bound (summary.json is rewritten at the end)."""
+        from specrob.runfolder import RunFolderError, read_json
+        path = self.out / "summary.json"
+        if not path.exists():
+            return
+        try:
+            old = read_json(path)
+        except RunFolderError:
+            return  # a cut summary: it is rewritten whole at the end
+        for stage, seconds in (old.get("stage_seconds") or {}).items():
+            if isinstance(seconds, (int, float)):
+                self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        previous = old.get("float32_error_max")
+        if isinstance(previous, (int, float)):
+            self.float32_error_max = max(self.float32_error_max, float(previous))
 
     def close(self) -> None:
         """Release the run folder (its lock)."""

@@ -158,3 +158,12 @@ def test_a_template_from_an_imports_own_import_is_found(tmp_path):
     (tmp_path / "a.rspec").write_text('import "b.rspec"\nproperty top = mid(eps = 0.02)\n')
     spec = specrob.load(tmp_path / "a.rspec")
     assert spec["top"].value("eps") == 0.02
+
+
+@pytest.mark.parametrize("divisor, sets", [("0", []), ("k", ["--set", "k=0"]),
+                                           ("(eps - 0.1)", [])])
+def test_division_by_a_constant_zero_is_located(write, divisor, sets):
+    spec = write("property P(eps = 0.1, k = 1):\n    forall x in ball(x0, eps, inf):\n"
+                 f"        f(x)[y] / {divisor} >= 1\n")
+    result = CliRunner().invoke(app, ["check", str(spec), *sets])
+    assert result.exit_code == 2 and ":3:" in result.output and "division by zero" in result.output

@@ -183,3 +183,33 @@ def test_instances_csv_errors_are_located(tmp_path):
     result = cli("--instances", str(csv), "--out", str(tmp_path / "o"))
     assert result.exit_code == 2 and f"{csv}:1: expected 3 columns" in \
         result.output.replace("\n", "")
+
+
+def test_rows_with_the_same_file_names_in_other_folders_are_separate_instances(tmp_path):
+    """Two rows whose files share names (other folders) must each be run and reported: one
+    is sat, one unsat (they used to share one result, a wrong verdict for the second)."""
+    import shutil
+    from tests.conftest import SHARED
+    bench = SHARED / "benchmarks" / "vnncomp2021-mnistfc"
+    (tmp_path / "d").mkdir()
+    shutil.copy(bench / "mnist-net_256x2.onnx", tmp_path)
+    shutil.copy(bench / "mnist-net_256x2.onnx", tmp_path / "d")
+    shutil.copy(bench / "prop_2_0.03.vnnlib.gz", tmp_path)  # unsat (CROWN)
+    shutil.copy(bench / "prop_7_0.03.vnnlib.gz", tmp_path / "d" / "prop_2_0.03.vnnlib.gz")  # sat
+    csv = tmp_path / "i.csv"
+    csv.write_text("mnist-net_256x2.onnx,prop_2_0.03.vnnlib.gz,20\n"
+                   "d/mnist-net_256x2.onnx,d/prop_2_0.03.vnnlib.gz,20\n")
+    result = CliRunner().invoke(app, ["verify", "--instances", str(csv), "--out",
+                                      str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (tmp_path / "o" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["status"] for r in rows) == ["sat", "unsat"]
+    assert len(list((tmp_path / "o").glob("*_row*.txt"))) == 2
+
+
+def test_a_csv_that_is_not_text_is_a_located_error(tmp_path):
+    csv = tmp_path / "i.csv"
+    csv.write_bytes(b"a.onnx,b.vnnlib,10\n\xff\n")
+    result = CliRunner().invoke(app, ["verify", "--instances", str(csv), "--out",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2 and "i.csv:2: invalid UTF-8 byte 0xff" in result.output
