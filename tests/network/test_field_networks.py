@@ -20,10 +20,22 @@ import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from specrob.network import (Affine, BatchNorm, Conv, Elementwise, LogSoftmax, MaxPool,
-                             NetworkError, Oracle, Relu, Reshape, load_onnx, load_onnx_checked)
+from specrob.network import (
+    Affine,
+    BatchNorm,
+    Conv,
+    Elementwise,
+    LogSoftmax,
+    MaxPool,
+    NetworkError,
+    Oracle,
+    Relu,
+    Reshape,
+    load_onnx,
+    load_onnx_checked,
+)
+from tests.conftest import SHARED
 
-SHARED = Path("/work/shared")
 NEWCOMER = SHARED / "cases" / "newcomer"
 MNISTFC = SHARED / "benchmarks" / "vnncomp2021-mnistfc"
 
@@ -170,12 +182,13 @@ def test_legacy_exports_load_and_match_onnxruntime_and_torch(case, fixed, tmp_pa
     assert_runs_like_onnxruntime(path, original=model)
 
 
-@pytest.mark.parametrize("opset", [9, 10, 11, 12, 13, 14, 15, 16, 17, 18])
-@pytest.mark.parametrize("case", ["x.view(x.size(0), -1) CNN", "nn.Unflatten CNN",
-                                  "BatchNorm1d before and after Linear, Dropout, LogSoftmax"])
+# torch exports nn.Unflatten (aten::unflatten) from opset 13 only: those pairs are not made
+@pytest.mark.parametrize("case, opset", [
+    (case, opset) for opset in range(9, 19)
+    for case in ("x.view(x.size(0), -1) CNN", "nn.Unflatten CNN",
+                 "BatchNorm1d before and after Linear, Dropout, LogSoftmax")
+    if not (case == "nn.Unflatten CNN" and opset < 13)])
 def test_every_opset_from_9_to_18(case, opset, tmp_path):
-    if case == "nn.Unflatten CNN" and opset < 13:
-        pytest.skip("torch exports aten::unflatten from opset 13 only")
     build, shape = MODULES[case]
     model = build()
     path = export(model, shape, tmp_path / "m.onnx", fixed=opset % 2 == 0, opset=opset)
@@ -339,10 +352,8 @@ def test_bounds_and_marabou_refuse_a_log_softmax_node_gracefully(tmp_path):
 
 # --- the shared field files --------------------------------------------------------------
 
-needs_shared = pytest.mark.skipif(not NEWCOMER.is_dir(), reason="no /work/shared cases")
 
 
-@needs_shared
 @pytest.mark.parametrize("name, batch", [
     ("fixed_batch1_legacy.onnx", 1), ("plain_dynamo.onnx", 1), ("plain_dynamo_dyn.onnx", None),
     ("cnn_view_user.onnx", None), ("cnn_unflatten_mod_op.onnx", None)])
@@ -352,7 +363,6 @@ def test_the_shared_newcomer_networks_load_and_match_onnxruntime(name, batch):
     assert_runs_like_onnxruntime(path, batch=9)
 
 
-@pytest.mark.skipif(not MNISTFC.is_dir(), reason="no VNN-COMP 2021 mnistfc benchmark")
 @pytest.mark.parametrize("depth", [2, 4, 6])
 def test_the_vnncomp_mnistfc_networks_load_and_match_onnxruntime(depth):
     path = MNISTFC / f"mnist-net_256x{depth}.onnx"

@@ -306,8 +306,8 @@ def test_lipschitz_style_atom(cases, name):
                   r.counterexample[None])[0] >= 1e-4 - 1e-9
     r = solve_query(case.net, q.Query(body(2 * ratio), reg, 3), strict_margin=1e-4,
                     timeout=1, kill_after=2)
-    assert r.status in ("timeout", "unsat") and r.seconds < 4, r
-    if r.status == "timeout" and r.seconds > 1.5:
+    assert r.status in ("timeout", "unsat"), r
+    if "killed" in r.message:  # Marabou overran its own timeout: the worker was killed
         assert "killed after 2 s" in r.message
     check(case, q.Query(body(0.5 * ratio), reg, 3), "sat", strict_margin=1e-4)
 
