@@ -32,7 +32,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from specrob.data import load_data  # noqa: E402
@@ -68,20 +67,19 @@ def sigmoid_mlp() -> nn.Module:
 NETS = {"cnn_fmnist": (cnn, (1, 1, 28, 28)), "mlp_sigmoid_fmnist": (sigmoid_mlp, (1, 784))}
 
 
-def train(net: nn.Module, shape: tuple[int, ...], x: torch.Tensor, y: torch.Tensor,
-          epochs: int, seed: int, batch: int = 128) -> nn.Module:
-    """Adam on cross-entropy for a few epochs; inputs reshaped to the net's sample shape."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    x = x.reshape(len(x), *shape[1:])
-    for _ in range(epochs):
-        order = torch.randperm(len(y))
-        for i in range(0, len(y), batch):
-            idx = order[i:i + batch]
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
+def train(net: nn.Module, shape: tuple[int, ...], data, epochs: int, seed: int) -> nn.Module:
+    """benchmarks/common.train_quickly on inputs reshaped to the net's sample shape."""
+    from common import train_quickly  # benchmarks/ is on sys.path when run
+    return train_quickly(_Reshaped(net, shape[1:]), data, epochs, batch=128, seed=seed).net
+
+
+class _Reshaped(nn.Module):
+    def __init__(self, net: nn.Module, shape: tuple[int, ...]):
+        super().__init__()
+        self.net, self.shape = net, shape
+
+    def forward(self, x):
+        return self.net(x.reshape(len(x), *self.shape))
 
 
 def main() -> None:
@@ -92,14 +90,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_data("fashion-mnist")
-    x, y = torch.tensor(data.x_train), torch.tensor(data.y_train)
     xt, yt = torch.tensor(data.x_test), torch.tensor(data.y_test)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, (build, shape) in NETS.items():
         start = time.process_time()
         torch.manual_seed(args.seed)
-        net = train(build(), shape, x, y, args.epochs, args.seed)
+        net = train(build(), shape, data, args.epochs, args.seed)
         with torch.no_grad():
             predicted = net(xt.reshape(len(xt), *shape[1:])).argmax(-1)
         accuracy = float((predicted == yt).float().mean())

@@ -293,17 +293,10 @@ def _runs_exported(path: Path) -> None:
 
 def _check_fits(net, dataset, model: Path, data: str) -> None:
     """The network takes the data's flattened inputs and returns one logit per class."""
-    import torch
-    try:
-        with torch.no_grad():
-            logits = net(torch.tensor(dataset.x_train[:2]))
-    except Exception as exc:  # the user's network cannot take this data
-        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
-                    f"from --data {data}: {type(exc).__name__}: {exc}")
-    if tuple(logits.shape) != (2, dataset.classes):
-        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for 2 inputs; "
+    classes = _model_outputs(net, dataset, model, data)
+    if classes != dataset.classes:
+        _user_error(f"{model}: the network returns shape (2, {classes}) for 2 inputs; "
                     f"expected (2, {dataset.classes}) logits for --data {data}")
-    _check_finite(net, dataset, model, data)
 
 
 def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> None:
@@ -334,17 +327,19 @@ def _check_class_indices(spec, classes: int) -> None:
 
 def _model_outputs(net, dataset, model: Path, data: str) -> int:
     """The number of classes: the width of the network's output on the data's flattened
-    inputs (not the labels present in --data, which may be a few points of a few classes)."""
+    inputs (not the labels present in --data, which may be a few points of a few classes);
+    exit 2 when the network fails on them or its outputs there are not finite."""
     import torch
+    x = dataset.x_test[:2] if len(dataset.x_test) else dataset.x_train[:2]
     try:
         with torch.no_grad():
-            logits = net(torch.tensor(dataset.x_test[:2]))
+            logits = net(torch.tensor(x))
     except Exception as exc:  # the user's network cannot take this data
-        _user_error(f"{model}: the network fails on inputs of shape (2, {dataset.input_dim}) "
-                    f"from --data {data}: {type(exc).__name__}: {exc}")
-    if logits.ndim != 2 or logits.shape[0] != len(dataset.x_test[:2]):
+        _user_error(f"{model}: the network fails on inputs of shape ({len(x)}, "
+                    f"{dataset.input_dim}) from --data {data}: {type(exc).__name__}: {exc}")
+    if logits.ndim != 2 or logits.shape[0] != len(x):
         _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for "
-                    f"{len(dataset.x_test[:2])} inputs; expected (B, classes) logits")
+                    f"{len(x)} inputs; expected (B, classes) logits")
     _check_finite(net, dataset, model, data)
     return int(logits.shape[1])
 

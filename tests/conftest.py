@@ -32,3 +32,26 @@ def write(tmp_path):
             path.write_text(content, encoding="utf-8")
         return path
     return _write
+
+
+def export_mlp(path, inputs: int = 64, hidden: int = 16, classes: int = 10, seed: int = 0,
+               scale: float = 1.0) -> Path:
+    """A random ReLU MLP inputs-hidden-classes (weights times `scale`) exported to ONNX with a
+    symbolic batch: the small model the CLI tests run commands on."""
+    import warnings
+
+    import torch
+    from torch import nn
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes)).eval()
+    if scale != 1.0:
+        with torch.no_grad():
+            for prm in net.parameters():
+                prm.mul_(scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, inputs),), str(path), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                          dynamo=False)
+    return Path(path)
+

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import specrob
 from specrob.cli import app
-from tests.conftest import REPO
+from tests.conftest import REPO, export_mlp
 
 CR = str(REPO / "specs" / "cr.rspec")
 
@@ -28,14 +28,7 @@ def invoke(*args, code: int = 0):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "m.onnx"
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval(),
-                          (torch.rand(1, 64),), str(path), input_names=["x"],
-                          dynamic_axes={"x": {0: "b"}}, dynamo=False)
-    return path
+    return export_mlp(tmp_path_factory.mktemp("m") / "m.onnx", hidden=16)
 
 
 def test_version():

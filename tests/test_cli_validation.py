@@ -3,15 +3,12 @@ radii and models whose outputs are not finite end in one clear error (exit 2), n
 traceback or silent nonsense (shared cases reliability/*)."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
-import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from specrob.cli import app
-from tests.conftest import REPO
+from tests.conftest import REPO, export_mlp
 
 CR = str(REPO / "specs" / "cr.rspec")
 MLP = str(REPO / "examples" / "digits_mlp.py")
@@ -26,14 +23,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "m.onnx"
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)).eval(),
-                          (torch.rand(1, 64),), str(path), input_names=["x"],
-                          dynamic_axes={"x": {0: "b"}}, dynamo=False)
-    return path
+    return export_mlp(tmp_path_factory.mktemp("m") / "m.onnx", hidden=8)
 
 
 @pytest.mark.parametrize("value, says", [("1e400", "overflows to infinity"),
@@ -78,15 +68,7 @@ def test_verify_timeout_out_of_range(model, tmp_path, timeout):
 
 
 def test_a_model_whose_outputs_are_not_finite_is_refused(tmp_path):
-    net = nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)).eval()
-    with torch.no_grad():
-        net[0].weight.mul_(1e30)
-        net[2].weight.mul_(1e30)
-    path = tmp_path / "huge.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.rand(1, 64),), str(path), input_names=["x"],
-                          dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    path = export_mlp(tmp_path / "huge.onnx", hidden=8, scale=1e30)
     for command in ("verify", "eval"):
         out = invoke(command, path, CR, "--points", "3", "--quiet", "--out", tmp_path / command)
         assert "not finite" in out

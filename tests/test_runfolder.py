@@ -8,13 +8,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from torch import nn
 from typer.testing import CliRunner
 
 from specrob.cli import app
 from specrob.runfolder import JsonLines, RunFolder, RunFolderError, read_json, write_json
-from tests.conftest import REPO
+from tests.conftest import REPO, export_mlp
 
 CR = str(REPO / "specs" / "cr.rspec")
 
@@ -97,12 +95,7 @@ def test_json_is_written_atomically_and_a_corrupt_file_is_named(tmp_path):
 # --- the commands ------------------------------------------------------------------------
 
 def digits_onnx(path, seed: int):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
-    torch.onnx.export(net, (torch.rand(1, 64),), str(path), input_names=["x"],
-                      output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
-                      dynamo=False)
-    return str(path)
+    return str(export_mlp(path, seed=seed))
 
 
 @pytest.fixture(scope="module")
