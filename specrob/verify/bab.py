@@ -40,12 +40,22 @@ from torch import Tensor
 
 from specrob.network.ir import Network, Relu
 from specrob.verify import query as q
-from specrob.verify.bounds import (DTYPE, SAFETY, _compiled, _Crown, _ibp, _Region, _region,
-                                   adam_ascent,
-                                   _relaxations, unsupported)
+from specrob.verify.bounds import (
+    DTYPE,
+    SAFETY,
+    _compiled,
+    _Crown,
+    _ibp,
+    _Region,
+    _region,
+    _relaxations,
+    adam_ascent,
+    unsupported,
+)
 
-__all__ = ["BabResult", "branch_and_bound", "INPUT_SPLIT_MAX_INPUTS"]
+__all__ = ["INPUT_SPLIT_MAX_INPUTS", "BabResult", "branch_and_bound"]
 
+CHUNK = 1 << 22  # elements of one coefficient tensor (float64: 32 MiB) in a bound pass
 INPUT_SPLIT_MAX_INPUTS = 8  # networks with at most this many inputs are split on the input
 
 
@@ -153,6 +163,7 @@ class _Solver:
                               reg.eps, reg.p, reg.low, reg.high)
         self.domains = 0
         self.relus = [i for i in self.comp.live if isinstance(self.comp.ops[i].node, Relu)]
+        self.relu_inputs = [self.comp.ops[i].node.inputs[0] for i in self.relus]
         self.input_split = (split == "input" or
                             (split == "auto" and net.input_size <= INPUT_SPLIT_MAX_INPUTS))
 
@@ -198,11 +209,11 @@ class _Solver:
         if getattr(self, "root_bounds", None) is None:  # once per query, shared by its rows
             with torch.no_grad():
                 ibp = _ibp(comp, region)
-                root = _Crown(comp, region, ibp, 1 << 22)
+                root = _Crown(comp, region, ibp, CHUNK)
                 if self.optimise and self.root_steps > 0:
                     # alpha-CROWN on every layer's bounds (intersected with CROWN's): the
                     # tighter root bounds every subdomain starts from (Xu et al. 2021)
-                    root = _Crown(comp, region, root.bounds, 1 << 22,
+                    root = _Crown(comp, region, root.bounds, CHUNK,
                                   alpha_steps=self.root_steps, alpha_lr=0.1)
             self.root_bounds = root.bounds
         self.producer_index = comp.producer
@@ -210,32 +221,31 @@ class _Solver:
         shapes = {i: tuple(comp.shapes[comp.ops[i].node.inputs[0]]) for i in self.relus}
         splits = {i: torch.zeros((1, *shapes[i]), dtype=torch.int8, device=self.device)
                   for i in self.relus}
-        lb, x_best, node, index = self._bound(splits, c, d)
+        # each open subdomain carries the bounds of every ReLU input it was bounded with:
+        # its children start from them (a child lies inside its parent), not from the root's
+        inter = {v: self.root_bounds[v] for v in self.relu_inputs}
+        lb, x_best, node, index, inter = self._bound(splits, c, d, inter)
         self.domains += 1
         if bool(self._violates(x_best, c, d, strict)[0]):
             return "falsified", x_best[0].cpu().numpy(), ""
         if float(lb[0]) > 0:
             return "verified", None, ""
-        pool = (lb, splits, node, index)  # open subdomains and each one's next split
-        while pool[0].numel():
-            pool_lb, pool_splits, pool_node, pool_index = pool
+        pool = _Pool(lb, splits, node, index, inter)  # open subdomains, each one's next split
+        while pool.size:
             if time.perf_counter() > deadline:
-                return "unknown", None, (f"branch and bound timed out with {pool_lb.numel()} "
-                                         f"open subdomains (worst bound {float(pool_lb.min()):.3g})")
-            if pool_lb.numel() > self.max_domains:
+                return "unknown", None, (f"branch and bound timed out with {pool.size} "
+                                         f"open subdomains (worst bound {float(pool.lb.min()):.3g})")
+            if pool.size > self.max_domains:
                 return "unknown", None, f"more than {self.max_domains} open subdomains"
-            order = torch.argsort(pool_lb)
-            take, keep = order[:self.batch], order[self.batch:]
-            rest = (pool_lb[keep], {i: s[keep] for i, s in pool_splits.items()},
-                    pool_node[keep], pool_index[keep])
-            parent = {i: s[take] for i, s in pool_splits.items()}
-            node, index = pool_node[take], pool_index[take]
-            stuck = node < 0
+            order = torch.argsort(pool.lb)
+            batch, pool = pool.take(order[:self.batch]), pool.take(order[self.batch:])
+            stuck = batch.node < 0
             if bool(stuck.any()):  # every ReLU fixed: the network is affine on the subdomain
                 # (unless it has other nonlinear nodes), and the optimal beta makes the bound
                 # the LP's: optimise much longer
-                fixed = {i: s[stuck] for i, s in parent.items()}
-                lb, x, _, _ = self._bound(fixed, c, d, iterations=10 * self.iterations + 100)
+                fixed = batch.take(stuck.nonzero().flatten())
+                lb, x, _, _, _ = self._bound(fixed.splits, c, d, fixed.inter,
+                                             iterations=10 * self.iterations + 100)
                 bad = self._violates(x, c, d, strict)
                 if bool(bad.any()):
                     return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
@@ -247,31 +257,39 @@ class _Solver:
                         "a subdomain with every ReLU fixed is not proved by its optimised "
                         "linear bound" + (f" (not split, so still relaxed: {', '.join(others)})"
                                           if others else ""))
-                parent = {i: s[~stuck] for i, s in parent.items()}
-                node, index = node[~stuck], index[~stuck]
-                if node.numel() == 0:
-                    pool = rest
+                batch = batch.take((~stuck).nonzero().flatten())
+                if batch.size == 0:
                     continue
-            children = self._children(parent, (node, index))
-            lb, x, node, index = self._bound(children, c, d)
+            children = self._children(batch.splits, (batch.node, batch.index))
+            both = {v: (torch.cat([l, l]), torch.cat([u, u])) for v, (l, u) in batch.inter.items()}
+            lb, x, node, index, inter = self._bound(children, c, d, both)
             self.domains += lb.numel()
             bad = self._violates(x, c, d, strict)
             if bool(bad.any()):
                 return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
-            open_ = lb <= 0
-            pool = (torch.cat([rest[0], lb[open_]]),
-                    {i: torch.cat([rest[1][i], children[i][open_]]) for i in self.relus},
-                    torch.cat([rest[2], node[open_]]), torch.cat([rest[3], index[open_]]))
+            open_ = (lb <= 0).nonzero().flatten()
+            pool = pool.join(_Pool(lb, children, node, index, inter).take(open_))
         return "verified", None, ""
 
-    def _clamped(self, splits: dict[int, Tensor]):
-        """Root intermediate bounds repeated per subdomain, clamped by its splits; and a mask
+    def _base(self, inter: dict, D: int) -> dict:
+        """Every value's bounds for D subdomains: a ReLU input's from `inter` (the parent's),
+        the others' the root's (expanded)."""
+        out = {}
+        for v, (l, u) in self.root_bounds.items():
+            if v in inter:
+                out[v] = inter[v]
+            else:
+                out[v] = (l.expand(D, *l.shape[1:]), u.expand(D, *u.shape[1:]))
+        return out
+
+    def _clamped(self, splits: dict[int, Tensor], inter: dict):
+        """The parent's intermediate bounds per subdomain, clamped by its splits; and a mask
         of subdomains whose clamped bounds are empty (infeasible splits: closed)."""
         D = next(iter(splits.values())).shape[0] if splits else 1
         bounds = {}
         empty = torch.zeros(D, dtype=torch.bool, device=self.device)
         by_input = {self.comp.ops[i].node.inputs[0]: i for i in self.relus}
-        for v, (l, u) in self.root_bounds.items():
+        for v, (l, u) in self._base(inter, D).items():
             l, u = l.expand(D, *l.shape[1:]), u.expand(D, *u.shape[1:])
             if v in by_input:
                 s = splits[by_input[v]]
@@ -282,19 +300,23 @@ class _Solver:
             bounds[v] = (l, u)
         return bounds, empty
 
-    def _refined(self, splits: dict[int, Tensor]):
+    def _refined(self, splits: dict[int, Tensor], inter: dict):
         """Intermediate bounds recomputed by CROWN for every subdomain, each value's bounds
-        clamped by the splits before the layers after it are bounded (so a split tightens
-        every later layer); values before the first ReLU keep the root's bounds. Returns
-        (bounds, empty) like `_clamped`."""
+        clamped by the parent's and by the splits before the layers after it are bounded (so a
+        split tightens every later layer); values before the first ReLU keep the root's bounds.
+        Only neurons unstable in some subdomain of the batch are bounded again (their union:
+        on mnistfc it is as small as the largest per-subdomain count, and one shared
+        coefficient matrix is cheaper than one per subdomain). Returns (bounds, empty) like
+        `_clamped`."""
         D = next(iter(splits.values())).shape[0]
         by_input = {self.comp.ops[i].node.inputs[0]: i for i in self.relus}
-        root, first = self.root_bounds, self.first_affected
+        first = self.first_affected
+        base = self._base(inter, D)
         empty = torch.zeros(D, dtype=torch.bool, device=self.device)
 
         def clamp(value: str, l: Tensor, u: Tensor):
             nonlocal empty
-            rl, ru = root[value]
+            rl, ru = base[value]
             l, u = torch.maximum(l, rl), torch.minimum(u, ru)
             if value in by_input:
                 s = splits[by_input[value]]
@@ -303,39 +325,38 @@ class _Solver:
             empty |= (l > u).reshape(D, -1).any(-1)
             return l, torch.maximum(u, l)
 
+        solver = self
+
         class Split(_Crown):
-            def _refine(inner, value, l, u):  # noqa: N805 - closes over the solver
-                if self.producer_index.get(value, -1) < first:
-                    rl, ru = root[value]
-                    return clamp(value, rl.expand(D, *rl.shape[1:]),
-                                 ru.expand(D, *ru.shape[1:]))
+            def _refine(inner, value, l, u):
+                if solver.producer_index.get(value, -1) < first:
+                    return clamp(value, *base[value])
                 l, u = _Crown._refine(inner, value, *clamp(value, l, u))
                 return clamp(value, l, u)
 
         region = _repeat(self.region, D)
-        ibp = {v: (l.expand(D, *l.shape[1:]), u.expand(D, *u.shape[1:]))
-               for v, (l, u) in root.items()}
         with torch.no_grad():
-            crown = Split(self.comp, region, ibp, 1 << 22)
+            crown = Split(self.comp, region, base, CHUNK)
         return crown, empty
 
     def _sub(self, bounds, D: int) -> _Crown:
         """A CROWN object over D copies of the root region with the given bounds."""
         sub = object.__new__(_Crown)
-        sub.comp, sub.chunk, sub.B = self.comp, 1 << 22, D
+        sub.comp, sub.chunk, sub.B = self.comp, CHUNK, D
         sub.region = _repeat(self.region, D)
         sub.bounds = bounds
         sub.relax = _relaxations(self.comp, bounds)  # ReLU terms, and Sigmoid, Tanh, MaxPool
         return sub
 
-    def _bound(self, splits: dict[int, Tensor], c: Tensor, d: Tensor,
+    def _bound(self, splits: dict[int, Tensor], c: Tensor, d: Tensor, inter: dict,
                iterations: int | None = None):
-        """Lower bounds (D,) of c.f + d per subdomain and the box points minimising them."""
+        """Lower bounds (D,) of c.f + d per subdomain, the box points minimising them, the
+        next split (node, index) of each, and the bounds of every ReLU input used."""
         if self.refine and splits and any(bool((s != 0).any()) for s in splits.values()):
-            sub, empty = self._refined(splits)
+            sub, empty = self._refined(splits, inter)
             bounds = sub.bounds
         else:
-            bounds, empty = self._clamped(splits)
+            bounds, empty = self._clamped(splits, inter)
             sub = self._sub(bounds, empty.shape[0])
         D = empty.shape[0]
         out = self.comp.output_name
@@ -379,7 +400,9 @@ class _Solver:
         best = best - SAFETY * (1 + best.abs())
         best = torch.where(empty, torch.full_like(best, math.inf), best)
         node, index = self._score(bounds, splits, scored, D)
-        return best.detach(), self._argmin(best_input, D), node, index
+        used = {v: (bounds[v][0].expand(D, *bounds[v][0].shape[1:]),
+                    bounds[v][1].expand(D, *bounds[v][1].shape[1:])) for v in self.relu_inputs}
+        return best.detach(), self._argmin(best_input, D), node, index, used
 
     def _argmin(self, A_in: Tensor | None, D: int) -> Tensor:
         """Per subdomain, the corner of the root box minimising the linear bound."""
@@ -446,7 +469,7 @@ class _Solver:
             sub = _boxes(reg, lows_b, highs_b)
             with torch.no_grad():
                 ibp = _ibp(self.comp, sub)
-                crown = _Crown(self.comp, sub, ibp, 1 << 22)
+                crown = _Crown(self.comp, sub, ibp, CHUNK)
                 keep: dict = {}
                 A = C.reshape(1, 1, *self.comp.output_shape).expand(D, 1, *self.comp.output_shape)
                 lb = crown.backward(self.comp.output_name, A, d.reshape(1, 1).expand(D, 1),
@@ -480,6 +503,35 @@ class _Solver:
             return (lo + hi) / 2
         a = A_in.reshape(lo.shape[0], -1)
         return torch.where(a > 0, lo, hi)
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Subdomains as batched tensors: lower bounds (P,), splits per ReLU node (P, *shape) in
+    {-1, 0, +1}, the next split (node, flat index) of each, and the bounds of every ReLU input
+    each was bounded with."""
+
+    lb: Tensor
+    splits: dict
+    node: Tensor
+    index: Tensor
+    inter: dict
+
+    @property
+    def size(self) -> int:
+        return int(self.lb.numel())
+
+    def take(self, rows: Tensor) -> _Pool:
+        return _Pool(self.lb[rows], {i: s[rows] for i, s in self.splits.items()},
+                     self.node[rows], self.index[rows],
+                     {v: (l[rows], u[rows]) for v, (l, u) in self.inter.items()})
+
+    def join(self, other: _Pool) -> _Pool:
+        return _Pool(torch.cat([self.lb, other.lb]),
+                     {i: torch.cat([s, other.splits[i]]) for i, s in self.splits.items()},
+                     torch.cat([self.node, other.node]), torch.cat([self.index, other.index]),
+                     {v: (torch.cat([l, other.inter[v][0]]), torch.cat([u, other.inter[v][1]]))
+                      for v, (l, u) in self.inter.items()})
 
 
 def _repeat(region: _Region, D: int) -> _Region:
