@@ -18,8 +18,8 @@ from torch import nn
 from specrob.data import Dataset, load_data, subset
 from specrob.errors import SpecrobError
 from specrob.lang import ir
-from specrob.lang.walk import mentions
-from specrob.logic.formulas import constant, resolve_params
+from specrob.lang.walk import lipschitz_shape, mentions
+from specrob.lang.params import constant, resolve_params
 
 
 @dataclass
@@ -151,21 +151,6 @@ def eps_grid(prop: ir.Property, input_dim: int, config: EvalConfig) -> list[floa
                         f"radii from 0 to it is not finite; give the radii with --eps, e.g. "
                         f"--eps 0,0.05,0.1")
     return [round(eps * i / 5, 10) for i in range(6)]
-
-
-def lipschitz_shape(prop: ir.Property) -> tuple[str, float] | None:
-    """`norm(F(x) - F(x0), q) <= alpha * norm(x - x0, p)`: the name of alpha and the input
-    norm p, else None."""
-    body = prop.body
-    if not (isinstance(body, ir.Compare) and body.op in ("<=", "<")):
-        return None
-    right = body.right
-    if (isinstance(right, ir.Arith) and right.op == "*" and isinstance(right.left, ir.Param)
-            and isinstance(right.right, ir.Norm)
-            and right.right.vector == ir.Arith("-", ir.Input(False), ir.Input(True))
-            and isinstance(body.left, ir.Norm)):
-        return right.left.name, right.right.p
-    return None
 
 
 class Evaluation:
@@ -369,4 +354,4 @@ def _jsonable(value):
 
 
 __all__ = ["EvalConfig", "Evaluation", "select_centres", "select_centres_indexed", "domain_of",
-           "CentreError", "eps_grid", "lipschitz_shape", "subset"]
+           "CentreError", "eps_grid", "subset"]

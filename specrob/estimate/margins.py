@@ -313,7 +313,7 @@ def margin_score_summary(score, model: nn.Module, x0: torch.Tensor, y: torch.Ten
 
     The score is (1/(d - a)) ∫_a^d R(eps) d eps, the area is ∫_0^d R(eps) d eps; both are upper
     bounds. `options` go to `ensemble_margins`."""
-    from specrob.logic.formulas import constant, resolve_params
+    from specrob.lang.params import constant, resolve_params
     params = resolve_params(score, x0.shape[-1])
     ball = score.kernel.ball
     p = float(ball.p)

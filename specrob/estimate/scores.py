@@ -25,7 +25,7 @@ from torch import nn
 
 from specrob.estimate.stats import Estimate, mean, proportion
 from specrob.lang import ir
-from specrob.logic.formulas import constant, resolve_params
+from specrob.lang.params import constant, resolve_params
 from specrob.search.region import Region
 from specrob.search.searches import PGD
 

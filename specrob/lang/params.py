@@ -153,3 +153,33 @@ def override_from_api(name: str, value) -> Override:
         return Override(name, to_value(value), f"{name}={value}")
     except TypeError as exc:
         raise SpecError(f"{name}: {exc}", path="specrob.load", line=1, col=1) from None
+
+
+def resolve_params(decl: ir.Property | ir.Score, input_dim: int) -> dict[str, float]:
+    """Parameter values with the data constants filled in (dim = n, diameter = sqrt(n) times
+    the width of the domain box)."""
+    values: dict[str, float] = {"dim": float(input_dim)}
+    width = 1.0
+    if isinstance(decl.domain.low, ir.Const) and isinstance(decl.domain.high, ir.Const):
+        width = decl.domain.high.value - decl.domain.low.value
+    values["diameter"] = width * math.sqrt(input_dim)
+    for p in decl.params:
+        if isinstance(p.value, ir.DataConst):
+            values[p.name] = values[p.value.name]
+        elif isinstance(p.value, float):
+            values[p.name] = p.value
+    return values
+
+
+def constant(t, params: dict[str, float]) -> float:
+    """A term without x, f or indices (a radius, a box bound) as a number."""
+    if isinstance(t, ir.Const):
+        return t.value
+    if isinstance(t, (ir.Param, ir.DataConst)):
+        return params[t.name]
+    if isinstance(t, ir.Neg):
+        return -constant(t.operand, params)
+    if isinstance(t, ir.Arith):
+        a, b = constant(t.left, params), constant(t.right, params)
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else math.inf}[t.op]
+    raise ValueError(f"not a constant: {t!r}")

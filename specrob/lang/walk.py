@@ -76,3 +76,33 @@ def check_classes(spec, classes: int) -> None:
                 raise source.error(message, pos, hint="use an index the model has")
             raise SpecError(message, path=spec.path, hint="use an index the model has")
 
+
+def negate(f: ir.Formula) -> ir.Formula:
+    """not f, again in negation normal form."""
+    if isinstance(f, ir.Compare):
+        return ir.Compare(ir.NEGATE[f.op], f.left, f.right, f.pos)
+    if isinstance(f, ir.IndexCompare):
+        return ir.IndexCompare(ir.NEGATE[f.op], f.left, f.right, f.pos)
+    if isinstance(f, ir.Truth):
+        return ir.Truth(not f.value)
+    if isinstance(f, ir.And):
+        return ir.Or(tuple(negate(i) for i in f.items))
+    if isinstance(f, ir.Or):
+        return ir.And(tuple(negate(i) for i in f.items))
+    kind = "exists" if f.kind == "forall" else "forall"
+    return ir.IndexQuant(kind, f.var, f.exclude, negate(f.body))
+
+
+def lipschitz_shape(prop: ir.Property) -> tuple[str, float] | None:
+    """`norm(F(x) - F(x0), q) <= alpha * norm(x - x0, p)`: the name of alpha and the input
+    norm p, else None."""
+    body = prop.body
+    if not (isinstance(body, ir.Compare) and body.op in ("<=", "<")):
+        return None
+    right = body.right
+    if (isinstance(right, ir.Arith) and right.op == "*" and isinstance(right.left, ir.Param)
+            and isinstance(right.right, ir.Norm)
+            and right.right.vector == ir.Arith("-", ir.Input(False), ir.Input(True))
+            and isinstance(body.left, ir.Norm)):
+        return right.left.name, right.right.p
+    return None

@@ -9,7 +9,9 @@ from torch import nn
 
 from specrob.lang import ir
 from specrob.lang.walk import mentions
-from specrob.logic.formulas import FormulaCompiler, constant, negate, resolve_params
+from specrob.lang.params import constant, resolve_params
+from specrob.lang.walk import negate
+from specrob.logic.formulas import FormulaCompiler
 from specrob.logic.finite import nonfinite_error
 from specrob.logic.logics import Boolean, Logic, SearchDL2, make_logic
 from specrob.logic.terms import Points

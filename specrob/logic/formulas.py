@@ -7,24 +7,9 @@ from typing import Callable
 import torch
 
 from specrob.lang import ir
+from specrob.lang.walk import negate
 from specrob.logic.logics import Boolean, Logic
 from specrob.logic.terms import Env, Fn, Points, TermCompiler, depth
-
-
-def negate(f: ir.Formula) -> ir.Formula:
-    """not f, again in negation normal form."""
-    if isinstance(f, ir.Compare):
-        return ir.Compare(ir.NEGATE[f.op], f.left, f.right, f.pos)
-    if isinstance(f, ir.IndexCompare):
-        return ir.IndexCompare(ir.NEGATE[f.op], f.left, f.right, f.pos)
-    if isinstance(f, ir.Truth):
-        return ir.Truth(not f.value)
-    if isinstance(f, ir.And):
-        return ir.Or(tuple(negate(i) for i in f.items))
-    if isinstance(f, ir.Or):
-        return ir.And(tuple(negate(i) for i in f.items))
-    kind = "exists" if f.kind == "forall" else "forall"
-    return ir.IndexQuant(kind, f.var, f.exclude, negate(f.body))
 
 
 class FormulaCompiler:
@@ -91,35 +76,4 @@ def holds(f: ir.Formula, points: Points) -> torch.Tensor:
     return evaluate(f, points, Boolean())
 
 
-def resolve_params(decl: ir.Property | ir.Score, input_dim: int) -> dict[str, float]:
-    """Parameter values with the data constants filled in (dim = n, diameter = sqrt(n) times
-    the width of the domain box)."""
-    values: dict[str, float] = {"dim": float(input_dim)}
-    width = 1.0
-    if isinstance(decl.domain.low, ir.Const) and isinstance(decl.domain.high, ir.Const):
-        width = decl.domain.high.value - decl.domain.low.value
-    values["diameter"] = width * math.sqrt(input_dim)
-    for p in decl.params:
-        if isinstance(p.value, ir.DataConst):
-            values[p.name] = values[p.value.name]
-        elif isinstance(p.value, float):
-            values[p.name] = p.value
-    return values
-
-
-def constant(t, params: dict[str, float]) -> float:
-    """A term without x, f or indices (a radius, a box bound) as a number."""
-    if isinstance(t, ir.Const):
-        return t.value
-    if isinstance(t, (ir.Param, ir.DataConst)):
-        return params[t.name]
-    if isinstance(t, ir.Neg):
-        return -constant(t.operand, params)
-    if isinstance(t, ir.Arith):
-        a, b = constant(t.left, params), constant(t.right, params)
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else math.inf}[t.op]
-    raise ValueError(f"not a constant: {t!r}")
-
-
-__all__ = ["negate", "FormulaCompiler", "evaluate", "holds", "resolve_params", "constant",
-           "Callable"]
+__all__ = ["FormulaCompiler", "evaluate", "holds"]

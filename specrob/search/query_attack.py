@@ -1,4 +1,4 @@
-"""A PGD attack on verification queries (`specrob.verify.query.Query`): points of each query's
+"""A PGD attack on verification queries (`specrob.lang.query.Query`): points of each query's
 input box where the body (the property) is violated, found by projected sign-gradient ascent
 on a violation margin, batched over queries and random restarts.
 
@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 __all__ = ["attack_queries", "truth_margin"]
 

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from specrob.network.ir import Network, Relu
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.bounds import (
     DTYPE,
     SAFETY,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from specrob.lang import ir
-from specrob.logic.formulas import constant, resolve_params
-from specrob.verify import query as q
+from specrob.lang.params import constant, resolve_params
+from specrob.lang import query as q
 
 
 class Unsupported(Exception):

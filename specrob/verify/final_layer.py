@@ -29,7 +29,7 @@ import numpy as np
 
 from specrob.lang import ir
 from specrob.network.ir import LogSoftmax, Network, Reshape, Softmax
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 MONOTONE = (Softmax, LogSoftmax)
 

@@ -30,7 +30,7 @@ import torch
 
 from specrob.errors import SpecrobError
 from specrob.network.oracle import Oracle
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 STATUSES = ("unsat", "sat", "timeout", "unknown")
 # of the time left after the attack and the bounds, for branch and bound; Marabou gets the rest

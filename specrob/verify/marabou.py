@@ -34,7 +34,7 @@ import numpy as np
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
                                 LeakyRelu, LogSoftmax, MaxPool, Network, Node, Relu, Reshape,
                                 Sigmoid, Softmax, Tanh)
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 __all__ = ["STATUSES", "MarabouResult", "solve_query", "supports"]
 

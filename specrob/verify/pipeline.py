@@ -31,7 +31,7 @@ import torch
 from specrob.lang import ir
 from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.encode import Centre, Encoder, Unsupported
 
 
@@ -587,8 +587,8 @@ class Verifier:
         """For `norm(F(x) - F(x0), q) <= L * norm(x - x0, p)`: prove the box of radius gamma
         around x0 where the network is affine (`local.py`), and leave Marabou the rest of the
         ball, so that the tie at x = x0 is no longer an answer."""
-        from specrob.estimate.evaluation import lipschitz_shape
-        from specrob.logic.formulas import resolve_params
+        from specrob.lang.walk import lipschitz_shape
+        from specrob.lang.params import resolve_params
         from specrob.verify import local
         shape = lipschitz_shape(self.prop)
         if shape is None or not isinstance(self.prop.body.left, ir.Norm) or \

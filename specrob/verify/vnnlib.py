@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 
 class ExportError(SpecrobError):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from specrob.errors import SpecrobError
-from specrob.verify import query as q
+from specrob.lang import query as q
 
 MAX_BYTES = 512 << 20  # uncompressed size limit of one file
 MAX_DISJUNCTS = 100_000  # the asserted formula in disjunctive normal form

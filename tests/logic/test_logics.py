@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import specrob
-from specrob.logic.formulas import evaluate, holds, negate, resolve_params
+from specrob.lang.params import resolve_params
+from specrob.lang.walk import negate
+from specrob.logic.formulas import evaluate, holds
 from specrob.logic.logics import LOGICS, make_logic
 from specrob.logic.terms import Points
 

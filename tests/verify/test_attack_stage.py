@@ -15,7 +15,7 @@ from specrob.data import load_data
 from specrob.lang.loader import load, overrides_from_cli
 from specrob.network import load_onnx_checked
 from specrob.search.query_attack import _batched_margins, truth_margin
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.pipeline import Verifier, VerifyConfig
 from tests.conftest import REPO
 

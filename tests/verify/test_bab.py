@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from specrob.network import load_onnx_checked
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.bab import branch_and_bound
 from specrob.verify.pipeline import bounds_stage
 

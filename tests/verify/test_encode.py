@@ -7,7 +7,7 @@ import torch
 
 import specrob
 from specrob.logic import CompiledProperty
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.encode import Centre, Encoder, Unsupported
 
 PROPERTIES = ["CR()", "CR(p = 2)", "SR(delta = 1.5)", "SR(delta = 1, q = 1)", "SR_label(delta = 2)",

@@ -16,7 +16,7 @@ from torch import nn
 
 import specrob
 from specrob.network import load_onnx_checked
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.floaterror import float32_error
 from specrob.verify.pipeline import Verifier, VerifyConfig
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from specrob.cli import app
 from specrob.network import load_onnx_checked
 from specrob.network.oracle import Oracle
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.instance import read_result, result_text, verify_instance
 from specrob.verify.marabou import solve_query
 from specrob.verify.pipeline import bounds_stage

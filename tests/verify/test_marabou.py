@@ -21,7 +21,7 @@ from torch import nn
 
 from specrob.network import Network, load_onnx_checked
 from specrob.network.ir import Affine, Relu, Sigmoid
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.marabou import STATUSES, MarabouResult, solve_query, supports
 
 import maraboupy  # noqa: E402,F401 - a required dependency: its absence must fail, not skip

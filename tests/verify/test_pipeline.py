@@ -302,7 +302,7 @@ def test_a_dead_marabou_worker_loses_no_centre(tmp_path):
     """--workers 2 with a pool worker that dies while taking its job: the job runs again in
     this process, and every centre gets its verdict (no BrokenProcessPool traceback)."""
     import os
-    from specrob.verify import query as q
+    from specrob.lang import query as q
 
     class Deadly(q.Query):
         def __reduce__(self):  # unpickled in the pool worker: the worker dies there

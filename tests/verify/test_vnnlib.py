@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import specrob
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.encode import Centre, Encoder
 from specrob.verify.vnnlib import ExportError, vnnlib_text
 

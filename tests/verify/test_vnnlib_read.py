@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import specrob
-from specrob.verify import query as q
+from specrob.lang import query as q
 from specrob.verify.encode import Centre, Encoder
 from specrob.verify.vnnlib import vnnlib_text
 from specrob.verify.vnnlib_read import VnnlibError, read_vnnlib
