@@ -32,7 +32,7 @@ from specrob.data import DataError, load_data  # noqa: E402
 from specrob.estimate.security import security_curve  # noqa: E402
 from specrob.logic import CompiledProperty  # noqa: E402
 from specrob.search import PGD  # noqa: E402
-from specrob.train.model_file import build_model  # noqa: E402
+from specrob.network.model_file import build_model  # noqa: E402
 from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -156,8 +156,8 @@ def bench_step(args, fashion) -> None:
     import specrob
     from specrob.logic.compiled import CompiledProperty
     from specrob.search.searches import PGD
-    from specrob.train.model_file import build_model
-    from specrob.train.regimes import Constraint, Context
+    from specrob.network.model_file import build_model
+    from specrob.training.regimes import Constraint, Context
 
     n, m = 784, 10
     if fashion is not None and fashion.input_dim == n:
@@ -289,8 +289,8 @@ def bench_step(args, fashion) -> None:
 def run_epochs(data, net, batch: int, epochs: int, eps: float, steps: int, label: str) -> None:
     import torch
     import specrob
-    from specrob.train.model_file import build_model
-    from specrob.train.trainer import TrainConfig, Trainer
+    from specrob.network.model_file import build_model
+    from specrob.training.trainer import TrainConfig, Trainer
 
     torch.manual_seed(0)
     model = build_model(net, data.input_dim, data.classes)

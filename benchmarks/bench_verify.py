@@ -73,15 +73,15 @@ import specrob  # noqa: E402
 from specrob.data import DataError, load_data  # noqa: E402
 from specrob.estimate.evaluation import select_centres  # noqa: E402
 from specrob.network import load_onnx_checked  # noqa: E402
-from specrob.train.model_file import build_model  # noqa: E402
-from specrob.verify.bounds import spec_bounds  # noqa: E402
-from specrob.verify.encode import Centre, Encoder  # noqa: E402
-from specrob.verify.marabou import solve_query  # noqa: E402
-from specrob.verify.pipeline import Verifier, VerifyConfig, bounds_stage  # noqa: E402
+from specrob.network.model_file import build_model  # noqa: E402
+from specrob.verification.bounds import spec_bounds  # noqa: E402
+from specrob.verification.encode import Centre, Encoder  # noqa: E402
+from specrob.verification.marabou import solve_query  # noqa: E402
+from specrob.verification.pipeline import Verifier, VerifyConfig, bounds_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CR_SPEC = ROOT / "specs" / "cr.rspec"
-from specrob.train.model_file import load_module  # noqa: E402
+from specrob.network.model_file import load_module  # noqa: E402
 from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -147,7 +147,7 @@ def _direct_build(core, w1, b1, w2, b2, low, high, x0, y, eps):
 def _specrob_job(net, query, timeout):
     """specrob's own job for a query (its private encoding steps, as solve_query runs them);
     None when the negated body is constant."""
-    from specrob.verify import marabou as mb
+    from specrob.verification import marabou as mb
     enc = mb._Encoding()
     x = mb._encode_region(enc, query.region)
     z = mb._encode_network(enc, net, x)
@@ -182,7 +182,7 @@ def _helper(conn) -> None:
                 r = solve_query(net, query, timeout=timeout, isolate=False)
                 conn.send((r.status, time.perf_counter() - t, r.message))
             elif side == "its-solve":
-                from specrob.verify import marabou as mb
+                from specrob.verification import marabou as mb
                 job = _specrob_job(net, query, timeout)
                 if job is None:
                     conn.send(("unsat", 0.0, "constant"))

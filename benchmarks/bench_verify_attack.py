@@ -32,7 +32,7 @@ from specrob.data import load_data  # noqa: E402
 from specrob.estimate.evaluation import select_centres  # noqa: E402
 from specrob.lang.loader import load, overrides_from_cli  # noqa: E402
 from specrob.network import load_onnx_checked  # noqa: E402
-from specrob.verify.pipeline import Verifier, VerifyConfig  # noqa: E402
+from specrob.verification.pipeline import Verifier, VerifyConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"old (pgd 20x2)": dict(attack="pgd", restarts=2),

@@ -4,7 +4,7 @@ beside the verdicts and the counts of the VNN-COMP 2021 tools.
 Default: the VNN-COMP 2021 `mnistfc` benchmark in ../shared/benchmarks/vnncomp2021-mnistfc
 (three fixed-batch (1, 784, 1) ReLU networks 256x2, 256x4, 256x6; 15 properties at eps 0.03 and
 0.05; 120 s each) with its reference.csv (the verdict the 2021 tools agreed on and who decided
-each instance). Each instance runs through `specrob.verify.instance.verify_instance`, the code
+each instance). Each instance runs through `specrob.verification.instance.verify_instance`, the code
 behind `specrob verify --instances` (attack, CROWN, alpha-CROWN, branch and bound, Marabou;
 "real" semantics as VNN-COMP reads it), one after the other in this process, with torch's
 default threads (every core of the machine, as a VNN-COMP tool has; --threads to change).
@@ -71,8 +71,8 @@ def main() -> None:
 
     from specrob.network import load_onnx_checked
     from specrob.network.oracle import Oracle
-    from specrob.verify.instance import verify_instance
-    from specrob.verify.vnnlib_read import read_vnnlib
+    from specrob.verification.instance import verify_instance
+    from specrob.verification.vnnlib_read import read_vnnlib
 
     reference = read_reference(args.folder)
     todo = [(o, v, t) for o, v, t in read_instances(args.folder)

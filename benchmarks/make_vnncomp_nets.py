@@ -10,7 +10,7 @@ eps 2/255 and 5/255, and an instances.csv.
     mlp_sigmoid_fmnist.onnx  input (1, 784) in [0, 1]: Sub, Div, 784-64-64-10 with Sigmoid
     <net>_prop_<i>_<k>-255.vnnlib   CR at eps k/255 around test point i (its index in the
                              Fashion-MNIST test set), written by specrob's own writer
-                             (`specrob.verify.vnnlib.vnnlib_text`): X_i in ball ∩ [0, 1],
+                             (`specrob.verification.vnnlib.vnnlib_text`): X_i in ball ∩ [0, 1],
                              (assert (or (and (>= Y_j Y_y)) ...))
     instances.csv            onnx,vnnlib,timeout (60 s)
 
@@ -36,8 +36,8 @@ from torch import nn  # noqa: E402
 
 from specrob.data import load_data  # noqa: E402
 from specrob.lang.loader import load, overrides_from_cli  # noqa: E402
-from specrob.verify.encode import Centre, Encoder  # noqa: E402
-from specrob.verify.vnnlib import vnnlib_text  # noqa: E402
+from specrob.verification.encode import Centre, Encoder  # noqa: E402
+from specrob.verification.vnnlib import vnnlib_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MEAN, STD = 0.2860, 0.3530

@@ -1,6 +1,7 @@
 """The `specrob` command line."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -11,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from specrob import api
+from specrob.errors import SpecrobError
 from specrob.lang.errors import SpecError
 
 app = typer.Typer(
@@ -98,13 +101,12 @@ def check(
     Example:  specrob check specs/cr.rspec --set eps=0.05
     """
     from specrob.lang.loader import load, overrides_from_cli
-    from specrob.lang.summary import describe
 
     results, failed = [], False
     for path in specs:
         try:
             spec = load(path, overrides_from_cli(set_ or []))
-            results.append(describe(spec))
+            results.append(api.describe(spec))
         except SpecError as error:
             fail(error)
             failed = True
@@ -155,6 +157,24 @@ def _user_error(message: str, code: int = 2) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
         f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _user_errors(kept: str | None = None):
+    """The one place a command turns specrob's errors into messages: a SpecError with its
+    file, line and caret, any other SpecrobError as "error: ...", exit 2; Ctrl-C says what was
+    kept (`kept`) and how to resume, exit 130."""
+    try:
+        yield
+    except SpecError as error:
+        fail(error)
+        raise typer.Exit(2)
+    except SpecrobError as error:
+        _user_error(str(error))
+    except KeyboardInterrupt:
+        if kept is None:
+            raise
+        _interrupted(kept)
 
 
 @app.command()
@@ -215,133 +235,25 @@ def train(
 
     Example:  specrob train examples/digits_mlp.py specs/cr.rspec --set eps=0.1 --epochs 10
     """
-    import torch
+    from specrob.training.trainer import TrainConfig
 
-    from specrob.data import DataError, load_data
-    from specrob.lang.loader import load, overrides_from_cli
-    from specrob.train.export import ExportError, export_onnx
-    from specrob.train.model_file import ModelFileError, adapt_to_data, build_model
-    from specrob.runfolder import RunFolderError
-    from specrob.search.region import SamplingError
-    from specrob.train.trainer import TrainConfig, Trainer, TrainError
-
-    try:
-        checked = load(spec, overrides_from_cli(set_ or []))
-    except SpecError as error:
-        fail(error)
-        raise typer.Exit(2)
-    prop_ir = _pick_property(checked, prop)
-    try:
-        dataset = load_data(data)
-    except DataError as error:
-        _user_error(str(error))
-    torch.manual_seed(seed)
-    try:
-        net = build_model(model, dataset.input_dim, dataset.classes)
-        net = adapt_to_data(net, dataset.shape, dataset.classes)
-    except ModelFileError as error:
-        _user_error(str(error))
-    _check_fits(net, dataset, model, data)
-    _check_class_indices(checked, dataset.classes)
     config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                          restarts=restarts, samples=samples, epochs=epochs,
                          batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
                          adv_steps=adv_steps, augment=augment, lam=lam)
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        trainer = Trainer(net, prop_ir, dataset, config, out=out, model_file=str(model),
-                          progress=not quiet)
-        if trainer.resume(fresh=fresh):
-            console.print(f"resuming {out} after epoch {trainer.epoch}")
-        console.print(f"training [bold]{prop_ir.name}[/bold] on {dataset.name} "
-                      f"({dataset.train_size} points), regime {regime}, logic {logic}")
-        metrics = trainer.fit()
-        diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
-        _runs_exported(out / "model.onnx")
-        from specrob.report import plot_training
-        curve = plot_training(metrics, out)
-    except (TrainError, ExportError, RunFolderError, SamplingError) as error:
-        _user_error(str(error))
-    except SpecError as error:  # a loss or metric that is not finite, located in the spec
-        fail(error)
-        raise typer.Exit(2)
-    except KeyboardInterrupt:
-        _interrupted(f"finished epochs are in {out}")
-    finally:
-        if "trainer" in locals():
-            trainer.close()
-    if metrics:
-        last = metrics[-1]
+    with _user_errors(f"finished epochs are in {out}"):
+        result = api.train(model, spec, config=config, property=prop, data=data, out=out,
+                           set=set_ or [], fresh=fresh, progress=not quiet,
+                           log=lambda message: console.print(message))
+    if result.metrics:
+        last = result.metrics[-1]
         console.print(f"epoch {last['epoch']}: CE {last['ce']:.4f}, test accuracy "
-                      f"{last['test_accuracy']:.3f}, PGD points satisfying {prop_ir.name}: "
+                      f"{last['test_accuracy']:.3f}, PGD points satisfying {result.property}: "
                       f"train {last['train_satisfied']:.3f} / test {last['test_satisfied']:.3f}")
-    console.print(f"wrote {out / 'model.onnx'} (onnxruntime matches torch to {diff:.1e}), "
-                  f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}"
-                  + (f", {curve}" if curve else ""))
-
-
-def _runs_exported(path: Path) -> None:
-    """The exported ONNX graph is one that eval, verify and export can run (imported and
-    checked against onnxruntime): else exit 2 naming the node, before any claim of success."""
-    from specrob.network import NetworkError, load_onnx_checked
-    try:
-        load_onnx_checked(path)
-    except NetworkError as error:
-        _user_error(f"trained, but the exported graph cannot be evaluated or verified: {error} "
-                    f"(the checkpoint is kept; change the model's layers and train again)")
-
-
-def _check_fits(net, dataset, model: Path, data: str) -> None:
-    """The network takes the data's flattened inputs and returns one logit per class."""
-    classes = _model_outputs(net, dataset, model, data)
-    if classes != dataset.classes:
-        _user_error(f"{model}: the network returns shape (2, {classes}) for 2 inputs; "
-                    f"expected (2, {dataset.classes}) logits for --data {data}")
-
-
-def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> None:
-    """The network's outputs on (the first `count` points of) the data are finite numbers."""
-    import torch
-    for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
-        if len(x) == 0:
-            continue
-        with torch.no_grad():
-            out = net(torch.tensor(x))
-        bad = (~torch.isfinite(out)).reshape(len(x), -1).any(-1)
-        if bool(bad.any()):
-            first = int(bad.nonzero()[0, 0])
-            _user_error(f"{model}: the network's outputs are not finite (inf or NaN) on "
-                        f"{int(bad.sum())} of the first {len(x)} {split} points of --data "
-                        f"{data} (first: point {first}); specrob refuses such a model")
-
-
-def _check_class_indices(spec, classes: int) -> None:
-    """The spec's constant class indices exist among the model's outputs."""
-    from specrob.lang.walk import check_classes
-    try:
-        check_classes(spec, classes)
-    except SpecError as error:
-        fail(error)
-        raise typer.Exit(2)
-
-
-def _model_outputs(net, dataset, model: Path, data: str) -> int:
-    """The number of classes: the width of the network's output on the data's flattened
-    inputs (not the labels present in --data, which may be a few points of a few classes);
-    exit 2 when the network fails on them or its outputs there are not finite."""
-    import torch
-    x = dataset.x_test[:2] if len(dataset.x_test) else dataset.x_train[:2]
-    try:
-        with torch.no_grad():
-            logits = net(torch.tensor(x))
-    except Exception as exc:  # the user's network cannot take this data
-        _user_error(f"{model}: the network fails on inputs of shape ({len(x)}, "
-                    f"{dataset.input_dim}) from --data {data}: {type(exc).__name__}: {exc}")
-    if logits.ndim != 2 or logits.shape[0] != len(x):
-        _user_error(f"{model}: the network returns shape {tuple(logits.shape)} for "
-                    f"{len(x)} inputs; expected (B, classes) logits")
-    _check_finite(net, dataset, model, data)
-    return int(logits.shape[1])
+    console.print(f"wrote {result.model} (onnxruntime matches torch to "
+                  f"{result.onnx_difference:.1e}), {out / 'metrics.json'}, "
+                  f"{out / 'checkpoint.pt'}" + (f", {result.curve}" if result.curve else ""))
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -403,105 +315,20 @@ def evaluate(
 
     Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
     """
-    from specrob.data import DataError, load_data
-    from specrob.estimate.evaluation import CentreError, EvalConfig, EvalError, Evaluation
-    from specrob.estimate.scores import ScoreError
-    from specrob.models import model_identity
-    from specrob.runfolder import RunFolderError
-    from specrob.lang.loader import load, overrides_from_cli
-    from specrob.models import ModelError, load_model
-    from specrob.report import plot_results, print_results
-    from specrob.search.region import SamplingError
+    from specrob.estimate.evaluation import EvalConfig
+    from specrob.report import print_results
 
-    try:
-        checked = load(spec, overrides_from_cli(set_ or []))
-    except SpecError as error:
-        fail(error)
-        raise typer.Exit(2)
-    if only is not None:
-        import dataclasses
-        picked = _pick_declaration(checked, only)
-        checked = dataclasses.replace(
-            checked, properties=tuple(p for p in checked.properties if p is picked),
-            scores=tuple(d for d in checked.scores if d is picked))
     eps_values = _floats(eps, "--eps")
-    try:
-        dataset = load_data(data, split=False)  # x, y alone: the centres as given
-        net, described = load_model(model, dataset.input_dim, dataset.classes, checkpoint,
-                                    shape=dataset.shape)
-    except (DataError, ModelError) as error:
-        _user_error(str(error))
-    classes = _model_outputs(net, dataset, model, data)
-    _check_class_indices(checked, classes)
     console = Console(highlight=False, soft_wrap=True)
     config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                         restarts=restarts, grid=grid, seed=seed, margins=margins,
                         lipschitz=lipschitz)
     say = None if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
-    try:
-        evaluation = Evaluation(checked, net, dataset, config, out=out,
-                                describe_model=described, progress=say,
-                                model_identity=model_identity(model, checkpoint), fresh=fresh,
-                                classes=classes)
-        with evaluation:
-            results = evaluation.run()
-    except (ScoreError, RunFolderError, SamplingError, CentreError, EvalError) as error:
-        _user_error(str(error))
-    except SpecError as error:  # an estimate that is not finite, located in the spec
-        fail(error)
-        raise typer.Exit(2)
-    except KeyboardInterrupt:
-        _interrupted(f"finished declarations are in {out / 'results.json'}")
-    print_results(results, console)
-    written = plot_results(results, out)
-    console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in written))
-
-
-def _centres(prop_ir, dataset, module, net, points: int | None, spec: Path):
-    """The property's centres (x0, y, their indices in --data, info), or exit 2 for centres
-    outside the domain or labels the model does not have."""
-    from specrob.estimate.evaluation import CentreError, domain_of, select_centres_indexed
-    try:
-        return select_centres_indexed(
-            prop_ir.centres, dataset, module, points, spec_dir=Path(spec).resolve().parent,
-            domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
-            classes=net.output_size)
-    except CentreError as error:
-        _user_error(str(error))
-
-
-def _verification_inputs(model: Path, spec: Path, set_, data: str, prop: str | None):
-    """The checked property, the dataset, the ONNX model as network IR and torch module."""
-    from specrob.data import DataError, load_data
-    from specrob.lang.loader import load, overrides_from_cli
-    from specrob.network import NetworkError, load_onnx_checked
-
-    try:
-        checked = load(spec, overrides_from_cli(set_ or []))
-    except SpecError as error:
-        fail(error)
-        raise typer.Exit(2)
-    prop_ir = _pick_property(checked, prop)
-    if model.suffix != ".onnx":
-        _user_error(f"{model}: verification reads an ONNX model (specrob train writes "
-                    f"model.onnx next to its checkpoint)")
-    try:
-        dataset = load_data(data, split=False)  # x, y alone: the centres as given
-        net, module = load_onnx_checked(model)
-    except (DataError, NetworkError) as error:
-        _user_error(str(error))
-    try:
-        from specrob.lang.walk import check_classes
-        check_classes(checked, net.output_size)
-    except SpecError as error:
-        fail(error)
-        raise typer.Exit(2)
-    if net.input_size != dataset.input_dim:
-        _user_error(f"{model} takes {net.input_size} inputs (shape "
-                    f"{tuple(net.input_shape)}); --data {data} has {dataset.input_dim} per "
-                    f"point (shape {dataset.shape})")
-    _check_finite(module, dataset, model, str(data))
-    return checked, prop_ir, dataset, net, module
+    with _user_errors(f"finished declarations are in {out / 'results.json'}"):
+        result = api.evaluate(model, spec, config=config, checkpoint=checkpoint, data=data,
+                              out=out, set=set_ or [], only=only, fresh=fresh, log=say)
+    print_results(result.results, console)
+    console.print(f"wrote {out / 'results.json'}" + "".join(f", {p}" for p in result.plots))
 
 
 @app.command()
@@ -573,56 +400,20 @@ def verify(
         _user_error("expected MODEL.onnx and SPEC (.rspec or .vnnlib), or --instances CSV")
     timeout = 60.0 if timeout is None else timeout
     semantics = semantics or "float32"
-    import torch
+    from specrob.verification.pipeline import VerifyConfig
 
-    from specrob.verify.pipeline import Verifier, VerifyConfig
-
-    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    if backend not in ("auto", "bounds", "bab", "marabou"):
-        _user_error(f"--backend {backend}: choose auto, bounds, bab or marabou")
-    if not (math.isfinite(timeout) and 0 < timeout <= 1e6):
-        _user_error(f"--timeout {timeout:g}: give seconds per centre, a number in (0, 1e6]")
-    if bounds not in ("ibp", "crown", "alpha-crown", "alpha-crown-all"):
-        _user_error(f"--bounds {bounds}: choose ibp, crown, alpha-crown or alpha-crown-all")
-    if semantics not in ("float32", "real"):
-        _user_error(f"--semantics {semantics}: choose float32 or real")
-    x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
     config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
                           points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
-    from tqdm.auto import tqdm
-    from specrob.runfolder import RunFolderError
-    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
-                        index=index.tolist())
-    try:
-        resumed = verifier.resume(fresh=fresh)
-    except RunFolderError as error:
-        _user_error(str(error))
-    bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point", disable=quiet,
-               initial=resumed)
-    verifier.progress = bar.update
-    try:
-        verifier.run()
-        summary = verifier.write_summary({"model": str(model), "centres": info})
-        if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
-            from specrob.report import plot_counterexamples
-            pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
-                                            list(index), dataset.shape, out)
-            if pictures:
-                summary["counterexample_images"] = str(pictures)
-    except RunFolderError as error:
-        bar.close()
-        _user_error(str(error))
-    except KeyboardInterrupt:
-        bar.close()
-        _interrupted(f"finished points are in {out / 'results.jsonl'}")
-    finally:
-        bar.close()
-        verifier.close()
+    with _user_errors(f"finished points are in {out / 'results.jsonl'}"):
+        result = api.verify(model, spec, config=config, property=prop, data=data, out=out,
+                            set=set_ or [], fresh=fresh, progress=not quiet)
+    summary = result.summary
     cs = summary["constraint_satisfaction"]
-    console.print(f"[bold]{prop_ir.name}[/bold] (eps {summary['eps']:g}, l_{summary['norm']}) "
-                  f"on {summary['points']} centres: verified {summary['verified']}, falsified "
-                  f"{summary['falsified']}, unknown {summary['unknown']}")
+    console.print(f"[bold]{summary['property']}[/bold] (eps {summary['eps']:g}, "
+                  f"l_{summary['norm']}) on {summary['points']} centres: verified "
+                  f"{summary['verified']}, falsified {summary['falsified']}, unknown "
+                  f"{summary['unknown']}")
     console.print(f"semantics {semantics}: {summary['semantics']}", style="dim")
     console.print(f"constraint satisfaction CS = {cs['value']:.3f} "
                   f"[{cs['low']:.3f}, {cs['high']:.3f}]")
@@ -630,18 +421,11 @@ def verify(
                                             sorted(summary["by_method"].items())))
     console.print("seconds per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                    summary["stage_seconds"].items()))
-    if verifier.final is not None or verifier.attack_note:  # a final Softmax / LogSoftmax
-        notes = [verifier.attack_note] if verifier.attack_note else []
-        if verifier.final is not None and verifier.nets:
-            stripped = sum(n is not verifier.net for n in verifier.nets.values())
-            notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
-                         f"{stripped} of {len(verifier.nets)} centres they checked")
-        for text in notes:
-            console.print(f"[dim]note: {escape(text)}[/dim]")
+    for text in result.notes:
+        console.print(f"[dim]note: {escape(text)}[/dim]")
     pictures = summary.get("counterexample_images")
     console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}"
                   + (f", {pictures}" if pictures else ""))
-    del torch
 
 
 def _is_vnnlib(path: Path) -> bool:
@@ -652,56 +436,12 @@ def _verify_vnnlib(model: Path | None, prop: Path | None, instances: Path | None
                    timeout: float | None, semantics: str, seed: int, out: Path, fresh: bool,
                    quiet: bool) -> None:
     """`specrob verify` on VNN-COMP instances: one (model, property) or an instances.csv."""
-    from tqdm.auto import tqdm
-
-    from specrob.errors import SpecrobError
-    from specrob.network import NetworkError
-    from specrob.verify.instance import Instance, InstanceRunner, read_instances
-
-    if semantics not in ("float32", "real"):
-        _user_error(f"--semantics {semantics}: choose float32 or real")
-    if timeout is not None and not timeout > 0:
-        _user_error(f"--timeout {timeout:g}: must be positive")
-    try:
-        if instances is not None:
-            if model is not None or prop is not None:
-                _user_error("--instances reads the models and properties from the CSV; give "
-                            "no MODEL or PROPERTY")
-            rows = read_instances(instances)
-            if timeout is not None:
-                _user_error("--timeout: the instances' timeouts come from the CSV")
-            source = instances.read_text()
-        else:
-            if model is None or model.suffix != ".onnx":
-                _user_error(f"{model}: a VNN-LIB property is checked on an ONNX model")
-            for f in (model, prop):
-                if not f.is_file():
-                    _user_error(f"{f}: no such file")
-            from specrob.verify.instance import _stem_name
-            rows = [Instance(model, prop, 120.0 if timeout is None else timeout,
-                             _stem_name(model, prop))]
-            source = ""
-        runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source)
-        resumed = runner.open(fresh=fresh)
-    except (SpecrobError, NetworkError) as error:
-        _user_error(str(error))
-    bar = tqdm(total=len(rows), initial=resumed, desc="verify instances", unit="instance",
-               disable=quiet)
     console = Console(highlight=False, soft_wrap=True)
-    runner.progress = lambda row: (bar.update(1), bar.set_postfix_str(
-        f"{row['instance']}: {row['status']}"))
-    try:
-        results = runner.run()
-        summary = runner.write_summary()
-    except (SpecrobError, NetworkError) as error:
-        bar.close()
-        _user_error(str(error))
-    except KeyboardInterrupt:
-        bar.close()
-        _interrupted(f"finished instances are in {out / 'results.jsonl'}")
-    finally:
-        bar.close()
-        runner.close()
+    with _user_errors(f"finished instances are in {out / 'results.jsonl'}"):
+        result = api.verify_instances(instances=instances, model=model, property=prop,
+                                      timeout=timeout, semantics=semantics, seed=seed,
+                                      out=out, fresh=fresh, progress=not quiet)
+    results, summary = result.rows, result.summary
     if len(results) == 1:
         r = results[0]
         console.print(f"{r['instance']}: [bold]{r['status']}[/bold] ({r['method']}, "
@@ -736,33 +476,11 @@ def export(
 
     Example:  specrob export runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01
     """
-    import numpy as np
-
-    from specrob.verify.encode import Centre, Encoder, Unsupported
-    from specrob.verify.vnnlib import ExportError, export as write
-
-    if format != "vnnlib":
-        _user_error(f"--format {format}: only vnnlib is supported")
-    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set_, data, prop)
-    x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
-    import torch
-    with torch.no_grad():
-        fx0 = module(x0).double().numpy()
-    encoder = Encoder(prop_ir, net.input_size, net.output_size)
-    try:
-        # named by the centres' indices in --data (point_<index>.vnnlib)
-        queries = [(int(index[i]), encoder.query(Centre(x0[i].double().numpy(), int(y[i]),
-                                                        fx0[i])))
-                   for i in range(len(y))]
-        write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {spec}",
-              labels={int(index[i]): int(y[i]) for i in range(len(y))})
-    except Unsupported as error:
-        _user_error(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}")
-    except ExportError as error:
-        _user_error(str(error))
-    Console(highlight=False).print(f"wrote {len(queries)} queries to {out} "
+    with _user_errors():
+        result = api.export(model, spec, format=format, property=prop, data=data,
+                            points=points, timeout=timeout, out=out, set=set_ or [])
+    Console(highlight=False).print(f"wrote {result.queries} queries to {out} "
                                    f"(instances.csv, model.onnx, point_*.vnnlib)")
-    del np
 
 
 @app.command()
@@ -808,52 +526,11 @@ def reproduce(
     """
     import torch
 
-    from specrob.reproduce import PAPERS, paper_module
-    from specrob.errors import SpecrobError
-    from specrob.reproduce.common import Options, ReproduceError
-
-    if paper not in PAPERS:
-        from specrob.lang.errors import did_you_mean
-        guess = did_you_mean(paper, list(PAPERS))
-        _user_error(f"unknown paper '{paper}'" + (f"; did you mean '{guess}'?" if guess else "")
-                    + f" (choose one of {', '.join(PAPERS)})")
     torch.set_num_threads(max(1, threads))
-    if out is None:  # a smoke run never overwrites the real pages
-        out = work / "smoke-results" if smoke else Path("docs/results")
-    options = Options(smoke=smoke, out=out, work=work, data=data, seed=seed,
-                      progress=not quiet, fresh=fresh)
-    command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
-               + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else ""))
-    try:
-        page = paper_module(paper).run(options, command)
-    except (ReproduceError, SpecrobError) as error:
-        _user_error(str(error))
-    except KeyboardInterrupt:
-        _interrupted(f"trained networks and finished stages are in {work / paper}")
+    with _user_errors(f"trained networks and finished stages are in {work / paper}"):
+        page = api.reproduce(paper, smoke=smoke, out=out, work=work, data=data, seed=seed,
+                             fresh=fresh, progress=not quiet)
     Console(highlight=False).print(f"wrote {page}")
-
-
-def _pick_declaration(spec, name: str):
-    """The property or score called `name`, or exit 2 naming the closest."""
-    try:
-        return spec[name]
-    except KeyError as error:
-        _user_error(str(error))
-
-
-def _pick_property(spec, name: str | None):
-    if not spec.properties:
-        _user_error(f"{spec.path} declares no property to train under (only scores)")
-    if name is None:
-        return spec.properties[0]
-    for p in spec.properties:
-        if p.name == name:
-            return p
-    from specrob.lang.errors import did_you_mean
-    guess = did_you_mean(name, [p.name for p in spec.properties])
-    _user_error(f"{spec.path} has no property '{name}'"
-                + (f"; did you mean '{guess}'?" if guess else "")
-                + f" (properties: {', '.join(p.name for p in spec.properties)})")
 
 
 def run() -> None:

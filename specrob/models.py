@@ -29,7 +29,7 @@ def load_model(path: str | Path, input_dim: int, classes: int,
         except NetworkError as exc:
             raise ModelError(str(exc)) from None
         return module.eval(), f"{p} (ONNX, checked against onnxruntime)"
-    from specrob.train.model_file import ModelFileError, adapt_to_data, build_model
+    from specrob.network.model_file import ModelFileError, adapt_to_data, build_model
     if checkpoint is None:
         raise ModelError(f"{p}: a model file needs its trained weights: --checkpoint "
                          f"runs/NAME (the --out folder of specrob train), or evaluate the "

@@ -1,6 +1,9 @@
-"""Numerics shared by the logics and the searches: functions whose plain torch versions have
-infinite derivatives at 0 (sqrt, p-th roots), which would turn gradients into NaN."""
+"""Numerics shared by every layer, defined once: l_p norms and roots whose plain torch versions
+have infinite derivatives at 0 (sqrt, p-th roots, which would turn gradients into NaN), the
+name of a norm, and a batched count of correct predictions."""
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -15,3 +18,25 @@ def safe_root(s: torch.Tensor, p: float) -> torch.Tensor:
 def safe_l2(v: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """||v||_2 along `dim`, with gradient 0 at v = 0."""
     return safe_root((v * v).sum(dim), 2.0)
+
+
+def norm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """||v||_p along the last axis, p in {1, 2, inf}, with a finite gradient at v = 0."""
+    if p == math.inf:
+        return v.abs().amax(-1)
+    if p == 1:
+        return v.abs().sum(-1)
+    return safe_l2(v)
+
+
+def norm_name(p: float) -> str:
+    """"1", "2" or "inf": how results and pages name the norm p."""
+    return "inf" if math.isinf(p) else str(int(p))
+
+
+def correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> int:
+    """How many rows of x (N, ...) the model classifies as y (N,), in batches of `batch`
+    rows, without gradients."""
+    with torch.no_grad():
+        return sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
+                   for i in range(0, len(y), batch))

@@ -1,7 +1,8 @@
-"""Files shipped with specrob: the grammar and the standard library of specs.
+"""Files shipped with specrob: the grammar, the standard library of specs, the example models.
 
-In a wheel they live inside the package (`specrob/grammars`, `specrob/specs`); in a source
-checkout they are the repository's top-level `grammars/` and `specs/`.
+In a wheel they live inside the package (`specrob/grammars`, `specrob/specs`,
+`specrob/examples`); in a source checkout they are the repository's top-level `grammars/`,
+`specs/` and `examples/`.
 """
 from __future__ import annotations
 
@@ -27,3 +28,10 @@ def grammar_path() -> Path:
 def specs_dir() -> Path:
     """The standard library of properties and scores (`specs/*.rspec`)."""
     return _locate("specs")
+
+
+@cache
+def examples_dir() -> Path:
+    """The example model files (`examples/*.py`, read by `network.model_file`), among them the
+    networks the reproductions train."""
+    return _locate("examples")

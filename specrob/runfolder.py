@@ -131,6 +131,27 @@ def write_text(path: str | Path, text: str) -> None:
                              f"are kept").with_traceback(None) from None
 
 
+def json_default(value: Any) -> Any:
+    """The one JSON encoding of specrob's values beyond JSON's own (`json.dumps(default=...)`):
+    tensors and numpy arrays as lists, numpy scalars as numbers, paths as strings, objects
+    with `as_dict()` (estimates) and dataclasses as dicts; anything else as its str()."""
+    import dataclasses
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()  # torch.Tensor, np.ndarray, numpy scalars
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON values (dicts, lists, numbers, strings), by `json_default`."""
+    return json.loads(json.dumps(value, default=json_default))
+
+
 def write_json(path: str | Path, value: Any, *, indent: int = 2, **dumps) -> None:
     """`write_text` of `json.dumps(value, indent=indent, **dumps)`: atomic."""
     write_text(path, json.dumps(value, indent=indent, **dumps))

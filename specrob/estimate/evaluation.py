@@ -20,6 +20,7 @@ from specrob.errors import SpecrobError
 from specrob.lang import ir
 from specrob.lang.walk import lipschitz_shape, mentions
 from specrob.lang.params import constant, resolve_params
+from specrob.numerics import norm_name
 
 
 @dataclass
@@ -213,8 +214,8 @@ class Evaluation:
     def save(self) -> None:
         if self.out is None:
             return
-        from specrob.runfolder import write_json
-        write_json(self.results_path, self.results, default=_jsonable)
+        from specrob.runfolder import json_default, write_json
+        write_json(self.results_path, self.results, default=json_default)
 
     def centres(self, decl: ir.Property | ir.Score):
         """The declaration's centres (see `select_centres`), refused when outside its domain
@@ -251,7 +252,8 @@ class Evaluation:
     def property(self, prop: ir.Property) -> dict:
         from tqdm.auto import tqdm
 
-        from specrob.estimate.security import attack_model, default_attacks, security_curve
+        from specrob.estimate.security import security_curve
+        from specrob.search.attacks import attack_model, default_attacks
         cfg = self.config
         x0, y, info = self.centres(prop)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
@@ -262,7 +264,7 @@ class Evaluation:
                                    attacks=default_attacks(cfg.steps, cfg.restarts),
                                    samples=cfg.samples, seed=cfg.seed, progress=bar.update,
                                    search_model=search_model)
-        entry = {"norm": _norm_name(prop.ball.p), "centres": info,
+        entry = {"norm": norm_name(prop.ball.p), "centres": info,
                  "points": [r.as_dict() for r in curve]}
         if note:
             entry["note"] = note
@@ -321,7 +323,7 @@ class Evaluation:
         """Tibo et al. Proposition 6, where the score declares `eps_label` (the kernel's
         label noise): accuracy on Q∘P >= accuracy - eps_label - (1 - R_{Q,id,p})."""
         from specrob.estimate.margins import accuracy_lower_bound
-        from specrob.estimate.stats import Estimate, bool_proportion
+        from specrob.stats import Estimate, bool_proportion
         with torch.no_grad():
             accuracy = bool_proportion(self.model(x0).argmax(-1) == y)
         delta = Estimate(1 - rho.value, 1 - rho.high, 1 - rho.low, rho.count)
@@ -339,18 +341,6 @@ def _is_margin_score(score: ir.Score) -> bool:
             and isinstance(k.ball.radius, ir.Param)
             and any(f.var == k.ball.radius.name for f in score.families)
             and score.G.divide_by is None)
-
-
-def _norm_name(p: float) -> str:
-    return "inf" if math.isinf(p) else str(int(p))
-
-
-def _jsonable(value):
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
-    if torch.is_tensor(value):
-        return value.tolist()
-    return str(value)
 
 
 __all__ = ["EvalConfig", "Evaluation", "select_centres", "select_centres_indexed", "domain_of",

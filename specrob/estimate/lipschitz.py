@@ -19,22 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from specrob.estimate.stats import Estimate, bool_proportion, proportion
-from specrob.numerics import safe_l2
+from specrob.stats import Estimate, bool_proportion, proportion
+from specrob.numerics import correct, norm, norm_name
 from specrob.search.region import Region
 from specrob.search.searches import PGD
 
 FLOOR = 1e-3  # ||e|| is floored at FLOOR * r in the ratio: a smaller ratio, so still a lower bound
 BUDGET = 1 << 22  # floats per forward pass of the Gaussian samples
-
-
-def norm(v: torch.Tensor, p: float) -> torch.Tensor:
-    """||v||_p along the last axis, p in {1, 2, inf}, with a finite gradient at v = 0."""
-    if p == math.inf:
-        return v.abs().amax(-1)
-    if p == 1:
-        return v.abs().sum(-1)
-    return safe_l2(v)
 
 
 def _network(model: nn.Module, softmax: bool):
@@ -67,7 +58,7 @@ class AlphaCurve:
     samples: int
 
     def as_dict(self) -> dict:
-        return {"p": _norm_name(self.p), "q": _norm_name(self.q),
+        return {"p": norm_name(self.p), "q": norm_name(self.q),
                 "output": "softmax" if self.softmax else "logits", "samples": self.samples,
                 "radii": list(self.radii), "gaussian": list(self.gaussian),
                 "pgd": None if self.pgd is None else list(self.pgd), "alpha_lim": list(self.alpha),
@@ -194,7 +185,7 @@ class Incompatibility:
     q: float
 
     def as_dict(self) -> dict:
-        return {"p": _norm_name(self.p), "q": _norm_name(self.q), "pairs": self.pairs,
+        return {"p": norm_name(self.p), "q": norm_name(self.q), "pairs": self.pairs,
                 "all_pairs": self.all_pairs,
                 "curves": [{"alpha": a, "points": [{"d": d, "incompatible": c, **f.as_dict()}
                                                    for d, c, f in zip(self.distances, cs, fs)]}
@@ -270,7 +261,7 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, snr_db: S
     model.eval()
     try:
         with torch.no_grad():
-            clean = _accuracy(model, x, y, batch_size)
+            clean = correct(model, x, y, batch_size)
             accs = []
             for snr in snr_db:
                 sigma = (power / 10.0 ** (float(snr) / 10.0)).sqrt()
@@ -280,22 +271,12 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, snr_db: S
                     noisy = x + sigma * noise
                     if low is not None or high is not None:
                         noisy = noisy.clamp(low, high)
-                    right += _accuracy(model, noisy, y, batch_size)
+                    right += correct(model, noisy, y, batch_size)
                 accs.append(proportion(right, len(y) * samples))
     finally:
         model.train(was)
     return NoiseAccuracy(tuple(float(s) for s in snr_db), tuple(accs), proportion(clean, len(y)),
                          samples)
-
-
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> int:
-    """The number of correctly classified rows, in batches."""
-    return sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-               for i in range(0, len(y), batch_size))
-
-
-def _norm_name(p: float) -> str:
-    return "inf" if math.isinf(p) else str(int(p))
 
 
 __all__ = [

@@ -23,21 +23,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from specrob.estimate.stats import Estimate, mean, proportion
+from specrob.numerics import norm, norm_name
+from specrob.stats import Estimate, mean, proportion
 from specrob.search.region import Region
 from specrob.search.searches import PGD, fgsm
 
 ATTACKS = ("fgsm", "pgd", "deepfool")
 FRACTIONS = (1 / 64, 1 / 16, 1 / 4, 1.0)  # radii of the attacks, as fractions of the diameter
-
-
-def norm(v: torch.Tensor, p: float) -> torch.Tensor:
-    """||v||_p along the last axis, for p in {1, 2, inf}."""
-    if p == math.inf:
-        return v.abs().amax(-1)
-    if p == 1:
-        return v.abs().sum(-1)
-    return v.norm(dim=-1)
 
 
 def diameter(n: int, p: float, low: float = 0.0, high: float = 1.0) -> float:
@@ -157,7 +149,7 @@ class Margins:
         return [self.attacks[i] if i >= 0 else "" for i in self.winner.tolist()]
 
     def as_dict(self) -> dict:
-        return {"p": _norm_name(self.p), "attacks": list(self.attacks), "count": len(self.margin),
+        return {"p": norm_name(self.p), "attacks": list(self.attacks), "count": len(self.margin),
                 "found": int(torch.isfinite(self.margin).sum()),
                 "shares": {a: e.as_dict() for a, e in self.shares().items()}}
 
@@ -334,16 +326,12 @@ def margin_score_summary(score, model: nn.Module, x0: torch.Tensor, y: torch.Ten
            "curve": [{"eps": e, **r.as_dict()} for e, r in zip(curve.eps, curve.robust)],
            "note": "upper bound: margins are distances to adversarial examples found by "
                    "FGSM, PGD and DeepFool with a binary search to the boundary (seed 001 §3.2)",
-           "norm": _norm_name(p), "d": d, "area": curve.area.as_dict(),
+           "norm": norm_name(p), "d": d, "area": curve.area.as_dict(),
            "area_trapezoid": curve.area_trapezoid, "margins": found.as_dict()}
     if score.G.density and y is not None and len(y) == len(found.label):
         out["accuracy"] = proportion(int((found.label == y.to(found.label.device)).sum()),
                                      len(y)).as_dict()
     return out
-
-
-def _norm_name(p: float) -> str:
-    return "inf" if math.isinf(p) else str(int(p))
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from specrob.estimate.stats import Estimate, mean, proportion
+from specrob.stats import Estimate, mean, proportion
 from specrob.lang import ir
 from specrob.lang.params import constant, resolve_params
 from specrob.search.region import Region
@@ -205,7 +205,7 @@ def _attack_changes_label(model, x0, target, region: Region, steps: int) -> torc
     search runs on the logits when the model ends in a Softmax / LogSoftmax (a label depends on
     the argmax only, which they keep; saturated probabilities have no gradient); the label is
     re-checked on the model."""
-    from specrob.verify.final_layer import logits_module
+    from specrob.network.final_layer import logits_module
     search = logits_module(model)[0] or model
 
     def objective(x):

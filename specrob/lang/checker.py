@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from specrob.lang import ast, ir
-from specrob.lang.capabilities import nonlinear_reasons
+from specrob.lang.linearity import nonlinear_reasons
 from specrob.lang.walk import varying
 from specrob.lang.errors import Source, SpecError, did_you_mean
 from specrob.lang.params import (DATA_CONSTANTS, TYPES, Override, check_value, constant_value,

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Union
 
+from specrob.errors import SpecrobError
 from specrob.lang.ast import NOWHERE, Pos
 
 INF = math.inf
@@ -351,7 +352,7 @@ def _lookup(params: tuple[ParamDecl, ...], name: str) -> float | str | DataConst
     raise KeyError(name)
 
 
-class DeclarationNotFound(KeyError):
+class DeclarationNotFound(SpecrobError, KeyError):
     """`spec[name]` for a name the spec does not declare (the message names the closest)."""
 
     def __str__(self) -> str:
@@ -382,25 +383,3 @@ class Spec:
     @property
     def names(self) -> list[str]:
         return [d.name for d in (*self.properties, *self.scores)]
-
-    def loss(self, model, *, property: str | None = None, logic: str = "dl2",
-             search: str = "pgd", **options):
-        """A callable `(x, y) -> mean constraint loss` of one property (default: the first)
-        at the worst point of each ball, for a training loop of your own:
-
-            constraint = spec.loss(model, logic="dl2", search="pgd", steps=10)
-            loss = F.cross_entropy(model(x), y) + 0.2 * constraint(x, y)
-
-        `options` go to the search (steps, restarts, step_size, random_start, l1_coordinates
-        for pgd; samples for sample) or set `reduction` ("mean", default; "sum"; "none": the
-        per-sample loss, shape (B,)) and `xi`. x may be flat (B, n) or of any per-sample shape,
-        e.g. images (B, C, H, W); the spec's domain applies per element. An unknown option or
-        name raises an error naming the closest valid one.
-        """
-        from specrob.logic.compiled import ConstraintLoss  # torch only when asked for
-        if not self.properties:
-            raise ValueError(f"{self.path} declares no property")
-        prop = self.properties[0] if property is None else self[property]
-        if not isinstance(prop, Property):
-            raise ValueError(f"'{property}' is a score, not a property")
-        return ConstraintLoss(prop, model, logic, search, strict=True, **options)

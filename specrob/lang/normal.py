@@ -14,7 +14,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from specrob.lang import ir
-from specrob.lang.capabilities import atoms
+from specrob.lang.linearity import atoms
 from specrob.lang.walk import is_vector as _is_vector
 from specrob.lang.walk import varying
 from specrob.lang.printer import index as show_index

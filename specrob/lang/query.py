@@ -204,3 +204,30 @@ def holds(f: Formula, z: np.ndarray, x: np.ndarray) -> bool:
                 "!=": v != 0}[f.op]
     results = (holds(i, z, x) for i in f.items)
     return all(results) if isinstance(f, And) else any(results)
+
+
+# --- is a query unchanged by a final softmax? (network/final_layer.py) ---------------
+
+def _row_ok(out: np.ndarray, const: float, kind: str) -> bool:
+    if kind == "LogSoftmax":
+        return bool(out.sum() == 0)  # c . (z - lse 1) = c . z
+    nz = np.flatnonzero(out)
+    if len(nz) == 0:
+        return True  # no output at all: a constant atom
+    return bool(len(nz) == 2 and out[nz[0]] == -out[nz[1]] and const == 0)
+
+
+def query_order_only(body: Formula, kind: str) -> bool:
+    """Is the query's body unchanged when its outputs z go through the final `kind`? For
+    Softmax: every atom is c (z_i - z_j) op 0 (no inputs, no norms, constant 0). For
+    LogSoftmax: every output row of every atom (its linear part and its norms' vectors) sums
+    to zero."""
+    if isinstance(body, Const):
+        return True
+    if isinstance(body, (And, Or)):
+        return all(query_order_only(i, kind) for i in body.items)
+    if kind == "LogSoftmax":
+        return _row_ok(body.lin.out[0], 0.0, kind) and all(
+            all(_row_ok(r, 0.0, kind) for r in t.vec.out) for t in body.norms)
+    return (not body.norms and not body.lin.uses_inputs()
+            and _row_ok(body.lin.out[0], float(body.lin.const[0]), kind))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 from specrob.lang import ir, printer
-from specrob.lang.capabilities import backends
 from specrob.lang.normal import linear_forms, normal_formula
 from specrob.lang.params import unit_text
 
@@ -22,7 +21,8 @@ def params(decl) -> list[dict]:
 
 
 def describe_property(prop: ir.Property) -> dict:
-    support = backends(prop)
+    """The property as plain data; "backends" is left for `specrob.api.describe` to fill in
+    from the back ends' own answers."""
     domain = printer.box(prop.domain)
     return {
         "kind": "property",
@@ -36,7 +36,7 @@ def describe_property(prop: ir.Property) -> dict:
         "linear_forms": [str(f) for a in linear_forms(prop) for f in a.linear],
         "piecewise_linear": prop.piecewise_linear,
         "nonlinear": list(prop.nonlinear),
-        "backends": {k: {"level": v.level, "note": v.note} for k, v in support.items()},
+        "backends": {},
     }
 
 
@@ -53,9 +53,7 @@ def describe_score(score: ir.Score) -> dict:
         "G": printer.weight(score.G),
         "families": [f"{f.var} ~ uniform({printer.term(f.low)}, {printer.term(f.high)})"
                      for f in score.families],
-        "backends": {"estimate": {"level": "exact" if score.H == "id" else "bound",
-                                  "note": "Monte Carlo over Q" if score.H == "id" else
-                                  "H = indicator: an attack gives an upper bound"}},
+        "backends": {},
     }
 
 

@@ -106,3 +106,38 @@ def lipschitz_shape(prop: ir.Property) -> tuple[str, float] | None:
             and isinstance(body.left, ir.Norm)):
         return right.left.name, right.right.p
     return None
+
+
+# --- does the property see a final softmax? (network/final_layer.py) ----------------
+
+def _is_coordinate(t) -> bool:
+    """f(x)[i], or max/min of such coordinates (all of the same vector f(x))."""
+    if isinstance(t, ir.Index):
+        return t.vector == ir.Net(False)
+    if isinstance(t, ir.Reduce):
+        return _is_coordinate(t.body)
+    if isinstance(t, ir.Extremum):
+        return all(_is_coordinate(i) for i in t.items)
+    return False
+
+
+def order_only(body: ir.Formula) -> bool:
+    """Does every atom of the body compare two outputs of f(x) order-wise (`f(x)[i] op
+    f(x)[j]`, `f(x)[i] - f(x)[j] op 0`, or max/min of outputs of f(x) on either side)? Then
+    the body has the same truth value on f and on any per-pair monotone map of f."""
+    if isinstance(body, ir.Compare):
+        left, right = body.left, body.right
+        if _is_coordinate(left) and _is_coordinate(right):
+            return True
+        for a, b in ((left, right), (right, left)):
+            if b == ir.Const(0.0) and isinstance(a, ir.Arith) and a.op == "-" and \
+                    _is_coordinate(a.left) and _is_coordinate(a.right):
+                return True
+        return False
+    if isinstance(body, (ir.IndexCompare, ir.Truth)):
+        return True
+    if isinstance(body, (ir.And, ir.Or)):
+        return all(order_only(i) for i in body.items)
+    if isinstance(body, ir.IndexQuant):
+        return order_only(body.body)
+    return False

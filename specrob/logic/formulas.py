@@ -1,13 +1,10 @@
 """Core IR formulas -> per-sample values of a logic, compiled once; negation in NNF."""
 from __future__ import annotations
 
-import math
-from typing import Callable
 
 import torch
 
 from specrob.lang import ir
-from specrob.lang.walk import negate
 from specrob.logic.logics import Boolean, Logic
 from specrob.logic.terms import Env, Fn, Points, TermCompiler, depth
 

@@ -18,7 +18,7 @@ import torch
 
 from specrob.lang import ir
 from specrob.lang.walk import children, is_vector, mentions
-from specrob.numerics import safe_l2
+from specrob.numerics import norm
 
 
 @dataclass
@@ -71,14 +71,6 @@ def depth(node) -> int:
     if isinstance(node, (ir.IndexQuant, ir.Reduce)):
         return 1 + depth(node.body) + (depth(node.exclude) if node.exclude is not None else 0)
     return max((depth(c) for c in children(node)), default=0)
-
-
-def norm(v: torch.Tensor, p: float) -> torch.Tensor:
-    if p == 1:
-        return v.abs().sum(-1)
-    if p == 2:
-        return safe_l2(v)
-    return v.abs().amax(-1)
 
 
 def _index_value(vec: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,11 @@ import torch
 from torch import nn
 
 import specrob
-from specrob.estimate.security import accuracy_at, at_radius, default_attacks, security_curve
+from specrob.estimate.security import accuracy_at, at_radius, security_curve
+from specrob.search.attacks import default_attacks
 from specrob.logic.compiled import CompiledProperty
 from specrob.reproduce.common import Options, Run, accuracy, pct, plot_curves, table, tensors
-from specrob.train.trainer import TrainConfig
+from specrob.training.trainer import TrainConfig
 
 # §4, "Settings": a = 1, b = 0.2, eps = 0.1, delta = 10, eta = 0.52, L = 10, l_inf.
 SPEC = """\
@@ -72,21 +73,13 @@ SMOKE = Budget(epochs=1, lr=1e-3, pgd_steps=2, train=1500, test=300, security_po
                lr_marabou_points=1)
 
 
-class Clamp(nn.Module):
-    """clamp(z, low, high): the paper's output layer (Marabou-friendly, unlike softmax)."""
-
-    def __init__(self, low: float = -100.0, high: float = 100.0):
-        super().__init__()
-        self.low, self.high = low, high
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(z, self.low, self.high)
-
-
 def build_net(input_dim: int, classes: int) -> nn.Module:
     """§4 "Networks": F1: R^n -> R^100 with ReLU, F0: R^100 -> R^10 with clamp(-100, 100);
-    softmax only inside the training loss."""
-    return nn.Sequential(nn.Linear(input_dim, 100), nn.ReLU(), nn.Linear(100, classes), Clamp())
+    softmax only inside the training loss. The model file examples/fashion_mnist_net.py, read
+    as any user's model file is."""
+    from specrob.network.model_file import build_model
+    from specrob.resources import examples_dir
+    return build_model(examples_dir() / "fashion_mnist_net.py", input_dim, classes)
 
 
 def run(options: Options, command: str) -> Path:
@@ -180,8 +173,8 @@ def _verify(run: Run, name: str, model: nn.Module, spec_path: Path, x0: torch.Te
     gets bound propagation only: its Marabou queries (a max over 784 |x_i - x0_i|) timed out
     on every point tried, see LR_MARABOU."""
     from specrob.network import load_onnx_checked
-    from specrob.train.export import export_onnx
-    from specrob.verify.pipeline import Verifier, VerifyConfig
+    from specrob.training.export import export_onnx
+    from specrob.verification.pipeline import Verifier, VerifyConfig
 
     onnx_path = run.work / name / "model.onnx"
     export_onnx(model, x0[:64], onnx_path)

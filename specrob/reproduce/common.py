@@ -144,7 +144,7 @@ class Run:
         """Train (or resume, or reload when finished) `model` under a regime; checkpoints go to
         <work>/<name>. Records the per-epoch metrics in results['training'][name]."""
         from specrob.runfolder import RunFolderError
-        from specrob.train.trainer import Trainer, TrainError
+        from specrob.training.trainer import Trainer, TrainError
         try:
             trainer = Trainer(model, prop, data, config, out=self.work / name,
                               progress=self.options.progress)
@@ -213,12 +213,12 @@ class Run:
                         [[c.text, c.ours, "yes" if c.holds else "**no**"] for c in self.claims]),
                   ""]
         page = out / f"{self.paper}.md"
-        from specrob.runfolder import write_json, write_text
+        from specrob.runfolder import json_default, write_json, write_text
         write_text(page, "\n".join(lines))
         record = {"paper": self.paper, "command": self.command, "smoke": self.options.smoke,
                   "minutes": round(total / 60, 2), "seconds": self.seconds, "notes": self.notes,
                   "claims": [c.as_dict() for c in self.claims], **self.results}
-        write_json(out / f"{self.paper}.json", record, indent=1, default=_jsonable)
+        write_json(out / f"{self.paper}.json", record, indent=1, default=json_default)
         self.log(f"wrote {page} ({total / 60:.1f} min)")
         self.release()
         return page
@@ -248,10 +248,9 @@ def tensors(data: Dataset, split: str, count: int | None = None
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
-    with torch.no_grad():
-        right = sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
-                    for i in range(0, len(y), batch))
-    return right / max(len(y), 1)
+    """The fraction of rows the model classifies as y."""
+    from specrob.numerics import correct
+    return correct(model, x, y, batch) / max(len(y), 1)
 
 
 # --- markdown ---------------------------------------------------------------------------
@@ -321,13 +320,3 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _jsonable(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    raise TypeError(f"not JSON: {type(value)}")

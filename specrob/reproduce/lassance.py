@@ -32,7 +32,7 @@ from specrob.reproduce.common import (
     table,
     tensors,
 )
-from specrob.train.trainer import TrainConfig
+from specrob.training.trainer import TrainConfig
 
 TITLE = "Lassance et al. (seed 004): local Lipschitz robustness alpha_lim(r)"
 PAPER_REF = ("Paper: Lassance et al., *Structural robustness for deep learning architectures* "

@@ -29,7 +29,7 @@ from specrob.reproduce.common import (
     tensors,
 )
 from specrob.search.region import ascent_step
-from specrob.train.trainer import TrainConfig
+from specrob.training.trainer import TrainConfig
 
 PAPER_REF = ("Uri Shaham, Yutaro Yamada, Sahand Negahban: *Understanding adversarial training: "
              "increasing local stability of neural nets through robust optimization* "

@@ -99,7 +99,7 @@ def choose_d(margins: list[torch.Tensor], *, step: float = 0.25) -> float:
 def paired_difference(a: torch.Tensor, b: torch.Tensor, *, d: float) -> dict:
     """mean(min(a, d) - min(b, d)) over the same points, with a normal 95% interval: the
     difference of the two areas, paired point by point."""
-    from specrob.estimate.stats import mean
+    from specrob.stats import mean
     diff = a.double().clamp(max=d) - b.double().clamp(max=d)
     return mean(diff, bounds=(-d, d)).as_dict()
 
@@ -123,8 +123,8 @@ def as_tensor(margins: list[float | None]) -> torch.Tensor:
 def run(options: Options, command: str) -> Path:
     import specrob
     from specrob.estimate.margins import margin_curve
-    from specrob.estimate.stats import proportion
-    from specrob.train.trainer import TrainConfig
+    from specrob.stats import proportion
+    from specrob.training.trainer import TrainConfig
 
     run = Run("tibo", "Tibo et al. (seeds 000/001): robust co-training and margin curves",
               options, command)
@@ -239,7 +239,7 @@ def setup_section(run: Run, data, budget: Budget, chosen: str) -> None:
 
 
 def accuracy_section(run: Run, acc: dict, right: dict, n: int, chosen: str) -> None:
-    from specrob.estimate.stats import proportion
+    from specrob.stats import proportion
     rows = [["NO REG", pct_ci(proportion(right["NO REG"], n).as_dict(), 2),
              f"{PAPER_ACCURACY['001']['NO REG']:.2f}", f"{PAPER_ACCURACY['000']['NO REG']:.2f}"],
             ["HEIN", "not reproduced", f"{PAPER_ACCURACY['001']['HEIN']:.2f}",
@@ -261,7 +261,7 @@ def accuracy_section(run: Run, acc: dict, right: dict, n: int, chosen: str) -> N
 
 def curve_section(run: Run, curves: dict, diff: dict, margins: dict, chosen: str,
                   d: float, dataset: str) -> None:
-    from specrob.estimate.stats import proportion
+    from specrob.stats import proportion
     shown = ["NO REG", chosen] + [k for k in curves if k not in ("NO REG", chosen)]
     label = {k: (f"{k}, chosen" if k == chosen else k) for k in shown}
     series = {f"{label[k]} (R = {curves[k].area.value:.3f})":

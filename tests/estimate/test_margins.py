@@ -19,7 +19,7 @@ from specrob.estimate.margins import (
     margin_curve,
     margin_score_summary,
 )
-from specrob.estimate.stats import Estimate
+from specrob.stats import Estimate
 
 DUAL = {2.0: 2.0, math.inf: 1.0, 1.0: math.inf}
 

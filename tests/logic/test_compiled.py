@@ -106,7 +106,7 @@ def test_one_network_call_per_network_application_per_step():
 def test_spec_loss_drops_into_a_training_loop():
     net = tiny_net()
     spec = specrob.load(specrob_specs() / "cr.rspec", eps=0.1)
-    constraint = spec.loss(net, logic="dl2", search="pgd", steps=5)
+    constraint = specrob.constraint_loss(spec, net, logic="dl2", search="pgd", steps=5)
     x, y = torch.rand(32, 2), torch.randint(0, 3, (32,))
     value = constraint(x, y)
     assert value.dim() == 0 and value.item() >= 0

@@ -1,4 +1,4 @@
-"""`spec.loss(model, ...)`: unknown options and names are errors naming the closest valid one;
+"""`specrob.constraint_loss(spec, model, ...)`: unknown options and names are errors naming the closest valid one;
 image-shaped batches and per-sample reductions work (shared case newcomer/api_silent_kwargs)."""
 from __future__ import annotations
 
@@ -27,26 +27,26 @@ def model():
 ])
 def test_unknown_options_are_refused_with_the_nearest(spec, options, says):
     with pytest.raises(TypeError, match=says):
-        spec.loss(model(), **options)
+        specrob.constraint_loss(spec, model(), **options)
 
 
 def test_unknown_names_and_logics_are_refused(spec):
     with pytest.raises(KeyError, match="no property or score 'CRR' in .*cr.rspec; did you mean 'CR'"):
-        spec.loss(model(), property="CRR")
+        specrob.constraint_loss(spec, model(), property="CRR")
     with pytest.raises(KeyError, match="did you mean 'CR'"):
         spec["CRR"]
     with pytest.raises(ValueError, match="unknown logic 'dl3'"):
-        spec.loss(model(), logic="dl3")
+        specrob.constraint_loss(spec, model(), logic="dl3")
 
 
 def test_image_batches_and_per_sample_losses(spec):
     net = model()
     x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
-    per_sample = spec.loss(net, steps=3, random_start=False, reduction="none")(x, y)
+    per_sample = specrob.constraint_loss(spec, net, steps=3, random_start=False, reduction="none")(x, y)
     assert per_sample.shape == (6,) and (per_sample >= 0).all()
-    flat = spec.loss(net, steps=3, random_start=False, reduction="none")(x.reshape(6, 64), y)
+    flat = specrob.constraint_loss(spec, net, steps=3, random_start=False, reduction="none")(x.reshape(6, 64), y)
     assert torch.allclose(per_sample, flat)  # the same points, flat or image-shaped
-    mean = spec.loss(net, steps=3, random_start=False)(x, y)
+    mean = specrob.constraint_loss(spec, net, steps=3, random_start=False)(x, y)
     assert torch.allclose(mean, per_sample.mean())
     mean.backward()
     assert net[1].weight.grad is not None

@@ -1,0 +1,583 @@
+"""specrob's public API: the functions the command line and the reproductions call, and that a
+notebook user calls directly. Each takes a spec (a path or a loaded `Spec`), a model and data,
+and returns a typed result with `.to_json()`; each writes its run folder (`runfolder`) so
+that a rerun resumes and a different run is refused.
+
+    import specrob
+    spec = specrob.load("specs/cr.rspec", eps=0.1)
+    trained = specrob.train("examples/digits_mlp.py", spec, out="runs/cr")
+    report = specrob.evaluate(trained.model, spec, out="runs/cr-eval")
+    proof = specrob.verify(trained.model, spec, points=50, out="runs/cr-verify")
+
+Errors: every user error is a `SpecrobError` (`SpecError` with the file, line and column for
+a spec; `UsageError` for inputs that do not fit together, e.g. a model and data of different
+sizes); anything else is a bug. KeyboardInterrupt is passed on: what finished is already in
+the run folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from specrob.errors import SpecrobError
+from specrob.lang.ir import Property, Score, Spec
+
+__all__ = ["UsageError", "load", "describe", "backends", "constraint_loss", "train", "evaluate", "verify",
+           "verify_instances", "export", "reproduce", "TrainResult", "EvalResult",
+           "VerifyResult", "InstancesResult", "ExportResult"]
+
+Log = Callable[[str], None]
+
+
+class UsageError(SpecrobError):
+    """Inputs that do not fit together, or an option value out of its range."""
+
+
+# --- results --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Result:
+    def to_json(self) -> dict:
+        """The result as JSON-ready values (paths as strings)."""
+        from specrob.runfolder import jsonable
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class TrainResult(_Result):
+    """`train`'s outcome: the exported ONNX model, the per-epoch metrics (CE, constraint loss,
+    accuracies, satisfied fractions), onnxruntime's largest difference from torch on the
+    exported graph, the training curve's PNG (None without matplotlib output)."""
+
+    model: Path
+    metrics: list = field(default_factory=list)
+    onnx_difference: float = 0.0
+    curve: Path | None = None
+    property: str = ""
+    resumed_after: int = 0
+
+
+@dataclass(frozen=True)
+class EvalResult(_Result):
+    """`evaluate`'s outcome: results.json's content (per property and eps: constraint security
+    and accuracy with 95% intervals; per score: Q, H, G estimates) and the PNG plots."""
+
+    results: dict
+    plots: list = field(default_factory=list)
+    out: Path = Path()
+
+
+@dataclass(frozen=True)
+class VerifyResult(_Result):
+    """`verify`'s outcome: summary.json's content (verified / falsified / unknown counts,
+    constraint satisfaction CS with its interval, the semantics, seconds per stage), the
+    per-centre rows, and notes on what was checked (e.g. a final Softmax left out)."""
+
+    summary: dict
+    rows: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    out: Path = Path()
+
+
+@dataclass(frozen=True)
+class InstancesResult(_Result):
+    """`verify_instances`'s outcome: one row per VNN-COMP instance (status sat / unsat /
+    timeout / unknown, method, seconds, reason) and the summary counts."""
+
+    rows: list
+    summary: dict
+    out: Path = Path()
+
+
+@dataclass(frozen=True)
+class ExportResult(_Result):
+    """`export`'s outcome: how many VNN-LIB queries were written, and where."""
+
+    queries: int
+    out: Path = Path()
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+def load(path: str | Path, **overrides) -> Spec:
+    """Read and check a spec file; keyword arguments override parameters (like --set).
+
+    >>> spec = specrob.load("specs/cr.rspec", eps=0.05)
+    >>> spec["CR"].value("eps")
+    0.05
+
+    Raises SpecError (file, line, column) for a malformed spec or an unknown parameter."""
+    from specrob.lang.loader import load as _load, overrides_from_api
+    return _load(path, overrides_from_api(overrides))
+
+
+def _spec(spec: str | Path | Spec, set_: Sequence[str]) -> Spec:
+    if isinstance(spec, Spec):
+        if set_:
+            raise UsageError("give --set overrides when loading the spec (specrob.load(path, "
+                             "name=value)), not with a loaded Spec")
+        return spec
+    from specrob.lang.loader import load as _load, overrides_from_cli
+    return _load(spec, overrides_from_cli(list(set_)))
+
+
+def pick_property(spec: Spec, name: str | None) -> Property:
+    """The property called `name` (default: the first). Raises UsageError naming the
+    closest."""
+    if not spec.properties:
+        raise UsageError(f"{spec.path} declares no property to train under (only scores)")
+    if name is None:
+        return spec.properties[0]
+    for p in spec.properties:
+        if p.name == name:
+            return p
+    from specrob.lang.errors import did_you_mean
+    guess = did_you_mean(name, [p.name for p in spec.properties])
+    raise UsageError(f"{spec.path} has no property '{name}'"
+                     + (f"; did you mean '{guess}'?" if guess else "")
+                     + f" (properties: {', '.join(p.name for p in spec.properties)})")
+
+
+def pick_declaration(spec: Spec, name: str) -> Property | Score:
+    """The property or score called `name`. Raises UsageError naming the closest."""
+    try:
+        return spec[name]
+    except KeyError as error:
+        raise UsageError(str(error)) from None
+
+
+def constraint_loss(spec: Spec, model, *, property: str | None = None, logic: str = "dl2",
+                    search: str = "pgd", **options):
+    """A callable `(x, y) -> mean constraint loss` of one property (default: the first) at
+    the worst point of each ball, for a training loop of your own:
+
+        constraint = specrob.constraint_loss(spec, model, logic="dl2", search="pgd", steps=10)
+        loss = F.cross_entropy(model(x), y) + 0.2 * constraint(x, y)
+
+    `options` go to the search (steps, restarts, step_size, random_start, l1_coordinates
+    for pgd; samples for sample) or set `reduction` ("mean", default; "sum"; "none": the
+    per-sample loss, shape (B,)) and `xi`. x may be flat (B, n) or of any per-sample shape,
+    e.g. images (B, C, H, W); the spec's domain applies per element. The loss is the
+    property's in the chosen logic (Fischer et al. 2019, DL2; Casadio et al. 2022 for the
+    others). Raises ValueError naming the closest valid option or name.
+    """
+    from specrob.logic.compiled import ConstraintLoss  # torch only when asked for
+    if not spec.properties:
+        raise ValueError(f"{spec.path} declares no property")
+    prop = spec.properties[0] if property is None else spec[property]
+    if not isinstance(prop, Property):
+        raise ValueError(f"'{property}' is a score, not a property")
+    return ConstraintLoss(prop, model, logic, search, strict=True, **options)
+
+
+# --- what each back end supports -----------------------------------------------------------
+
+def _support_registry():
+    """The back ends' `supports(declaration)`, in the order `specrob check` prints them: one
+    registry, each back end the only source of its own answer."""
+    from specrob.estimate.support import supports as evaluation
+    from specrob.training.support import supports as training
+    from specrob.verification.support import supports as verification
+    return {"training": training, "evaluation": evaluation, "verification": verification}
+
+
+def backends(decl: Property | Score) -> dict:
+    """Per back end (loss, attack, bounds, marabou, vnnlib; estimate for a score): a
+    `Support` (exact / sound / bound / no, with the reason)."""
+    registry = _support_registry()
+    if isinstance(decl, Score):
+        return registry["evaluation"](decl)
+    out: dict = {}
+    for supports in registry.values():
+        out.update(supports(decl))
+    return out
+
+
+def describe(spec: Spec) -> dict:
+    """The checked spec as plain data (what `specrob check --json` prints): per declaration
+    its parameters, centres, normal form, linear forms and each back end's support."""
+    from specrob.lang.summary import describe as summary
+    out = summary(spec)
+    for decl, entry in zip((*spec.properties, *spec.scores), out["declarations"]):
+        entry["backends"] = {k: {"level": v.level, "note": v.note}
+                             for k, v in backends(decl).items()}
+    return out
+
+
+# --- models and data that fit ---------------------------------------------------------------
+
+def check_class_indices(spec: Spec, classes: int) -> None:
+    """The spec's constant class indices exist among the model's `classes` outputs; raises
+    SpecError at the index otherwise."""
+    from specrob.lang.walk import check_classes
+    check_classes(spec, classes)
+
+
+def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> None:
+    """The network's outputs on (the first `count` points of) the data are finite numbers."""
+    import torch
+    for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
+        if len(x) == 0:
+            continue
+        with torch.no_grad():
+            out = net(torch.tensor(x))
+        bad = (~torch.isfinite(out)).reshape(len(x), -1).any(-1)
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            raise UsageError(f"{model}: the network's outputs are not finite (inf or NaN) on "
+                             f"{int(bad.sum())} of the first {len(x)} {split} points of --data "
+                             f"{data} (first: point {first}); specrob refuses such a model")
+
+
+def model_outputs(net, dataset, model: Path, data: str) -> int:
+    """The number of classes: the width of the network's output on the data's flattened
+    inputs (not the labels present in the data, which may be a few points of a few classes).
+    Raises UsageError when the network fails on them or its outputs there are not finite."""
+    import torch
+    x = dataset.x_test[:2] if len(dataset.x_test) else dataset.x_train[:2]
+    try:
+        with torch.no_grad():
+            logits = net(torch.tensor(x))
+    except Exception as exc:  # the user's network cannot take this data
+        raise UsageError(f"{model}: the network fails on inputs of shape ({len(x)}, "
+                         f"{dataset.input_dim}) from --data {data}: {type(exc).__name__}: "
+                         f"{exc}") from None
+    if logits.ndim != 2 or logits.shape[0] != len(x):
+        raise UsageError(f"{model}: the network returns shape {tuple(logits.shape)} for "
+                         f"{len(x)} inputs; expected (B, classes) logits")
+    _check_finite(net, dataset, model, data)
+    return int(logits.shape[1])
+
+
+def _runs_exported(path: Path) -> None:
+    """The exported ONNX graph is one that eval, verify and export can run (imported and
+    checked against onnxruntime), before any claim of success."""
+    from specrob.network import NetworkError, load_onnx_checked
+    try:
+        load_onnx_checked(path)
+    except NetworkError as error:
+        raise UsageError(f"trained, but the exported graph cannot be evaluated or verified: "
+                         f"{error} (the checkpoint is kept; change the model's layers and "
+                         f"train again)") from None
+
+
+# --- train ----------------------------------------------------------------------------------
+
+def train(model: str | Path, spec: str | Path | Spec, *, config=None,
+          property: str | None = None, data: str = "digits", out: str | Path = "runs/train",
+          set: Sequence[str] = (), fresh: bool = False, progress: bool = True,
+          log: Log | None = None) -> TrainResult:
+    """Train the network of a model file under a property and export it to ONNX.
+
+    Args:
+        model: a .py file whose build() returns a torch.nn.Module (flattened inputs or the
+            data's shape -> logits).
+        spec: the .rspec file (or a loaded Spec); `set`: NAME=VALUE overrides.
+        config: a `specrob.training.trainer.TrainConfig` (regime, logic, search, epochs, lr,
+            a, b, ...); default TrainConfig().
+        data: digits | fashion-mnist[:DIR] | idx:DIR | PATH.npz.
+        out: the run folder: checkpoint.pt and metrics.json after every epoch, model.onnx
+            and training.png at the end; a rerun resumes, `fresh` starts over.
+        log: receives one-line status messages (resuming, what is trained).
+    Returns TrainResult. Raises SpecError, UsageError, DataError, ModelFileError, TrainError,
+    ExportError, RunFolderError, SamplingError (all SpecrobError).
+    Source: the constraint regime is Fischer et al. 2019 (DL2) / Casadio et al. 2022, eq. 1.
+    """
+    import torch
+
+    from specrob.data import load_data
+    from specrob.report import plot_training
+    from specrob.training.export import export_onnx
+    from specrob.network.model_file import adapt_to_data, build_model
+    from specrob.training.trainer import TrainConfig, Trainer
+
+    log = log or (lambda message: None)
+    config = config or TrainConfig()
+    model, out = Path(model), Path(out)
+    checked = _spec(spec, set)
+    prop_ir = pick_property(checked, property)
+    dataset = load_data(data)
+    torch.manual_seed(config.seed)
+    net = build_model(model, dataset.input_dim, dataset.classes)
+    net = adapt_to_data(net, dataset.shape, dataset.classes)
+    classes = model_outputs(net, dataset, model, data)
+    if classes != dataset.classes:
+        raise UsageError(f"{model}: the network returns shape (2, {classes}) for 2 inputs; "
+                         f"expected (2, {dataset.classes}) logits for --data {data}")
+    check_class_indices(checked, dataset.classes)
+    trainer = Trainer(net, prop_ir, dataset, config, out=out, model_file=str(model),
+                      progress=progress)
+    try:
+        resumed = trainer.epoch if trainer.resume(fresh=fresh) else 0
+        if resumed:
+            log(f"resuming {out} after epoch {trainer.epoch}")
+        log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
+            f"regime {config.regime}, logic {config.logic}")
+        metrics = trainer.fit()
+        diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
+        _runs_exported(out / "model.onnx")
+        curve = plot_training(metrics, out)
+    finally:
+        trainer.close()
+    return TrainResult(out / "model.onnx", metrics, float(diff), curve, prop_ir.name, resumed)
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+def evaluate(model: str | Path, spec: str | Path | Spec, *, config=None,
+             checkpoint: str | Path | None = None, data: str = "digits",
+             out: str | Path = "runs/eval", set: Sequence[str] = (), only: str | None = None,
+             fresh: bool = False, log: Log | None = None) -> EvalResult:
+    """Evaluate a network against every property and score of a spec (or `only` one).
+
+    Properties: constraint security and constraint accuracy per eps with 95% intervals;
+    scores: Q, H, G by Monte Carlo, margin curves; Lipschitz-shaped properties: alpha_lim(r)
+    (Lassance et al., seed 004). `config`: `specrob.estimate.evaluation.EvalConfig`.
+    `model`: model.onnx, or a model file (.py) with `checkpoint` (a train folder).
+    Writes results.json after each declaration (a rerun resumes) and PNG plots to `out`.
+    Raises SpecError, UsageError, DataError, ModelError, EvalError, CentreError, ScoreError,
+    RunFolderError, SamplingError (all SpecrobError)."""
+    from specrob.data import load_data
+    from specrob.estimate.evaluation import EvalConfig, Evaluation
+    from specrob.models import load_model, model_identity
+    from specrob.report import plot_results
+
+    config = config or EvalConfig()
+    model, out = Path(model), Path(out)
+    checked = _spec(spec, set)
+    if only is not None:
+        picked = pick_declaration(checked, only)
+        checked = dataclasses.replace(
+            checked, properties=tuple(p for p in checked.properties if p is picked),
+            scores=tuple(d for d in checked.scores if d is picked))
+    dataset = load_data(data, split=False)  # x, y alone: the centres as given
+    net, described = load_model(model, dataset.input_dim, dataset.classes,
+                                None if checkpoint is None else Path(checkpoint),
+                                shape=dataset.shape)
+    classes = model_outputs(net, dataset, model, data)
+    check_class_indices(checked, classes)
+    evaluation = Evaluation(checked, net, dataset, config, out=out, describe_model=described,
+                            progress=log, model_identity=model_identity(
+                                model, None if checkpoint is None else Path(checkpoint)),
+                            fresh=fresh, classes=classes)
+    with evaluation:
+        results = evaluation.run()
+    return EvalResult(results, plot_results(results, out), out)
+
+
+# --- verify ---------------------------------------------------------------------------------
+
+def _verification_inputs(model: Path, spec, set_, data: str, prop: str | None):
+    """The checked spec and property, the dataset, the ONNX model as network IR and torch
+    module."""
+    from specrob.data import load_data
+    from specrob.lang.walk import check_classes
+    from specrob.network import load_onnx_checked
+
+    checked = _spec(spec, set_)
+    prop_ir = pick_property(checked, prop)
+    if model.suffix != ".onnx":
+        raise UsageError(f"{model}: verification reads an ONNX model (specrob train writes "
+                         f"model.onnx next to its checkpoint)")
+    dataset = load_data(data, split=False)  # x, y alone: the centres as given
+    net, module = load_onnx_checked(model)
+    check_classes(checked, net.output_size)
+    if net.input_size != dataset.input_dim:
+        raise UsageError(f"{model} takes {net.input_size} inputs (shape "
+                         f"{tuple(net.input_shape)}); --data {data} has {dataset.input_dim} "
+                         f"per point (shape {dataset.shape})")
+    _check_finite(module, dataset, model, str(data))
+    return checked, prop_ir, dataset, net, module
+
+
+def _centres(prop_ir, dataset, module, net, points: int | None, spec):
+    """The property's centres (x0, y, their indices in the data, info)."""
+    from specrob.estimate.evaluation import domain_of, select_centres_indexed
+    spec_dir = Path(spec).resolve().parent if not isinstance(spec, Spec) else \
+        Path(spec.path).resolve().parent
+    return select_centres_indexed(
+        prop_ir.centres, dataset, module, points, spec_dir=spec_dir,
+        domain=domain_of(prop_ir, dataset.input_dim), what=f"property {prop_ir.name}",
+        classes=net.output_size)
+
+
+def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
+           property: str | None = None, data: str = "digits", out: str | Path = "runs/verify",
+           set: Sequence[str] = (), fresh: bool = False, progress: bool = True
+           ) -> VerifyResult:
+    """Verify a property on every centre: verified / falsified / unknown, soundly.
+
+    Per centre: attacks (falsified only with a counterexample re-checked on onnxruntime and
+    in float64), bound propagation (CROWN), branch and bound (beta-CROWN: Wang et al. 2021),
+    Marabou (Katz et al. 2019). `config`: `specrob.verification.pipeline.VerifyConfig`
+    (backend, bounds, timeout seconds per centre, semantics float32 | real, workers, points).
+    Results stream to results.jsonl in `out` (a rerun resumes); summary.json at the end, and
+    counterexamples.png for image data. Raises SpecError, UsageError, DataError,
+    NetworkError, CentreError, RunFolderError (all SpecrobError)."""
+    from tqdm.auto import tqdm
+
+    from specrob.report import plot_counterexamples
+    from specrob.verification.pipeline import Verifier, VerifyConfig
+
+    config = config or VerifyConfig()
+    model, out = Path(model), Path(out)
+    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
+                                                                  property)
+    if config.backend not in ("auto", "bounds", "bab", "marabou"):
+        raise UsageError(f"--backend {config.backend}: choose auto, bounds, bab or marabou")
+    if not (math.isfinite(config.timeout) and 0 < config.timeout <= 1e6):
+        raise UsageError(f"--timeout {config.timeout:g}: give seconds per centre, a number in "
+                         f"(0, 1e6]")
+    if config.bounds not in ("ibp", "crown", "alpha-crown", "alpha-crown-all"):
+        raise UsageError(f"--bounds {config.bounds}: choose ibp, crown, alpha-crown or "
+                         f"alpha-crown-all")
+    if config.semantics not in ("float32", "real"):
+        raise UsageError(f"--semantics {config.semantics}: choose float32 or real")
+    x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
+    verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
+                        index=index.tolist())
+    bar = None
+    try:
+        resumed = verifier.resume(fresh=fresh)
+        bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point",
+                   disable=not progress, initial=resumed)
+        verifier.progress = bar.update
+        verifier.run()
+        summary = verifier.write_summary({"model": str(model), "centres": info})
+        if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
+            pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
+                                            list(index), dataset.shape, out)
+            if pictures:
+                summary["counterexample_images"] = str(pictures)
+    finally:
+        if bar is not None:
+            bar.close()
+        verifier.close()
+    notes = [verifier.attack_note] if verifier.attack_note else []
+    if verifier.final is not None and verifier.nets:  # a final Softmax / LogSoftmax
+        stripped = sum(n is not verifier.net for n in verifier.nets.values())
+        notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
+                     f"{stripped} of {len(verifier.nets)} centres they checked")
+    return VerifyResult(summary, list(verifier.done.values()), notes, out)
+
+
+def verify_instances(*, instances: str | Path | None = None, model: str | Path | None = None,
+                     property: str | Path | None = None, timeout: float | None = None,
+                     semantics: str = "real", seed: int = 0, out: str | Path = "runs/verify",
+                     fresh: bool = False, progress: bool = True) -> InstancesResult:
+    """Decide VNN-COMP instances: an instances.csv (rows onnx,vnnlib,timeout; paths relative
+    to the CSV), or one ONNX model and one VNN-LIB property (`timeout` seconds, default 120).
+    Per instance sat / unsat / timeout / unknown (sat only with a counterexample re-checked on
+    onnxruntime and in float64); results.jsonl, one VNN-COMP result file per instance and
+    summary.json in `out`. Raises InstanceError, VnnlibError, NetworkError, UsageError."""
+    from tqdm.auto import tqdm
+
+    from specrob.verification.instance import Instance, InstanceRunner, read_instances, \
+        stem_name
+
+    out = Path(out)
+    if semantics not in ("float32", "real"):
+        raise UsageError(f"--semantics {semantics}: choose float32 or real")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout {timeout:g}: must be positive")
+    if instances is not None:
+        if model is not None or property is not None:
+            raise UsageError("--instances reads the models and properties from the CSV; give "
+                             "no MODEL or PROPERTY")
+        rows = read_instances(Path(instances))
+        if timeout is not None:
+            raise UsageError("--timeout: the instances' timeouts come from the CSV")
+        source = Path(instances).read_text()
+    else:
+        model = None if model is None else Path(model)
+        property = None if property is None else Path(property)
+        if model is None or model.suffix != ".onnx":
+            raise UsageError(f"{model}: a VNN-LIB property is checked on an ONNX model")
+        for f in (model, property):
+            if f is None or not f.is_file():
+                raise UsageError(f"{f}: no such file")
+        rows = [Instance(model, property, 120.0 if timeout is None else timeout,
+                         stem_name(model, property))]
+        source = ""
+    runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source)
+    bar = None
+    try:
+        resumed = runner.open(fresh=fresh)
+        bar = tqdm(total=len(rows), initial=resumed, desc="verify instances",
+                   unit="instance", disable=not progress)
+        runner.progress = lambda row: (bar.update(1), bar.set_postfix_str(
+            f"{row['instance']}: {row['status']}"))
+        results = runner.run()
+        summary = runner.write_summary()
+    finally:
+        if bar is not None:
+            bar.close()
+        runner.close()
+    return InstancesResult(results, summary, out)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib",
+           property: str | None = None, data: str = "digits", points: int | None = 10,
+           timeout: float = 60.0, out: str | Path = "runs/vnnlib", set: Sequence[str] = ()
+           ) -> ExportResult:
+    """Export verification queries for other verifiers (VNN-COMP's VNN-LIB + ONNX): one
+    point_I.vnnlib per centre (I its index in the data; the input box and the negated
+    property, so that a verifier answers unsat where the property holds), model.onnx and
+    instances.csv with `timeout` seconds per query. f(x0) comes from onnxruntime, as in
+    `verify`. Raises UsageError for a property VNN-LIB cannot express."""
+    from specrob.network.oracle import Oracle
+    from specrob.verification.encode import Centre, Encoder, Unsupported
+    from specrob.verification.vnnlib import export as write
+
+    if format != "vnnlib":
+        raise UsageError(f"--format {format}: only vnnlib is supported")
+    model, out = Path(model), Path(out)
+    checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
+                                                                  property)
+    x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
+    fx0 = Oracle(model)(x0.numpy()) if len(y) else None
+    encoder = Encoder(prop_ir, net.input_size, net.output_size)
+    name = spec if not isinstance(spec, Spec) else spec.path
+    try:
+        # named by the centres' indices in --data (point_<index>.vnnlib)
+        queries = [(int(index[i]), encoder.query(Centre(x0[i].double().numpy(), int(y[i]),
+                                                        fx0[i])))
+                   for i in range(len(y))]
+    except Unsupported as error:
+        raise UsageError(f"{prop_ir.name} cannot be exported to VNN-LIB: {error}") from None
+    write(queries, model, out, timeout, comment=f"property {prop_ir.name} of {name}",
+          labels={int(index[i]): int(y[i]) for i in range(len(y))})
+    return ExportResult(len(queries), out)
+
+
+# --- reproduce ------------------------------------------------------------------------------
+
+def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
+              work: str | Path = "runs/reproduce", data: str | None = None, seed: int = 0,
+              fresh: bool = False, progress: bool = True) -> Path:
+    """Reproduce a seed paper's experiments (casadio, shaham, tibo, lassance) and write its
+    results page; returns the page's path. `smoke`: a tiny budget that checks the script end
+    to end. Raises UsageError for an unknown paper, ReproduceError and the errors of the
+    functions above."""
+    from specrob.reproduce import PAPERS, paper_module
+    from specrob.reproduce.common import Options
+
+    if paper not in PAPERS:
+        from specrob.lang.errors import did_you_mean
+        guess = did_you_mean(paper, list(PAPERS))
+        raise UsageError(f"unknown paper '{paper}'" + (f"; did you mean '{guess}'?" if guess
+                                                       else "")
+                         + f" (choose one of {', '.join(PAPERS)})")
+    work = Path(work)
+    if out is None:  # a smoke run never overwrites the real pages
+        out = work / "smoke-results" if smoke else Path("docs/results")
+    options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
+                      progress=progress, fresh=fresh)
+    command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
+               + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else ""))
+    return paper_module(paper).run(options, command)

@@ -1,0 +1,191 @@
+"""Training regimes: what a training step minimises. One class each; `REGIMES` lists them.
+
+- baseline: cross-entropy.
+- constraint: a·CE + b·L_C(x*), x* the worst point of the property's ball (DL2; Casadio et
+  al. use a = 1, b = 0.2).
+- adversarial: CE at the worst point of the ball for CE itself; single-step steepest ascent
+  for l_1 / l_2 / l_inf (Shaham et al., Algorithm 1) or multi-step PGD.
+- augmentation: CE on the batch plus 2 points per sample, uniform in the ball or FGSM points
+  (Casadio et al.'s data augmentation).
+- cotrain: the classifier with an adversarial generator g (Tibo et al., Algorithm 1, eqs. 9-10).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specrob.logic.compiled import CompiledProperty
+from specrob.search.region import ascent_step
+from specrob.search.searches import PGD, make_search
+
+
+@dataclass
+class Context:
+    """What a regime may use: the compiled property (its ball and loss) and options."""
+
+    prop: CompiledProperty
+    options: dict = field(default_factory=dict)
+
+
+class Regime:
+    name = "regime"
+
+    def setup(self, model: nn.Module, ctx: Context, input_dim: int, model_file=None) -> None:
+        """Create extra trained state (the co-training generator)."""
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: Context,
+                   x_other: torch.Tensor) -> None:
+        """Runs after the classifier's update (the co-training generator's own update)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Baseline(Regime):
+    name = "baseline"
+
+    def loss(self, model, x, y, ctx):
+        ce = F.cross_entropy(model(x), y)
+        return ce, {"ce": ce.item()}
+
+
+class Constraint(Regime):
+    """L* = a·CE + b·L_C(x*) (Casadio et al. eq. 2; Fischer et al.'s DL2 training)."""
+
+    name = "constraint"
+
+    def loss(self, model, x, y, ctx):
+        a, b = ctx.options.get("a", 1.0), ctx.options.get("b", 0.2)
+        search = make_search(ctx.options.get("search", "pgd"), **ctx.options)
+        fx0 = ctx.prop.centre_output(model, x)
+        x_star = ctx.prop.worst_point(model, x, y, search,
+                                      fx0=None if fx0 is None else fx0.detach())
+        lc = ctx.prop.loss(model, x_star, x, y, fx0).mean()
+        ce = F.cross_entropy(model(x), y)
+        return a * ce + b * lc, {"ce": ce.item(), "batch_constraint_loss": lc.item()}
+
+
+def ce_objective(model: nn.Module, y: torch.Tensor):
+    """Per-sample cross-entropy as a search objective (rows stack restarts of the batch)."""
+    def J(x):
+        return F.cross_entropy(model(x), y.repeat(x.shape[0] // y.shape[0]), reduction="none")
+    return J
+
+
+class Adversarial(Regime):
+    """Robust optimisation: the weights are updated at the worst point of the uncertainty set
+    only (Shaham et al.). adv_steps = 1: one steepest-ascent step of size eps."""
+
+    name = "adversarial"
+
+    def loss(self, model, x, y, ctx):
+        steps = ctx.options.get("adv_steps", 1)
+        search = (PGD(steps=1, restarts=1, step_size=1.0, random_start=False)
+                  if steps == 1 else PGD(steps=steps, restarts=ctx.options.get("restarts", 1)))
+        was = model.training
+        model.eval()
+        x_adv, _ = search.maximise(ce_objective(model, y), x, ctx.prop.region)
+        model.train(was)
+        ce = F.cross_entropy(model(x_adv.detach()), y)
+        return ce, {"ce": ce.item()}
+
+
+class Augmentation(Regime):
+    """CE on the batch and on `extra` (2) points per sample: uniform in ball ∩ box, or FGSM
+    steps of size eps from uniform random starts."""
+
+    name = "augmentation"
+
+    def loss(self, model, x, y, ctx):
+        extra, kind = ctx.options.get("extra", 2), ctx.options.get("augment", "uniform")
+        region = ctx.prop.region
+        if kind == "uniform":
+            points = region.uniform(x, extra).reshape(-1, x.shape[-1])
+        else:
+            starts = region.repeat(extra).random(x.repeat(extra, 1))
+            with torch.enable_grad():
+                starts.requires_grad_(True)
+                loss = F.cross_entropy(model(starts), y.repeat(extra), reduction="sum")
+                (grad,) = torch.autograd.grad(loss, starts)
+            big = region.repeat(extra)
+            step = ascent_step(grad, region.p, big.radius(starts), x=starts.detach(),
+                               low=region.low, high=region.high)
+            points = big.project(starts.detach() + step, x.repeat(extra, 1))
+        inputs = torch.cat([x, points.detach()])
+        ce = F.cross_entropy(model(inputs), y.repeat(extra + 1))
+        return ce, {"ce": ce.item()}
+
+
+class DefaultGenerator(nn.Module):
+    """g(x) = clamp(x + MLP(x)) into the domain: a perturbation network."""
+
+    def __init__(self, input_dim: int, low: float, high: float, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, input_dim), nn.Tanh())
+        self.low, self.high = low, high
+
+    def forward(self, x):
+        return (x + 0.5 * (self.high - self.low) * self.net(x)).clamp(self.low, self.high)
+
+
+class CoTrain(Regime):
+    """Tibo et al. Algorithm 1: alternate an update of f on {x, g(x)} with loss (10) and an
+    update of g with loss (9) on another shuffled batch."""
+
+    name = "cotrain"
+
+    def setup(self, model, ctx, input_dim, model_file=None):
+        from specrob.network.model_file import build_generator
+        g = build_generator(model_file, input_dim) if model_file else None
+        r = ctx.prop.region
+        self.g = g if g is not None else DefaultGenerator(input_dim, r.low, r.high)
+        self.g.to(next(model.parameters()).device)
+        self.opt = torch.optim.Adam(self.g.parameters(), lr=ctx.options.get("lr", 1e-3))
+
+    def loss(self, model, x, y, ctx):
+        lam = ctx.options.get("lam", 1.0)
+        with torch.no_grad():
+            gx = self.g(x)
+        logits, logits_g = model(x), model(gx)
+        ce = F.cross_entropy(logits, y)
+        # CE(f̂(x), f̂(g(x))) / (1 + ||x - g(x)||²), eq. (10)
+        cross = -(torch.softmax(logits, -1) * torch.log_softmax(logits_g, -1)).sum(-1)
+        reg = (cross / (1.0 + ((x - gx) ** 2).sum(-1))).mean()
+        return ce + lam * reg, {"ce": ce.item(), "regulariser": reg.item()}
+
+    def after_step(self, model, x, y, ctx, x_other):
+        # eq. (9): 1/2 ||g(x) - x||² + max(f̂(g(x))[i] - f̂(g(x))[j], 0), i = f(x), j the
+        # second-highest class at g(x). Only g's weights move.
+        with torch.no_grad():
+            i = model(x_other).argmax(-1)
+        gx = self.g(x_other)
+        probs = torch.softmax(model(gx), -1)
+        j = probs.topk(2, dim=-1).indices[:, 1]
+        gap = probs.gather(-1, i[:, None]).squeeze(-1) - probs.gather(-1, j[:, None]).squeeze(-1)
+        loss_g = (0.5 * ((gx - x_other) ** 2).sum(-1) + torch.relu(gap)).mean()
+        self.opt.zero_grad()
+        loss_g.backward()
+        self.opt.step()
+        model.zero_grad(set_to_none=True)
+
+    def state_dict(self):
+        return {"g": self.g.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state):
+        self.g.load_state_dict(state["g"])
+        self.opt.load_state_dict(state["opt"])
+
+
+REGIMES: dict[str, type[Regime]] = {r.name: r for r in (Baseline, Constraint, Adversarial,
+                                                        Augmentation, CoTrain)}

@@ -1,0 +1,273 @@
+"""The training loop: epochs of a regime, metrics per epoch, checkpoints, resume, export.
+
+Every epoch's randomness (data order, random starts) is seeded from (seed, epoch), so a run
+resumed from its last checkpoint gives exactly the result of an uninterrupted one.
+"""
+from __future__ import annotations
+
+from specrob.errors import SpecrobError
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specrob.data import Dataset
+from specrob.lang import ir
+from specrob.logic.compiled import CompiledProperty
+from specrob.search.searches import PGD
+from specrob.training.regimes import REGIMES, Context
+
+
+class TrainError(SpecrobError):
+    """A training run that cannot start or go on; the message says why and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    regime: str = "constraint"
+    logic: str = "dl2"
+    search: str = "pgd"
+    steps: int = 10
+    restarts: int = 1
+    samples: int = 10
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    device: str = "cpu"
+    a: float = 1.0
+    b: float = 0.2
+    adv_steps: int = 1
+    augment: str = "uniform"
+    extra: int = 2
+    lam: float = 1.0
+    xi: float = 0.1
+    eval_points: int = 512
+    eval_steps: int = 20
+    extras: dict = field(default_factory=dict)  # what identifies the run beyond these
+
+    def options(self) -> dict:
+        return asdict(self)
+
+
+def _seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+@dataclass
+class Trainer:
+    model: nn.Module
+    prop: ir.Property
+    data: Dataset
+    config: TrainConfig
+    out: Path | None = None
+    model_file: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.config.regime not in REGIMES:
+            raise TrainError(f"unknown regime '{self.config.regime}': choose one of "
+                             f"{', '.join(REGIMES)}")
+        if self.config.device.startswith("cuda") and not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device here; use --device cpu")
+        import re
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.config.device):
+            raise TrainError(f"--device {self.config.device}: choose cpu or cuda (cuda:N)")
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise TrainError("the model has no trainable parameters (its build() returns a "
+                             "module without nn.Linear / nn.Conv2d / ... layers)")
+        self.device = torch.device(self.config.device)
+        self.model.to(self.device)
+        n = self.data.input_dim
+        try:
+            self.compiled = CompiledProperty(self.prop, n, self.config.logic, self.config.xi)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        self.ctx = Context(self.compiled, self.config.options())
+        torch.manual_seed(self.config.seed)
+        self.regime = REGIMES[self.config.regime]()
+        try:
+            self.regime.setup(self.model, self.ctx, n, self.model_file)
+        except ValueError as exc:  # an unknown search, a bad option of the regime
+            raise TrainError(str(exc)) from None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.metrics: list[dict] = []
+        self.epoch = 0
+        tensors = lambda a: torch.tensor(a).to(self.device)  # noqa: E731 - copies: data is read-only
+        self.x_train, self.y_train = tensors(self.data.x_train), tensors(self.data.y_train)
+        self.x_test, self.y_test = tensors(self.data.x_test), tensors(self.data.y_test)
+
+    # --- checkpoints ------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.out is None else self.out / "checkpoint.pt"
+
+    def identity(self) -> dict:
+        """What must match for a checkpoint to be resumed: the options (not the epoch count:
+        a rerun with more epochs continues), the property after --set, the data, the model
+        file."""
+        from specrob.lang import printer
+        from specrob.runfolder import array_identity, file_identity
+        opts = self.config.options()
+        opts.pop("epochs")
+        return {"config": opts, "property": self.prop.name, "data": self.data.name,
+                "params": {p.name: str(p.value) for p in self.prop.params},
+                "property_text": printer.declaration(self.prop),
+                "data_sha256": array_identity(self.data.x_train, self.data.y_train,
+                                              self.data.x_test, self.data.y_test),
+                "model_file": None if self.model_file is None else
+                file_identity(self.model_file)}
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        from specrob.runfolder import write_json
+        self.open_folder()
+        state = {"identity": self.identity(), "epoch": self.epoch, "metrics": self.metrics,
+                 # what build() was called with, so the weights load without the data
+                 "build": {"input_dim": self.data.input_dim, "classes": self.data.classes},
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "regime": self.regime.state_dict()}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint_path)  # atomic: an interrupt never leaves half a file
+        except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError
+            tmp.unlink(missing_ok=True)
+            why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+            raise TrainError(f"{self.checkpoint_path}: cannot write ({why}); earlier epochs "
+                             f"are kept, free space and run again to resume") from None
+        write_json(self.out / "metrics.json", self.metrics)
+
+    def resume(self, fresh: bool = False) -> bool:
+        """Open the run folder `out` (bound to `identity()`, locked against a second writer)
+        and continue from its checkpoint when it holds this same run. Returns whether it
+        resumed. Raises RunFolderError for another run's folder (unless `fresh`, which
+        discards it), TrainError for an unreadable checkpoint."""
+        if self.out is None:
+            return False
+        self.open_folder(fresh)
+        path = self.checkpoint_path
+        if not self.folder.resumed or not path.exists():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:
+            raise TrainError(f"{path}: unreadable checkpoint ({exc}); use --fresh to start "
+                             f"over") from None
+        if state.get("identity") != self.identity():
+            raise TrainError(f"{path} belongs to a run with other settings; use another --out "
+                             f"or --fresh to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.regime.load_state_dict(state["regime"])
+        self.epoch, self.metrics = state["epoch"], state["metrics"]
+        return True
+
+    def open_folder(self, fresh: bool = False) -> None:
+        """Bind `out` to this run and lock it (see `specrob.runfolder.RunFolder`)."""
+        from specrob.runfolder import RunFolder
+        if getattr(self, "folder", None) is not None:
+            return
+        self.folder = RunFolder(self.out, "train", self.identity(),
+                                files=("checkpoint.pt", "checkpoint.tmp", "metrics.json",
+                                       "model.onnx", "model.onnx.data", "*.png"),
+                                fresh=fresh)
+        self.folder.open()
+
+    def close(self) -> None:
+        """Release the run folder (its lock)."""
+        if getattr(self, "folder", None) is not None:
+            self.folder.close()
+
+    # --- the loop ---------------------------------------------------------------------
+    def fit(self) -> list[dict]:
+        from tqdm.auto import tqdm
+        cfg = self.config
+        epochs = tqdm(range(self.epoch, cfg.epochs), initial=self.epoch, total=cfg.epochs,
+                      desc="epochs", disable=not self.progress, unit="epoch")
+        for epoch in epochs:
+            start = time.perf_counter()
+            try:
+                self.run_epoch(epoch, tqdm)
+                evaluated = self.evaluate()
+            except SpecrobError:
+                raise
+            except (RuntimeError, ValueError, TypeError, IndexError, ArithmeticError) as exc:
+                # the user's model (its forward, its shapes) fails mid-training: say where
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise TrainError(f"training failed in epoch {epoch + 1}: {type(exc).__name__}: "
+                                 f"{first} (raised while running the model; finished epochs "
+                                 f"are kept in --out)") from None
+            self.epoch = epoch + 1
+            row = {"epoch": self.epoch, **self.last_train, **evaluated,
+                   "seconds": round(time.perf_counter() - start, 3)}
+            self.metrics.append(row)
+            self.save()
+            epochs.set_postfix(ce=f"{row['ce']:.3f}", acc=f"{row['test_accuracy']:.3f}",
+                               sat=f"{row['test_satisfied']:.3f}")
+        if self.out is not None:  # also after a resume with nothing left to train: a cut
+            from specrob.runfolder import write_json  # metrics.json is made whole again
+            self.open_folder()
+            write_json(self.out / "metrics.json", self.metrics)
+        return self.metrics
+
+    def run_epoch(self, epoch: int, tqdm) -> None:
+        cfg = self.config
+        torch.manual_seed(_seed(cfg.seed, epoch))
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch))
+        order = torch.randperm(len(self.y_train), generator=gen).to(self.device)
+        other = torch.randperm(len(self.y_train), generator=gen).to(self.device)
+        batches = range(0, len(order), cfg.batch_size)
+        sums: dict[str, float] = {}
+        self.model.train()
+        for start in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
+                          disable=not self.progress, unit="batch"):
+            idx = order[start:start + cfg.batch_size]
+            x, y = self.x_train[idx], self.y_train[idx]
+            loss, logs = self.regime.loss(self.model, x, y, self.ctx)
+            if not torch.isfinite(loss):
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+                raise TrainError(f"the training loss is not finite in epoch {epoch + 1}, batch "
+                                 f"{start // cfg.batch_size + 1} ({shown}); lower --lr, or "
+                                 f"check the network and the property")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.regime.after_step(self.model, x, y, self.ctx,
+                                   self.x_train[other[start:start + cfg.batch_size]])
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+        self.last_train = {k: v / len(order) for k, v in sums.items()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Clean accuracy, constraint loss at the PGD point and the fraction of points whose
+        PGD point satisfies the property, on the first `eval_points` train and test points."""
+        cfg = self.config
+        self.model.eval()
+        torch.manual_seed(_seed(cfg.seed, 10_000 + self.epoch))
+        search = PGD(steps=cfg.eval_steps, restarts=1)
+        out: dict[str, float] = {}
+        for split, xs, ys in (("train", self.x_train, self.y_train),
+                              ("test", self.x_test, self.y_test)):
+            x, y = xs[:cfg.eval_points], ys[:cfg.eval_points]
+            with torch.no_grad():
+                logits = self.model(x)
+            out[f"{split}_accuracy"] = (logits.argmax(-1) == y).float().mean().item()
+            x_star = self.compiled.worst_point(self.model, x, y, search)
+            with torch.no_grad():
+                out[f"{split}_satisfied"] = self.compiled.holds(self.model, x_star, x, y
+                                                                ).float().mean().item()
+                lc = self.compiled.loss(self.model, x_star, x, y).mean().item()
+            if split == "train":
+                out["constraint_loss"] = lc
+            else:
+                out["test_constraint_loss"] = lc
+                out["test_ce"] = F.cross_entropy(logits, y).item()
+        self.model.train()
+        return out

@@ -1,0 +1,81 @@
+"""Conv and AveragePool as linear maps (AveragePool is a depthwise convolution with uniform
+weights): IBP by positive/negative parts, CROWN backwards by the transposed convolution.
+"""
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from specrob.network.ir import (AveragePool, Conv)
+from specrob.verification.bounds.common import DTYPE, as_tensor, dot, down, pos_neg, up
+from specrob.verification.bounds.operators.base import Op
+
+
+class ConvOp(Op):
+    """Conv, and AveragePool as a depthwise convolution by ones times 1 / (window count);
+    backwards it is the transposed convolution (the adjoint of the linear map)."""
+
+    def __init__(self, node: Conv | AveragePool, shapes, device):
+        super().__init__(node, shapes)
+        C, H, W = self.in_shapes[0]
+        self.pads = tuple(node.pads)  # (top, left, bottom, right)
+        self.stride = tuple(node.strides)
+        self.out_scale: Tensor | None = None
+        if isinstance(node, Conv):
+            self.W = as_tensor(node.weight, device)
+            self.b = as_tensor(node.bias, device)
+            self.b_map = self.b[:, None, None].expand(self.out_shape).contiguous()
+            self.dilation, self.groups = tuple(node.dilations), int(node.group)
+        else:
+            kh, kw = node.kernel
+            self.W = torch.ones((C, 1, kh, kw), dtype=DTYPE, device=device)
+            self.b = None
+            self.dilation, self.groups = (1, 1), C
+            if node.count_include_pad or not any(self.pads):
+                self.W = self.W / (kh * kw)
+            else:  # the mean over the real pixels of each window
+                ones = torch.ones((1, 1, H, W), dtype=DTYPE, device=device)
+                counts = self._apply(ones, torch.ones((1, 1, kh, kw), dtype=DTYPE,
+                                                      device=device), groups=1)
+                self.out_scale = 1.0 / counts[0]  # (1, H_out, W_out)
+        self.Wp, self.Wn = pos_neg(self.W)
+        self.has_neg = bool((self.W < 0).any())
+
+    def _apply(self, x: Tensor, weight: Tensor, groups: int | None = None) -> Tensor:
+        top, left, bottom, right = self.pads
+        if any(self.pads):
+            x = F.pad(x, (left, right, top, bottom))
+        y = F.conv2d(x, weight, None, self.stride, 0, self.dilation,
+                     self.groups if groups is None else groups)
+        return y if self.out_scale is None else y * self.out_scale
+
+    def _bias(self, y: Tensor) -> Tensor:
+        return y if self.b is None else y + self.b[:, None, None]
+
+    def interval(self, bounds):
+        l, u = bounds[0]
+        lo, hi = self._apply(l, self.Wp), self._apply(u, self.Wp)
+        if self.has_neg:
+            lo, hi = lo + self._apply(u, self.Wn), hi + self._apply(l, self.Wn)
+        return down(self._bias(lo)), up(self._bias(hi))
+
+    def back(self, A):
+        B, K = A.shape[:2]
+        C, H, W = self.in_shapes[0]
+        top, left, bottom, right = self.pads
+        if self.out_scale is not None:
+            A = A * self.out_scale
+        A = A.reshape(B * K, *self.out_shape)
+        kh, kw = self.W.shape[2:]
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        Hp, Wp = H + top + bottom, W + left + right
+        Ho, Wo = self.out_shape[1:]
+        extra = (Hp - ((Ho - 1) * sh + dh * (kh - 1) + 1), Wp - ((Wo - 1) * sw + dw * (kw - 1) + 1))
+        X = F.conv_transpose2d(A, self.W, None, self.stride, 0, extra, self.groups, self.dilation)
+        X = X[:, :, top:top + H, left:left + W]
+        return [X.reshape(B, K, C, H, W)]
+
+    def const(self, A):
+        return None if self.b is None else dot(A, self.b_map)

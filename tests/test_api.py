@@ -1,0 +1,76 @@
+"""The public API (`specrob.api`, re-exported as `specrob.*`) is what the CLI runs: the same
+inputs give the same results through both, results are typed and serialise to JSON, and user
+errors are SpecrobErrors (never a bare exception)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import specrob
+from specrob.cli import app
+from specrob.estimate.evaluation import EvalConfig
+from specrob.training.trainer import TrainConfig
+from specrob.verification.pipeline import VerifyConfig
+from tests.conftest import REPO, export_mlp
+
+SPEC = REPO / "specs" / "cr.rspec"
+
+
+def test_train_evaluate_verify_export_through_the_api(tmp_path):
+    spec = specrob.load(SPEC, eps=0.01)
+    trained = specrob.train(REPO / "examples" / "digits_mlp.py", spec, progress=False,
+                            config=TrainConfig(epochs=1, steps=2), out=tmp_path / "t")
+    assert trained.model.exists() and len(trained.metrics) == 1
+    assert trained.onnx_difference < 1e-4
+    report = specrob.evaluate(trained.model, spec, out=tmp_path / "e",
+                              config=EvalConfig(eps=[0.0, 0.01], points=10, samples=5, steps=2))
+    security = report.results["properties"]["CR"]
+    assert security  # per eps entries
+    proof = specrob.verify(trained.model, spec, progress=False, out=tmp_path / "v",
+                           config=VerifyConfig(points=5, timeout=5))
+    s = proof.summary
+    assert s["verified"] + s["falsified"] + s["unknown"] == 5 == len(proof.rows)
+    exported = specrob.export(trained.model, spec, points=3, out=tmp_path / "x")
+    assert exported.queries == 3 and len(list((tmp_path / "x").glob("point_*.vnnlib"))) == 3
+    for result in (trained, report, proof, exported):
+        json.dumps(result.to_json())  # plain JSON values only
+
+
+def test_the_cli_and_the_api_give_the_same_verdicts(tmp_path):
+    model = export_mlp(tmp_path / "m.onnx")
+    api = specrob.verify(model, SPEC, set=["eps=0.02"], progress=False, out=tmp_path / "api",
+                         config=VerifyConfig(points=6, timeout=5))
+    result = CliRunner().invoke(app, ["verify", str(model), str(SPEC), "--set", "eps=0.02",
+                                      "--points", "6", "--timeout", "5", "--quiet", "--out",
+                                      str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    cli = [json.loads(line) for line in (tmp_path / "cli" / "results.jsonl").read_text()
+           .splitlines()]
+    assert [r["verdict"] for r in sorted(cli, key=lambda r: r["index"])] == \
+        [r["verdict"] for r in sorted(api.rows, key=lambda r: r["index"])]
+
+
+def test_user_errors_are_specrob_errors(tmp_path):
+    model = export_mlp(tmp_path / "m.onnx", inputs=3)
+    with pytest.raises(specrob.UsageError, match="takes 3 inputs"):
+        specrob.verify(model, SPEC, progress=False, out=tmp_path / "v")
+    with pytest.raises(specrob.UsageError, match="did you mean 'CR'"):
+        specrob.verify(model, SPEC, property="CRR", progress=False, out=tmp_path / "v")
+    with pytest.raises(specrob.SpecError):
+        specrob.verify(model, SPEC, set=["epss=1"], progress=False, out=tmp_path / "v")
+
+
+def test_constraint_loss_is_the_api_for_a_training_loop():
+    import torch
+    from torch import nn
+    spec = specrob.load(SPEC, eps=0.05)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 10))
+    x, y = torch.rand(4, 64), torch.tensor([0, 1, 2, 3])
+    loss = specrob.constraint_loss(spec, net, steps=2)(x, y)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert np.isfinite(net[0].weight.grad.numpy()).all()
