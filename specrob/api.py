@@ -17,7 +17,6 @@ the run folder.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -426,16 +425,6 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
-    if config.backend not in ("auto", "bounds", "bab", "marabou"):
-        raise UsageError(f"--backend {config.backend}: choose auto, bounds, bab or marabou")
-    if not (math.isfinite(config.timeout) and 0 < config.timeout <= 1e6):
-        raise UsageError(f"--timeout {config.timeout:g}: give seconds per centre, a number in "
-                         f"(0, 1e6]")
-    if config.bounds not in ("ibp", "crown", "alpha-crown", "alpha-crown-all"):
-        raise UsageError(f"--bounds {config.bounds}: choose ibp, crown, alpha-crown or "
-                         f"alpha-crown-all")
-    if config.semantics not in ("float32", "real"):
-        raise UsageError(f"--semantics {config.semantics}: choose float32 or real")
     x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
     verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
                         index=index.tolist())

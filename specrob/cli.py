@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from specrob import api
+from specrob.estimate.config import EvalConfig
+from specrob.training.config import TrainConfig
+from specrob.verification.config import VerifyConfig
 from specrob.errors import SpecrobError
 from specrob.lang.errors import SpecError
 
@@ -189,32 +192,32 @@ def train(
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
                                            "PATH.npz (arrays x, y)")] = "digits",
     regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
-                                             "augmentation | cotrain")] = "constraint",
+                                             "augmentation | cotrain")] = TrainConfig.regime,
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
-                                            "yager[:P]")] = "dl2",
+                                            "yager[:P]")] = TrainConfig.logic,
     search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
                                         help="How the constraint's worst point is found: "
-                                             "pgd | sample | fgsm")] = "pgd",
-    steps: Annotated[int, typer.Option(min=0, help="PGD steps.")] = 10,
-    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts (worst case kept).")] = 1,
-    samples: Annotated[int, typer.Option(min=1, help="Samples per point for --search sample.")] = 10,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs in all (a resumed run continues).")] = 10,
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 64,
-    lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = 3e-3,
+                                             "pgd | sample | fgsm")] = TrainConfig.search,
+    steps: Annotated[int, typer.Option(min=0, help="PGD steps.")] = TrainConfig.steps,
+    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts (worst case kept).")] = TrainConfig.restarts,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per point for --search sample.")] = TrainConfig.samples,
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs in all (a resumed run continues).")] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = TrainConfig.lr,
     a: Annotated[float, typer.Option(
-        min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = 1.0,
+        min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = TrainConfig.a,
     b: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
-        help="constraint regime: weight of the constraint loss.")] = 0.2,
+        help="constraint regime: weight of the constraint loss.")] = TrainConfig.b,
     adv_steps: Annotated[int, typer.Option(min=1, help="adversarial regime: 1 = single steepest-"
-                                                "ascent step (Shaham et al.), >1 = PGD.")] = 1,
+                                                "ascent step (Shaham et al.), >1 = PGD.")] = TrainConfig.adv_steps,
     augment: Annotated[str, typer.Option(callback=_choice("uniform", "fgsm"),
-                                         help="augmentation regime: uniform | fgsm.")] = "uniform",
+                                         help="augmentation regime: uniform | fgsm.")] = TrainConfig.augment,
     lam: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
-        help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+        help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = TrainConfig.lam,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = TrainConfig.device,
     out: Annotated[Path, typer.Option(help="Output folder: checkpoint.pt, metrics.json, "
                                            "model.onnx.")] = Path("runs/train"),
     set_: SetOption = None,
@@ -235,14 +238,12 @@ def train(
 
     Example:  specrob train examples/digits_mlp.py specs/cr.rspec --set eps=0.1 --epochs 10
     """
-    from specrob.training.trainer import TrainConfig
-
-    config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
-                         restarts=restarts, samples=samples, epochs=epochs,
-                         batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
-                         adv_steps=adv_steps, augment=augment, lam=lam)
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished epochs are in {out}"):
+        config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
+                             restarts=restarts, samples=samples, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
+                             adv_steps=adv_steps, augment=augment, lam=lam)
         result = api.train(model, spec, config=config, property=prop, data=data, out=out,
                            set=set_ or [], fresh=fresh, progress=not quiet,
                            log=lambda message: console.print(message))
@@ -282,18 +283,18 @@ def evaluate(
     points: Annotated[Optional[int], typer.Option(min=1, help="At most this many centres per "
                                                        "declaration.")] = None,
     samples: Annotated[int, typer.Option(min=1, help="Uniform samples per centre (accuracy, "
-                                              "scores).")] = 100,
-    steps: Annotated[int, typer.Option(min=0, help="PGD steps of the attacks.")] = 20,
-    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts.")] = 2,
+                                              "scores).")] = EvalConfig.samples,
+    steps: Annotated[int, typer.Option(min=0, help="PGD steps of the attacks.")] = EvalConfig.steps,
+    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts.")] = EvalConfig.restarts,
     grid: Annotated[int, typer.Option(min=2, help="Grid points for a parameter family "
-                                           "(eps ~ uniform(a, b)).")] = 10,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+                                           "(eps ~ uniform(a, b)).")] = EvalConfig.grid,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = EvalConfig.seed,
     out: Annotated[Path, typer.Option(help="Output folder: results.json and PNG "
                                            "plots.")] = Path("runs/eval"),
     set_: SetOption = None,
-    margins: Annotated[bool, typer.Option(help="Margin curves for margin scores.")] = True,
+    margins: Annotated[bool, typer.Option(help="Margin curves for margin scores.")] = EvalConfig.margins,
     lipschitz: Annotated[bool, typer.Option(help="alpha_lim(r) for Lipschitz-shaped "
-                                                 "properties.")] = True,
+                                                 "properties.")] = EvalConfig.lipschitz,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the results in --out (of "
                                                         "another run) and start over.")] = False,
     only: Annotated[Optional[str], typer.Option(
@@ -315,16 +316,15 @@ def evaluate(
 
     Example:  specrob eval runs/digits-cr/model.onnx specs/cr.rspec --eps 0,0.05,0.1
     """
-    from specrob.estimate.evaluation import EvalConfig
     from specrob.report import print_results
 
     eps_values = _floats(eps, "--eps")
     console = Console(highlight=False, soft_wrap=True)
-    config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
-                        restarts=restarts, grid=grid, seed=seed, margins=margins,
-                        lipschitz=lipschitz)
     say = None if quiet else (lambda m: console.print(f"[dim]evaluating {m} ...[/dim]"))
     with _user_errors(f"finished declarations are in {out / 'results.json'}"):
+        config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
+                            restarts=restarts, grid=grid, seed=seed, margins=margins,
+                            lipschitz=lipschitz)
         result = api.evaluate(model, spec, config=config, checkpoint=checkpoint, data=data,
                               out=out, set=set_ or [], only=only, fresh=fresh, log=say)
     print_results(result.results, console)
@@ -347,10 +347,10 @@ def verify(
                                            "PATH.npz")] = "digits",
     points: Annotated[Optional[int], typer.Option(min=1, help="At most this many centres.")] = None,
     backend: Annotated[str, typer.Option(help="auto (attack, bounds, branch and bound, "
-                                              "Marabou) | bounds | bab | marabou")] = "auto",
+                                              "Marabou) | bounds | bab | marabou")] = VerifyConfig.backend,
     bounds: Annotated[str, typer.Option(help="Bound propagation: ibp | crown | "
                                              "alpha-crown | alpha-crown-all (alpha on every "
-                                             "layer)")] = "crown",
+                                             "layer)")] = VerifyConfig.bounds,
     timeout: Annotated[Optional[float], typer.Option(
         help="Seconds per centre for branch and bound and Marabou together (.rspec, default "
              "60); for a VNN-LIB property the whole instance (default 120).",
@@ -361,8 +361,8 @@ def verify(
              "exact arithmetic only (VNN-COMP's reading). Default: float32 for .rspec, real "
              "for VNN-LIB.", show_default=False)] = None,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Marabou processes (one single-threaded query "
-                                              "each).")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = 0,
+                                              "each).")] = VerifyConfig.workers,
+    seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = VerifyConfig.seed,
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, "
                                            "summary.json.")] = Path("runs/verify"),
     set_: SetOption = None,
@@ -400,12 +400,10 @@ def verify(
         _user_error("expected MODEL.onnx and SPEC (.rspec or .vnnlib), or --instances CSV")
     timeout = 60.0 if timeout is None else timeout
     semantics = semantics or "float32"
-    from specrob.verification.pipeline import VerifyConfig
-
-    config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
-                          points=points, seed=seed, semantics=semantics)
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished points are in {out / 'results.jsonl'}"):
+        config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
+                              points=points, seed=seed, semantics=semantics)
         result = api.verify(model, spec, config=config, property=prop, data=data, out=out,
                             set=set_ or [], fresh=fresh, progress=not quiet)
     summary = result.summary

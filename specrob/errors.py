@@ -9,3 +9,8 @@ from __future__ import annotations
 
 class SpecrobError(Exception):
     """A user-facing error: the message says what is wrong, where, and the way out."""
+
+
+class OptionError(SpecrobError):
+    """An option value out of its range (an option dataclass refusing it when built); the
+    message names the option and the range."""

@@ -5,10 +5,7 @@ run keeps its finished work and a rerun with the same settings continues where i
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -17,28 +14,11 @@ from torch import nn
 
 from specrob.data import Dataset, load_data, subset
 from specrob.errors import SpecrobError
+from specrob.estimate.config import EvalConfig
 from specrob.lang import ir
 from specrob.lang.walk import lipschitz_shape, mentions
 from specrob.lang.params import constant, resolve_params
 from specrob.numerics import norm_name
-
-
-@dataclass
-class EvalConfig:
-    eps: list[float] | None = None  # None: 6 radii from 0 to each property's own eps
-    points: int | None = None       # cap on centres per declaration
-    samples: int = 100              # uniform samples per centre (accuracy, scores)
-    steps: int = 20                 # PGD steps of the attacks
-    restarts: int = 2               # PGD restarts
-    grid: int = 10                  # grid points of a parameter family
-    seed: int = 0
-    margins: bool = True            # margin curves for margin scores (uniform ball, H = 1)
-    lipschitz: bool = True          # alpha_lim(r) for Lipschitz-shaped properties
-    extras: dict = field(default_factory=dict)
-
-    def key(self) -> str:
-        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)
-                            .encode()).hexdigest()[:12]
 
 
 class CentreError(SpecrobError):

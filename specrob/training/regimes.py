@@ -11,7 +11,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +20,16 @@ from torch import nn
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import ascent_step
 from specrob.search.searches import PGD, make_search
+from specrob.training.config import TrainConfig
 
 
 @dataclass
 class Context:
-    """What a regime may use: the compiled property (its ball and loss) and options."""
+    """What a regime may use: the compiled property (its ball and loss) and the run's typed
+    options (one default per option, in `TrainConfig`)."""
 
     prop: CompiledProperty
-    options: dict = field(default_factory=dict)
+    config: TrainConfig
 
 
 class Regime:
@@ -65,8 +67,8 @@ class Constraint(Regime):
     name = "constraint"
 
     def loss(self, model, x, y, ctx):
-        a, b = ctx.options.get("a", 1.0), ctx.options.get("b", 0.2)
-        search = make_search(ctx.options.get("search", "pgd"), **ctx.options)
+        a, b = ctx.config.a, ctx.config.b
+        search = make_search(ctx.config.search, **ctx.config.options())
         fx0 = ctx.prop.centre_output(model, x)
         x_star = ctx.prop.worst_point(model, x, y, search,
                                       fx0=None if fx0 is None else fx0.detach())
@@ -89,9 +91,9 @@ class Adversarial(Regime):
     name = "adversarial"
 
     def loss(self, model, x, y, ctx):
-        steps = ctx.options.get("adv_steps", 1)
+        steps = ctx.config.adv_steps
         search = (PGD(steps=1, restarts=1, step_size=1.0, random_start=False)
-                  if steps == 1 else PGD(steps=steps, restarts=ctx.options.get("restarts", 1)))
+                  if steps == 1 else PGD(steps=steps, restarts=ctx.config.restarts))
         was = model.training
         model.eval()
         x_adv, _ = search.maximise(ce_objective(model, y), x, ctx.prop.region)
@@ -107,7 +109,7 @@ class Augmentation(Regime):
     name = "augmentation"
 
     def loss(self, model, x, y, ctx):
-        extra, kind = ctx.options.get("extra", 2), ctx.options.get("augment", "uniform")
+        extra, kind = ctx.config.extra, ctx.config.augment
         region = ctx.prop.region
         if kind == "uniform":
             points = region.uniform(x, extra).reshape(-1, x.shape[-1])
@@ -151,10 +153,11 @@ class CoTrain(Regime):
         r = ctx.prop.region
         self.g = g if g is not None else DefaultGenerator(input_dim, r.low, r.high)
         self.g.to(next(model.parameters()).device)
-        self.opt = torch.optim.Adam(self.g.parameters(), lr=ctx.options.get("lr", 1e-3))
+        # the generator learns at the classifier's rate (TrainConfig.lr)
+        self.opt = torch.optim.Adam(self.g.parameters(), lr=ctx.config.lr)
 
     def loss(self, model, x, y, ctx):
-        lam = ctx.options.get("lam", 1.0)
+        lam = ctx.config.lam
         with torch.no_grad():
             gx = self.g(x)
         logits, logits_g = model(x), model(gx)

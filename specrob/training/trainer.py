@@ -9,7 +9,7 @@ from specrob.errors import SpecrobError
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,39 +20,12 @@ from specrob.data import Dataset
 from specrob.lang import ir
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.searches import PGD
+from specrob.training.config import TrainConfig
 from specrob.training.regimes import REGIMES, Context
 
 
 class TrainError(SpecrobError):
     """A training run that cannot start or go on; the message says why and what to do."""
-
-
-@dataclass
-class TrainConfig:
-    regime: str = "constraint"
-    logic: str = "dl2"
-    search: str = "pgd"
-    steps: int = 10
-    restarts: int = 1
-    samples: int = 10
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 3e-3
-    seed: int = 0
-    device: str = "cpu"
-    a: float = 1.0
-    b: float = 0.2
-    adv_steps: int = 1
-    augment: str = "uniform"
-    extra: int = 2
-    lam: float = 1.0
-    xi: float = 0.1
-    eval_points: int = 512
-    eval_steps: int = 20
-    extras: dict = field(default_factory=dict)  # what identifies the run beyond these
-
-    def options(self) -> dict:
-        return asdict(self)
 
 
 def _seed(seed: int, epoch: int) -> int:
@@ -88,7 +61,7 @@ class Trainer:
             self.compiled = CompiledProperty(self.prop, n, self.config.logic, self.config.xi)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-        self.ctx = Context(self.compiled, self.config.options())
+        self.ctx = Context(self.compiled, self.config)
         torch.manual_seed(self.config.seed)
         self.regime = REGIMES[self.config.regime]()
         try:

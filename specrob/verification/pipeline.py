@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import copy
 
-import hashlib
-import json
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 
 from specrob.lang import ir
+from specrob.verification.config import VerifyConfig
 from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
 from specrob.lang import query as q
@@ -45,35 +44,6 @@ SEMANTICS = {
             "read it; a float32 execution may differ); falsified = a counterexample violating "
             "the property on onnxruntime (float32) and in float64",
 }
-
-
-@dataclass
-class VerifyConfig:
-    backend: str = "auto"      # auto (attack, bounds, bab, marabou) | bounds | bab | marabou
-    bounds: str = "crown"      # ibp | crown | alpha-crown | alpha-crown-all
-    timeout: float = 60.0      # per centre: branch and bound and Marabou together, seconds
-    bab_bounds: str = "alpha-crown"  # the bounds inside branch and bound: crown | alpha-crown
-    workers: int = 1           # Marabou processes
-    points: int | None = None
-    steps: int = 20            # attack PGD steps
-    restarts: int = 10         # PGD restarts (2 before the margin attack came)
-    # "margin": first the query attack of `specrob.search.query_attack` on each centre's
-    # box (l_inf balls): one restart per disjunct of the violation (for CR: per wrong class j,
-    # maximising f_j - f_y) with an APGD-like step schedule, then PGD; "pgd": PGD alone
-    attack: str = "margin"
-    margin_steps: int = 100    # steps of the margin attack
-    seed: int = 0
-    tol: float = 1e-6          # a bound proves an atom when it is > tol
-    # what "verified" means: "float32" (default) the property holds for the network in exact
-    # arithmetic AND for any float32 execution of it (every proof carries a sound float32 error
-    # margin, `floaterror.py`); "real" exact arithmetic only, as VNN-COMP's tools read it
-    semantics: str = "float32"
-
-    def key(self) -> str:
-        """A short hash of the options that change verdicts (not the number of workers)."""
-        d = asdict(self)
-        d.pop("workers")
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.ndarray,

@@ -1,0 +1,42 @@
+"""The options of an evaluation, one frozen dataclass whose defaults are the CLI's."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from specrob.errors import OptionError
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of `specrob eval` / `specrob.evaluate` (their defaults are the CLI's)."""
+
+    eps: list[float] | None = None  # None: 6 radii from 0 to each property's own eps
+    points: int | None = None       # cap on centres per declaration
+    samples: int = 100              # uniform samples per centre (accuracy, scores)
+    steps: int = 20                 # PGD steps of the attacks
+    restarts: int = 2               # PGD restarts
+    grid: int = 10                  # grid points of a parameter family
+    seed: int = 0
+    margins: bool = True            # margin curves for margin scores (uniform ball, H = 1)
+    lipschitz: bool = True          # alpha_lim(r) for Lipschitz-shaped properties
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
+        if self.eps is not None:
+            need(all(math.isfinite(e) and e >= 0 for e in self.eps), "eps",
+                 "radii >= 0 (finite numbers)")
+        need(self.points is None or self.points >= 1, "points", "a whole number >= 1")
+        for name in ("samples", "restarts"):
+            need(getattr(self, name) >= 1, name, "a whole number >= 1")
+        need(self.steps >= 0, "steps", "a whole number >= 0")
+        need(self.grid >= 2, "grid", "a whole number >= 2")
+
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)
+                            .encode()).hexdigest()[:12]

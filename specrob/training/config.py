@@ -1,0 +1,69 @@
+"""The options of a training run, one frozen dataclass: its defaults are the CLI's defaults
+(`specrob train --help` shows these values), and it refuses values out of range when built, so
+an API caller gets the CLI's checks too."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from specrob.errors import OptionError
+
+SEARCHES = ("pgd", "sample", "fgsm")
+AUGMENTS = ("uniform", "fgsm")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of `specrob train` / `specrob.train`.
+
+    regime: baseline | constraint | adversarial | augmentation | cotrain (`regimes.REGIMES`);
+    logic: dl2 | goedel | lukasiewicz | product | yager[:P]; search: how the constraint's worst
+    point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
+    `batch_size`, `lr` (Adam; the co-training generator uses the same rate); constraint regime:
+    loss a·CE + b·L_C (Casadio et al. eq. 2); adversarial: `adv_steps` (1 = one steepest-ascent
+    step, Shaham et al.); augmentation: `extra` points per sample, `augment` uniform | fgsm;
+    co-training: `lam` (Tibo et al. eq. 10); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
+    per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
+    identifies the run (reproductions)."""
+
+    regime: str = "constraint"
+    logic: str = "dl2"
+    search: str = "pgd"
+    steps: int = 10
+    restarts: int = 1
+    samples: int = 10
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    device: str = "cpu"
+    a: float = 1.0
+    b: float = 0.2
+    adv_steps: int = 1
+    augment: str = "uniform"
+    extra: int = 2
+    lam: float = 1.0
+    xi: float = 0.1
+    eval_points: int = 512
+    eval_steps: int = 20
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
+        for name in ("steps", "eval_steps"):
+            need(int(getattr(self, name)) >= 0, name, "a whole number >= 0")
+        for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
+                     "eval_points"):
+            need(int(getattr(self, name)) >= 1, name, "a whole number >= 1")
+        need(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        for name in ("a", "b", "lam", "xi"):
+            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
+                 "a finite number >= 0")
+        need(self.search in SEARCHES, "search", " | ".join(SEARCHES))
+        need(self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
+
+    def options(self) -> dict:
+        """The options as a plain dict (the run's identity hashes it)."""
+        return asdict(self)

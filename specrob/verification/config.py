@@ -1,0 +1,64 @@
+"""The options of a verification run, one frozen dataclass whose defaults are the CLI's."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from specrob.errors import OptionError
+
+BACKENDS = ("auto", "bounds", "bab", "marabou")
+BOUNDS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
+SEMANTICS = ("float32", "real")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Options of `specrob verify` / `specrob.verify` (their defaults are the CLI's)."""
+
+    backend: str = "auto"      # auto (attack, bounds, bab, marabou) | bounds | bab | marabou
+    bounds: str = "crown"      # ibp | crown | alpha-crown | alpha-crown-all
+    timeout: float = 60.0      # per centre: branch and bound and Marabou together, seconds
+    bab_bounds: str = "alpha-crown"  # the bounds inside branch and bound: crown | alpha-crown
+    workers: int = 1           # Marabou processes
+    points: int | None = None
+    steps: int = 20            # attack PGD steps
+    restarts: int = 10         # PGD restarts (2 before the margin attack came)
+    # "margin": first the query attack of `specrob.search.query_attack` on each centre's
+    # box (l_inf balls): one restart per disjunct of the violation (for CR: per wrong class j,
+    # maximising f_j - f_y) with an APGD-like step schedule, then PGD; "pgd": PGD alone
+    attack: str = "margin"
+    margin_steps: int = 100    # steps of the margin attack
+    seed: int = 0
+    tol: float = 1e-6          # a bound proves an atom when it is > tol
+    # what "verified" means: "float32" (default) the property holds for the network in exact
+    # arithmetic AND for any float32 execution of it (every proof carries a sound float32 error
+    # margin, `floaterror.py`); "real" exact arithmetic only, as VNN-COMP's tools read it
+    semantics: str = "float32"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.backend in BACKENDS, f"--backend {self.backend}: choose auto, bounds, bab or "
+                                       f"marabou"),
+            (self.bounds in BOUNDS, f"--bounds {self.bounds}: choose ibp, crown, alpha-crown or "
+                                    f"alpha-crown-all"),
+            (self.bab_bounds in ("crown", "alpha-crown"),
+             f"bab_bounds {self.bab_bounds}: choose crown or alpha-crown"),
+            (self.semantics in SEMANTICS, f"--semantics {self.semantics}: choose float32 or real"),
+            (self.attack in ("margin", "pgd"), f"attack {self.attack}: choose margin or pgd"),
+            (math.isfinite(self.timeout) and 0 < self.timeout <= 1e6,
+             f"--timeout {self.timeout:g}: give seconds per centre, a number in (0, 1e6]"),
+            (self.workers >= 1, f"--workers {self.workers}: give a whole number >= 1"),
+            (self.points is None or self.points >= 1,
+             f"--points {self.points}: give a whole number >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionError(message)
+
+    def key(self) -> str:
+        """A short hash of the options that change verdicts (not the number of workers)."""
+        d = asdict(self)
+        d.pop("workers")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
