@@ -248,6 +248,22 @@ def lock_folder(path: str | Path):
     return handle
 
 
+def bind_settings(folder: Path, values: dict, *, file: str = "settings.json") -> None:
+    """A folder whose identity grows stage by stage (a reproduction: first its data, then its
+    budget): each value must equal the one the folder was made with, or RunFolderError names
+    the differing items (`--fresh` starts over); new values are added. The same policy as
+    `RunFolder`'s, for folders that learn their settings as they go."""
+    path = Path(folder) / file
+    stored = read_json(path, "rerun with --fresh") if path.exists() else {}
+    values = json.loads(json.dumps(values, default=str))
+    changed = sorted(k for k, v in values.items() if k in stored and stored[k] != v)
+    if changed:
+        raise RunFolderError(
+            f"{folder} holds networks and stages made with another {', '.join(changed)}"
+            f"; rerun with --fresh to discard them, or choose another --work")
+    write_json(path, {**stored, **values}, indent=1, sort_keys=True)
+
+
 class RunFolder:
     """An output folder bound to one run's identity and held by one process.
 

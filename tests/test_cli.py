@@ -62,10 +62,18 @@ def test_good_files_are_still_reported_next_to_a_bad_one(tmp_path):
     assert "property CR" in result.stdout and "declares nothing" in result.stderr
 
 
-def test_help_teaches_the_command():
+def test_the_example_in_the_help_runs(monkeypatch):
+    """`check --help` ends with an example; run as written (from the repository), it works."""
+    import re
+    import shlex
+    monkeypatch.chdir(REPO)
     result = run("check", "--help")
     assert result.exit_code == 0
-    assert "--set" in result.output and "Example" in result.output
+    example = re.search(r"Example:\s+specrob (check [^\n│]+)", result.output)
+    assert example, result.output
+    done = run(*shlex.split(example.group(1).strip()))
+    assert done.exit_code == 0, done.output
+    assert "property CR" in done.output and "eps = 0.05" in done.output
 
 
 def test_installed_command_finds_its_grammar_outside_the_repository(tmp_path):

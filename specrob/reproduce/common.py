@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from specrob.errors import SpecrobError
 
-import json
 import math
 import platform
 import time
@@ -97,16 +96,11 @@ class Run:
         a value differs from the one <work> was made with, the run is refused with the
         differing items named (`--fresh` starts over): a rerun never mixes results of other
         settings."""
-        from specrob.runfolder import read_json, write_json
-        path = self.work / "settings.json"
-        stored = read_json(path, "rerun with --fresh") if path.exists() else {}
-        values = json.loads(json.dumps(values, default=str))
-        changed = sorted(k for k, v in values.items() if k in stored and stored[k] != v)
-        if changed:
-            raise ReproduceError(
-                f"{self.work} holds networks and stages made with another {', '.join(changed)}"
-                f"; rerun with --fresh to discard them, or choose another --work")
-        write_json(path, {**stored, **values}, indent=1, sort_keys=True)
+        from specrob.runfolder import RunFolderError, bind_settings
+        try:
+            bind_settings(self.work, values)
+        except RunFolderError as error:
+            raise ReproduceError(str(error)) from None
 
     # --- messages -------------------------------------------------------------------------
     def log(self, message: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -453,29 +452,24 @@ def test_timeout():
     assert r.counterexample is None
 
 
-def test_statuses_and_timing(tmp_path):
-    """The status strings; the time per CR query at small eps on a 64-32-10 clamp MLP, in the
-    worker process and in this one (printed; run with -s to see it)."""
-    assert STATUSES == ("unsat", "sat", "timeout", "error")
+def test_the_worker_process_and_this_one_give_the_same_verdicts(tmp_path):
+    """The worker process (`python -m specrob.verification.marabou.worker`) and an in-process
+    solve run the same code: the same status for every CR query at small eps on a 64-32-10
+    clamp MLP, each one of STATUSES."""
     torch.manual_seed(4)
     case = export(Clamped(_mlp(nn.ReLU, hidden=32, layers=1, n=64, m=10)), (64,),
                   tmp_path / "mlp.onnx")
     rng = np.random.default_rng(0)
-    centres = rng.random((20, 64))
+    centres = rng.random((12, 64))
     labels = case.f(centres).argmax(1)
+    verdicts = {}
     for isolate in (True, False):
-        times, statuses = [], []
-        for x0, y in zip(centres, labels):
-            query = q.Query(cr_body(10, 64, int(y)), region(x0, 0.005), 10)
-            start = time.perf_counter()
-            r = solve_query(case.net, query, isolate=isolate)
-            times.append(time.perf_counter() - start)
-            statuses.append(r.status)
-        print(f"\nCR on a 64-32-10 clamp MLP, eps 0.005, isolate={isolate}: "
-              f"{1e3 * np.mean(times):.1f} ms mean, {1e3 * np.median(times):.1f} ms median per "
-              f"query; {statuses.count('unsat')} of {len(statuses)} unsat")
-        assert set(statuses) <= {"sat", "unsat"} and "unsat" in statuses
-        assert np.median(times) < 0.2
+        verdicts[isolate] = [solve_query(case.net, q.Query(cr_body(10, 64, int(y)),
+                                                           region(x0, 0.005), 10),
+                                         isolate=isolate).status
+                             for x0, y in zip(centres, labels)]
+    assert verdicts[True] == verdicts[False]
+    assert set(verdicts[True]) <= set(STATUSES) and "unsat" in verdicts[True]
 
 
 def test_rejects_malformed_calls(cases):
