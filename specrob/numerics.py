@@ -20,13 +20,15 @@ def safe_l2(v: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return safe_root((v * v).sum(dim), 2.0)
 
 
-def norm(v: torch.Tensor, p: float) -> torch.Tensor:
-    """||v||_p along the last axis, p in {1, 2, inf}, with a finite gradient at v = 0."""
+def norm(v: torch.Tensor, p: float, *, safe: bool = True) -> torch.Tensor:
+    """||v||_p along the last axis, p in {1, 2, inf}; `safe`: with a finite gradient at v = 0
+    (for losses and searches); otherwise torch's own l_2 norm (distances that are never
+    differentiated, e.g. the margins of `estimate.margins`)."""
     if p == math.inf:
         return v.abs().amax(-1)
     if p == 1:
         return v.abs().sum(-1)
-    return safe_l2(v)
+    return safe_l2(v) if safe else v.norm(dim=-1)
 
 
 def norm_name(p: float) -> str:

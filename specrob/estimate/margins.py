@@ -92,7 +92,7 @@ def deepfool(model: nn.Module, x: torch.Tensor, *, p: float = 2.0, steps: int = 
         # in the box: coordinates at a bound that a step along w'_k would push out are frozen
         a = adv[active][:, None]
         w = w.masked_fill(((a <= low) & (w < 0)) | ((a >= high) & (w > 0)), 0.0)
-        wn = norm(w, q).clamp_min(1e-12)                 # ||w'_k||_q            (b, m)
+        wn = norm(w, q, safe=False).clamp_min(1e-12)                 # ||w'_k||_q            (b, m)
         dist = (f.abs() / wn).scatter(-1, ca[:, None], math.inf)
         l = dist.argmin(-1)
         fl, wl, wnl = f[rows, l].abs(), w[rows, l], wn[rows, l]
@@ -214,7 +214,7 @@ def _margins_batch(model, x, *, p, attacks, fractions, steps, restarts, deepfool
     # one bisection for all candidates of all attacks, stacked on the batch axis
     hat, ok = boundary_search(model, x.repeat(k, 1), torch.cat(cands), label.repeat(k),
                               steps=bisection_steps)
-    dist = torch.where(ok, norm(hat - x.repeat(k, 1), p), torch.full_like(ok, math.inf,
+    dist = torch.where(ok, norm(hat - x.repeat(k, 1), p, safe=False), torch.full_like(ok, math.inf,
                                                                           dtype=x.dtype))
     dist, hat = dist.reshape(k, b), hat.reshape(k, b, -1)
     owner_t = torch.tensor(owner, device=x.device)
