@@ -1,6 +1,8 @@
 """Core IR -> .rspec text. Parsing and checking the text gives back the same IR."""
 from __future__ import annotations
 
+from typing import assert_never
+
 import math
 
 from specrob.lang import ir
@@ -83,7 +85,7 @@ def term(t: ir.Term, var: str = "x") -> str:
         return f"{t.kind}({term(t.body, var)} for {rng})"
     if isinstance(t, ir.Extremum):
         return f"{t.kind}({', '.join(term(i, var) for i in t.items)})"
-    raise TypeError(f"not a term: {t!r}")
+    assert_never(t)  # a new IR term fails type checking here until it is printed
 
 
 def formula(f: ir.Formula, var: str = "x") -> str:
@@ -105,7 +107,7 @@ def formula(f: ir.Formula, var: str = "x") -> str:
     if isinstance(f, ir.IndexQuant):
         rng = f.var + (f" != {index(f.exclude, var)}" if f.exclude is not None else "")
         return f"{f.kind} {rng}: {formula(f.body, var)}"
-    raise TypeError(f"not a formula: {f!r}")
+    assert_never(f)  # a new IR formula fails type checking here until it is printed
 
 
 def value(p: ir.ParamDecl) -> str:

@@ -152,7 +152,7 @@ class ConstraintLoss:
                     from specrob.lang.errors import did_you_mean
                     guess = did_you_mean(key, [*allowed, "reduction", "xi", "logic",
                                                "search", "property"])
-                    raise TypeError(f"spec.loss() got an unknown option '{key}'"
+                    raise TypeError(f"constraint_loss() got an unknown option '{key}'"
                                     + (f"; did you mean '{guess}'?" if guess else "")
                                     + f" (search '{search}' takes: {', '.join(sorted(allowed))})")
         self.search = make_search(search, **search_options)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, assert_never
 
 import torch
 
@@ -103,7 +103,7 @@ class TermCompiler:
         vector = self.term(i.vector, scope)
         return lambda env: vector(env).argmax(-1)
 
-    def term(self, t, scope: dict[str, int]) -> Fn:
+    def term(self, t: ir.Term, scope: dict[str, int]) -> Fn:
         fn = self._term(t, scope)
         key = (t, tuple(sorted(scope.items())))
         slot = self.slots.setdefault(key, len(self.slots))
@@ -178,7 +178,7 @@ class TermCompiler:
                     values = values.masked_fill(excluded, fill)
                 return reduce(values, over.axis, keepdim=True)
             return reduction
-        raise TypeError(f"cannot evaluate {t!r}")
+        assert_never(t)  # a new IR term fails type checking here until it is compiled
 
     def _indexed(self, t: ir.Index, scope: dict[str, int]) -> Fn:
         vec = self.term(t.vector, scope)
