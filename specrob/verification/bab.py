@@ -55,6 +55,8 @@ from specrob.verification.bounds import (
 
 __all__ = ["INPUT_SPLIT_MAX_INPUTS", "BabResult", "branch_and_bound"]
 
+ATTACK_DOMAINS = 64  # per batch: PGD from the bound minimisers of this many lowest subdomains
+ATTACK_STEPS = 12
 CHUNK = 1 << 22  # elements of one coefficient tensor (float64: 32 MiB) in a bound pass
 INPUT_SPLIT_MAX_INPUTS = 8  # networks with at most this many inputs are split on the input
 
@@ -197,6 +199,28 @@ class _Solver:
                 inside &= dist <= reg.eps
         return inside & (v <= 0 if strict else v < 0)
 
+    def _attack(self, x: Tensor, c: Tensor, d: Tensor, strict: bool) -> np.ndarray | None:
+        """PGD (sign steps, halved every few steps) decreasing c.f(x) + d from the rows of x
+        (K, n) inside the region's box; the first point violating the row, or None."""
+        if x.shape[0] == 0:
+            return None
+        reg, module = self.region, self._module()
+        lo, hi = reg.box_low.expand_as(x), reg.box_high.expand_as(x)
+        step = (hi - lo) / 4
+        x = x.detach().clone()
+        for it in range(ATTACK_STEPS):
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                v = module(x.reshape(x.shape[0], *self.net.input_shape)).reshape(
+                    x.shape[0], -1) @ c + d
+                (grad,) = torch.autograd.grad(v.sum(), x)
+            with torch.no_grad():
+                x = torch.minimum(torch.maximum(x - step * grad.sign(), lo), hi)
+                if it % 3 == 2:
+                    step = step / 2
+        bad = self._violates(x, c, d, strict)
+        return x[int(bad.nonzero()[0, 0])].cpu().numpy() if bool(bad.any()) else None
+
     def _module(self):
         if not hasattr(self, "_torch"):
             from specrob.network.torch_exec import to_torch
@@ -267,6 +291,13 @@ class _Solver:
             bad = self._violates(x, c, d, strict)
             if bool(bad.any()):
                 return "falsified", x[int(bad.nonzero()[0, 0])].cpu().numpy(), ""
+            # an attack on the promising subdomains: PGD from the points minimising the
+            # linear bounds of the lowest-bound ones (any point of the box is a valid
+            # counterexample, so the search is not confined to the subdomain)
+            lowest = torch.argsort(lb)[:ATTACK_DOMAINS]
+            found = self._attack(x[lowest][lb[lowest] <= 0], c, d, strict)
+            if found is not None:
+                return "falsified", found, ""
             open_ = (lb <= 0).nonzero().flatten()
             pool = pool.join(_Pool(lb, children, node, index, inter).take(open_))
         return "verified", None, ""

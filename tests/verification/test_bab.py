@@ -149,3 +149,34 @@ def test_sigmoid_tanh_networks_are_branched_on_their_relus(tmp_path):
         outcomes.append((result.status, result.domains > 2))
     assert ("verified", True) in outcomes and ("falsified", False) in outcomes, outcomes
     assert sum(status != "unknown" for status, _ in outcomes) >= 6, outcomes
+
+
+def test_the_subdomain_attack_returns_only_real_violations_inside_the_box(tmp_path):
+    """`_attack` (PGD from the bound minimisers of promising subdomains): from the centre of a
+    ball where a violation of a CR row exists (found by a grid search, the oracle), it returns
+    a point of the box that violates the row on the network, or None when none exists."""
+    from specrob.verification.bab import _linear_rows, _Solver
+    net, module = export(kinked_mlp(2, 16, seed=3), 2, tmp_path / "m.onnx")
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 201), np.linspace(0, 1, 201)), -1)
+    grid = grid.reshape(-1, 2)
+    with torch.no_grad():
+        z = module(torch.tensor(grid, dtype=torch.float32)).numpy()
+    x0 = np.array([0.5, 0.5])
+    y = int(z[np.argmin(np.abs(grid - x0).sum(1))].argmax())
+    query = cr_query(x0, y, 0.5)  # the whole unit square
+    solver = _Solver(net, query, torch.device("cpu"), 64, 1000, 5, True)
+    found_any = False
+    for c, d, strict in _linear_rows(query.body):
+        ct, dt = torch.tensor(c, dtype=torch.float64), torch.tensor(d, dtype=torch.float64)
+        exists = bool(((z @ c + d) <= 0).any())  # the row violated somewhere on the grid
+        x = solver._attack(torch.tensor(x0[None], dtype=torch.float64), ct, dt, strict)
+        if x is not None:
+            found_any = True
+            assert np.all((x >= 0) & (x <= 1))
+            with torch.no_grad():
+                v = module(torch.tensor(x[None], dtype=torch.float64).float()).double().numpy()
+            assert (v @ c + d)[0] <= 1e-5
+        elif not exists:
+            assert x is None
+    assert found_any or not any(bool(((z @ c + d) <= 0).any()) for c, d, _ in
+                                _linear_rows(query.body))
