@@ -72,6 +72,9 @@ class BabResult:
     reason: str = ""
     domains: int = 0
     seconds: float = 0.0
+    # the root's intermediate bounds (alpha-CROWN on every layer) per value name, arrays of
+    # the value's shape: sound over the query's region, for Marabou (`solve_query`)
+    bounds: dict | None = None
 
 
 def _linear_rows(body: q.Formula) -> list[tuple[np.ndarray, float, bool]] | None:
@@ -142,7 +145,7 @@ def branch_and_bound(net: Network, queries: list[q.Query], *, timeout: float,
                          method == "alpha-crown", split, root_steps=root_steps)
         result = solver.solve(rows, deadline=time.perf_counter() + left)
         out.append(BabResult(result[0], result[1], result[2], solver.domains,
-                             time.perf_counter() - t0))
+                             time.perf_counter() - t0, solver.bounds_found()))
     return out
 
 
@@ -185,6 +188,13 @@ class _Solver:
                 return status, x, (f"row {k + 1} of {len(rows)}: {reason}" if reason else "")
         del m
         return "verified", None, ""
+
+    def bounds_found(self) -> dict | None:
+        """The root bounds as numpy arrays (without the batch axis), or None."""
+        if self.root_bounds is None:
+            return None
+        return {v: (l[0].detach().cpu().numpy(), u[0].detach().cpu().numpy())
+                for v, (l, u) in self.root_bounds.items()}
 
     def _violates(self, x: Tensor, c: Tensor, d: Tensor, strict: bool) -> Tensor:
         """Rows of x (D, n) inside the region where c.f(x) + d violates the row (<= 0 for a

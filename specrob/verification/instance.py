@@ -190,6 +190,7 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
 
     reasons: list[str] = []
     # (c) branch and bound, with BAB_SHARE of the remaining time (Marabou the rest)
+    known: dict = {}  # per open query: branch and bound's bounds, for Marabou
     bab, why = _bab()
     if bab is None:
         reasons.append(why)
@@ -200,6 +201,7 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
         for query, r in zip(open_queries, results):
             if r.status == "verified":
                 continue
+            known[id(query)] = r.bounds
             if r.status == "falsified" and r.counterexample is not None:
                 found = check(query, np.asarray(r.counterexample)[None])
                 if found is not None:
@@ -224,7 +226,8 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
                 rest.append(query)
                 continue
             result = solve_query(net, query, timeout=math.floor(share),
-                                 kill_after=max(1.0, left()))
+                                 kill_after=max(1.0, left()),
+                                 known_bounds=known.get(id(query)))
             if result.status == "unsat":
                 continue
             if result.status == "sat" and result.counterexample is not None:

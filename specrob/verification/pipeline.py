@@ -168,11 +168,12 @@ def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[b
 
 
 def _marabou_job(args):
-    """One Marabou query in a worker process (single-threaded)."""
-    net, query, timeout = args
+    """One Marabou query in a worker process (single-threaded), with branch and bound's
+    bounds over the same region when it ran."""
+    net, query, timeout, known = args
     torch.set_num_threads(1)
     from specrob.verification.marabou import solve_query
-    return solve_query(net, query, timeout=timeout)
+    return solve_query(net, query, timeout=timeout, known_bounds=known)
 
 
 class Verifier:
@@ -199,6 +200,7 @@ class Verifier:
         self.float32_error_max = 0.0
         self.spent: dict[int, float] = {}  # per centre: seconds of branch and bound
         self.bab_reasons: dict[int, str] = {}
+        self.bab_known: dict[int, tuple] = {}  # centre -> (bounds, the region they hold on)
         # a final Softmax / LogSoftmax: stripped where the property does not see it
         from specrob.search.attacks import attack_model
         from specrob.network.final_layer import final_monotone
@@ -610,15 +612,32 @@ class Verifier:
                                          counterexample=x[0].tolist()))
                     continue
             self.bab_reasons[i] = result.reason
+            if result.bounds is not None:
+                self.bab_known[i] = (result.bounds, queries[i].region)
             rest.append(i)
         return rest
+
+    def known_bounds(self, i: int, query: q.Query) -> dict | None:
+        """Branch and bound's bounds for centre i when Marabou's query has the region they
+        were computed on (else None: bounds of another region are not known to hold)."""
+        bounds, region = self.bab_known.get(i, (None, None))
+        if bounds is None or region is None:
+            return None
+        same = (region.p == query.region.p and region.eps == query.region.eps
+                and np.array_equal(region.centre, query.region.centre)
+                and np.array_equal(np.broadcast_to(region.low, region.centre.shape),
+                                   np.broadcast_to(query.region.low, region.centre.shape))
+                and np.array_equal(np.broadcast_to(region.high, region.centre.shape),
+                                   np.broadcast_to(query.region.high, region.centre.shape)))
+        return bounds if same else None
 
     def marabou_stage(self, todo: list[int], queries: dict[int, q.Query]) -> None:
         start = time.perf_counter()
         if self.config.semantics == "real":  # the affine box near x0 is an exact-real proof
             queries = {i: self.split_lipschitz(i, queries[i]) for i in todo}
         left = {i: max(1.0, self.config.timeout - self.spent.get(i, 0.0)) for i in todo}
-        jobs = [(self.nets.get(i, self.net), queries[i], left[i]) for i in todo]
+        jobs = [(self.nets.get(i, self.net), queries[i], left[i], self.known_bounds(i, queries[i]))
+                for i in todo]
         if self.config.workers > 1:
             import multiprocessing
             from concurrent.futures import as_completed

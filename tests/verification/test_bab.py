@@ -180,3 +180,30 @@ def test_the_subdomain_attack_returns_only_real_violations_inside_the_box(tmp_pa
             assert x is None
     assert found_any or not any(bool(((z @ c + d) <= 0).any()) for c, d, _ in
                                 _linear_rows(query.body))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_marabou_with_branch_and_bound_bounds_keeps_its_verdicts(tmp_path, seed):
+    """The root bounds branch and bound hands to Marabou are sound: with them Marabou gives the
+    verdict it gives without them, and the one exhaustive search gives (oracle: a 201 x 201
+    grid of the box; "unsat" only where no grid point violates)."""
+    from specrob.verification.marabou import solve_query
+    net, module = export(kinked_mlp(2, 12, seed=seed), 2, tmp_path / "m.onnx")
+    x0 = np.array([0.4, 0.6])
+    with torch.no_grad():
+        y = int(module(torch.tensor(x0[None], dtype=torch.float32)).argmax())
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 201), np.linspace(0, 1, 201)), -1)
+    grid = grid.reshape(-1, 2)
+    for eps in (0.05, 0.15, 0.3):
+        query = cr_query(x0, y, eps)
+        (result,) = branch_and_bound(net, [query], timeout=20, split="relu")
+        assert result.bounds is not None
+        inside = grid[np.abs(grid - x0).max(1) <= eps]
+        with torch.no_grad():
+            z = module(torch.tensor(inside, dtype=torch.float32)).numpy()
+        violated = bool((z.argmax(1) != y).any())
+        plain = solve_query(net, query, timeout=20)
+        helped = solve_query(net, query, timeout=20, known_bounds=result.bounds)
+        assert plain.status == helped.status
+        if violated:
+            assert helped.status == "sat"

@@ -149,11 +149,18 @@ def _max_pool(enc: Encoding, node: MaxPool, x: np.ndarray,
     return out.reshape(node.shape)
 
 
-def encode_network(enc: Encoding, net: Network, x: np.ndarray) -> np.ndarray:
-    """The output variables (flat, length m) of the network on the input variables x."""
+def encode_network(enc: Encoding, net: Network, x: np.ndarray,
+                   known: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+    """The output variables (flat, length m) of the network on the input variables x.
+    `known`: sound bounds (lower, upper arrays of the value's shape) of some values over the
+    query's region, e.g. branch and bound's; each value's variables get them before the nodes
+    that read it are encoded (a ReLU whose input is then stable is encoded as linear)."""
     values = {net.input_name: x.reshape(net.input_shape)}
     for node in net.nodes:
         args = [values[v] for v in node.inputs]
         values[node.output] = _encode_node(enc, node, args,
                                            [net.shape_of(v) for v in node.inputs])
+        if known and node.output in known:
+            lo, hi = known[node.output]
+            enc.tighten(values[node.output], lo, hi)
     return values[net.output_name].ravel()

@@ -174,7 +174,8 @@ def _notes(relaxed_region: bool, relaxed_strict: bool) -> list[str]:
 
 def solve_query(net: Network, query: q.Query, *, timeout: float = 60.0, verbosity: int = 0,
                 isolate: bool = True, kill_after: float | None = None,
-                max_disjuncts: int = 256, strict_margin: float = 0.0) -> MarabouResult:
+                max_disjuncts: int = 256, strict_margin: float = 0.0,
+                known_bounds: dict | None = None) -> MarabouResult:
     """Ask Marabou, in one query, for an x in the query's input set with z = f(x) violating
     query.body. "unsat" proves the body on the set; "sat" gives a candidate counterexample for
     the caller to re-check; "timeout" after `timeout` seconds (Marabou's, rounded up to whole
@@ -186,7 +187,10 @@ def solve_query(net: Network, query: q.Query, *, timeout: float = 60.0, verbosit
     it, Marabou runs in this process (about 0.3 ms less per query, no protection).
     `max_disjuncts` bounds a disjunction built from nested Or/And; `strict_margin` > 0 encodes
     the negation's `v > 0` as `v >= strict_margin` (no longer sound for violations smaller than
-    it, and only meaningful above Marabou's tolerances, about 1e-5)."""
+    it, and only meaningful above Marabou's tolerances, about 1e-5). `known_bounds`: sound
+    bounds {value name: (lower, upper)} of the network's values over this query's region
+    (branch and bound's root bounds, `BabResult.bounds`), given to Marabou as variable
+    bounds."""
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     if not strict_margin >= 0:
@@ -218,7 +222,7 @@ def solve_query(net: Network, query: q.Query, *, timeout: float = 60.0, verbosit
     enc = Encoding()
     try:
         x = encode_region(enc, region)
-        z = encode_network(enc, net, x)
+        z = encode_network(enc, net, x, known_bounds)
         body = Body(enc, z, x, strict_margin)
         truth = encode_body(body, query.body, max_disjuncts)
     except NotEncodable as e:
