@@ -422,6 +422,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     from specrob.verification.pipeline import Verifier, VerifyConfig
 
     config = config or VerifyConfig()
+    _device_available(config.device)
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
@@ -453,10 +454,27 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     return VerifyResult(summary, list(verifier.done.values()), notes, out)
 
 
+def _device_available(device: str) -> None:
+    """Raise UsageError for a CUDA device this machine does not have."""
+    from specrob.verification.config import device_ok
+    if not device_ok(device):
+        raise UsageError(f"--device {device}: choose cpu, cuda or cuda:N")
+    if device != "cpu":
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device here (torch.cuda.is_available() "
+                             f"is False); use --device cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s)")
+
+
 def verify_instances(*, instances: str | Path | None = None, model: str | Path | None = None,
                      property: str | Path | None = None, timeout: float | None = None,
                      semantics: str = "real", seed: int = 0, out: str | Path = "runs/verify",
-                     fresh: bool = False, progress: bool = True) -> InstancesResult:
+                     fresh: bool = False, progress: bool = True, device: str = "cpu"
+                     ) -> InstancesResult:
     """Decide VNN-COMP instances: an instances.csv (rows onnx,vnnlib,timeout; paths relative
     to the CSV), or one ONNX model and one VNN-LIB property (`timeout` seconds, default 120).
     Per instance sat / unsat / timeout / unknown (sat only with a counterexample re-checked on
@@ -468,6 +486,7 @@ def verify_instances(*, instances: str | Path | None = None, model: str | Path |
         stem_name
 
     out = Path(out)
+    _device_available(device)
     if semantics not in ("float32", "real"):
         raise UsageError(f"--semantics {semantics}: choose float32 or real")
     if timeout is not None and not timeout > 0:
@@ -491,7 +510,8 @@ def verify_instances(*, instances: str | Path | None = None, model: str | Path |
         rows = [Instance(model, property, 120.0 if timeout is None else timeout,
                          stem_name(model, property))]
         source = ""
-    runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source)
+    runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source,
+                            device=device)
     bar = None
     try:
         resumed = runner.open(fresh=fresh)

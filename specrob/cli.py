@@ -363,6 +363,9 @@ def verify(
     workers: Annotated[int, typer.Option(min=1, max=256, help="Marabou processes (one single-threaded query "
                                               "each).")] = VerifyConfig.workers,
     seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = VerifyConfig.seed,
+    device: Annotated[str, typer.Option(help="Where branch and bound bounds its subdomains: cpu "
+                                             "| cuda | cuda:N (batched on the GPU).")
+                      ] = VerifyConfig.device,
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, "
                                            "summary.json.")] = Path("runs/verify"),
     set_: SetOption = None,
@@ -394,7 +397,7 @@ def verify(
     """
     if instances is not None or (spec is not None and _is_vnnlib(spec)):
         _verify_vnnlib(model, spec, instances, timeout, semantics or "real", seed, out, fresh,
-                       quiet)
+                       quiet, device)
         return
     if model is None or spec is None:
         _user_error("expected MODEL.onnx and SPEC (.rspec or .vnnlib), or --instances CSV")
@@ -403,7 +406,7 @@ def verify(
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished points are in {out / 'results.jsonl'}"):
         config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
-                              points=points, seed=seed, semantics=semantics)
+                              points=points, seed=seed, semantics=semantics, device=device)
         result = api.verify(model, spec, config=config, property=prop, data=data, out=out,
                             set=set_ or [], fresh=fresh, progress=not quiet)
     summary = result.summary
@@ -432,13 +435,14 @@ def _is_vnnlib(path: Path) -> bool:
 
 def _verify_vnnlib(model: Path | None, prop: Path | None, instances: Path | None,
                    timeout: float | None, semantics: str, seed: int, out: Path, fresh: bool,
-                   quiet: bool) -> None:
+                   quiet: bool, device: str = "cpu") -> None:
     """`specrob verify` on VNN-COMP instances: one (model, property) or an instances.csv."""
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished instances are in {out / 'results.jsonl'}"):
         result = api.verify_instances(instances=instances, model=model, property=prop,
                                       timeout=timeout, semantics=semantics, seed=seed,
-                                      out=out, fresh=fresh, progress=not quiet)
+                                      out=out, fresh=fresh, progress=not quiet,
+                                      device=device)
     results, summary = result.rows, result.summary
     if len(results) == 1:
         r = results[0]

@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass
 from specrob.errors import OptionError
 
 BACKENDS = ("auto", "bounds", "bab", "marabou")
+
+
+def device_ok(device: str) -> bool:
+    """cpu, cuda, or cuda:N (N a whole number)."""
+    return device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 BOUNDS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
 SEMANTICS = ("float32", "real")
 
@@ -36,6 +41,9 @@ class VerifyConfig:
     # arithmetic AND for any float32 execution of it (every proof carries a sound float32 error
     # margin, `floaterror.py`); "real" exact arithmetic only, as VNN-COMP's tools read it
     semantics: str = "float32"
+    # where branch and bound bounds its subdomains: "cpu", or "cuda" / "cuda:N" (batched on
+    # the GPU); attacks, CROWN and Marabou stay on the CPU
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +58,7 @@ class VerifyConfig:
             (math.isfinite(self.timeout) and 0 < self.timeout <= 1e6,
              f"--timeout {self.timeout:g}: give seconds per centre, a number in (0, 1e6]"),
             (self.workers >= 1, f"--workers {self.workers}: give a whole number >= 1"),
+            (device_ok(self.device), f"--device {self.device}: choose cpu, cuda or cuda:N"),
             (self.points is None or self.points >= 1,
              f"--points {self.points}: give a whole number >= 1"),
         ]

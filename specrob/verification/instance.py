@@ -102,9 +102,11 @@ def _bab():
 def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries: list[q.Query],
                     *, timeout: float, semantics: str = "real", seed: int = 0,
                     restarts: int = 100, attack_steps: int = 100, bounds: str = "crown",
-                    tol: float = 1e-6, oracle: Oracle | None = None) -> InstanceResult:
+                    tol: float = 1e-6, oracle: Oracle | None = None, device: str = "cpu"
+                    ) -> InstanceResult:
     """Decide one instance: is the property (every query's body) true on every query's box?
-    `timeout` covers everything (attack, bounds, branch and bound, Marabou)."""
+    `timeout` covers everything (attack, bounds, branch and bound, Marabou); `device`: where
+    branch and bound runs (cpu, cuda)."""
     from specrob.search.query_attack import attack_queries
     from specrob.verification.pipeline import bounds_stage
 
@@ -196,7 +198,8 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
         reasons.append(why)
     else:
         with timed("bab"):
-            results = bab(net, open_queries, timeout=BAB_SHARE * left(), method="alpha-crown")
+            results = bab(net, open_queries, timeout=BAB_SHARE * left(), method="alpha-crown",
+                          device=device)
         rest = []
         for query, r in zip(open_queries, results):
             if r.status == "verified":
@@ -375,9 +378,11 @@ class InstanceRunner:
     one VNN-COMP result file <onnx-stem>_<vnnlib-stem>.txt per instance, summary.json."""
 
     def __init__(self, instances: list[Instance], out: str | Path, *, semantics: str = "real",
-                 seed: int = 0, source: str = "", progress: Callable[[dict], None] | None = None):
+                 seed: int = 0, source: str = "", progress: Callable[[dict], None] | None = None,
+                 device: str = "cpu"):
         self.instances, self.out = instances, Path(out)
         self.semantics, self.seed, self.source = semantics, seed, source
+        self.device = device
         self.progress = progress or (lambda row: None)
         self.models: dict[Path, tuple] = {}
         self.done: dict[str, dict] = {}
@@ -448,7 +453,8 @@ class InstanceRunner:
             net, module, oracle = self.model(inst.onnx)
             queries = read_vnnlib(inst.vnnlib)
             result = verify_instance(inst.onnx, net, module, queries, timeout=inst.timeout,
-                                     semantics=self.semantics, seed=self.seed, oracle=oracle)
+                                     semantics=self.semantics, seed=self.seed, oracle=oracle,
+                                     device=self.device)
             write_text(self.out / f"{inst.name}.txt", result_text(result))
             row = {"instance": inst.name, "onnx": str(inst.onnx), "vnnlib": str(inst.vnnlib),
                    "timeout": inst.timeout, "status": result.status, "method": result.method,

@@ -595,7 +595,8 @@ class Verifier:
             start = time.perf_counter()
             net = self.nets.get(i, self.net)
             (result,) = branch_and_bound(net, [queries[i]], timeout=share * self.config.timeout,
-                                         method=self.config.bab_bounds, seed=self.config.seed)
+                                         method=self.config.bab_bounds, seed=self.config.seed,
+                                         device=self.config.device)
             seconds = time.perf_counter() - start
             self.stage_seconds["bab"] = self.stage_seconds.get("bab", 0.0) + seconds
             self.spent[i] = self.spent.get(i, 0.0) + seconds
