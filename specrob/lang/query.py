@@ -231,3 +231,24 @@ def query_order_only(body: Formula, kind: str) -> bool:
             all(_row_ok(r, 0.0, kind) for r in t.vec.out) for t in body.norms)
     return (not body.norms and not body.lin.uses_inputs()
             and _row_ok(body.lin.out[0], float(body.lin.const[0]), kind))
+
+
+def dnf(f: Formula, limit: int) -> list[list[Atom]] | None:
+    """The formula as a disjunction of conjunctions of atoms ([] for false, [[]] for true,
+    constants folded), or None when it has more than `limit` disjuncts."""
+    if isinstance(f, Atom):
+        return [[f]]
+    if isinstance(f, Const):
+        return [[]] if f.value else []
+    parts = [dnf(item, limit) for item in f.items]
+    if any(p is None for p in parts):
+        return None
+    if isinstance(f, Or):
+        out = [conj for part in parts for conj in part]
+    else:
+        out = [[]]
+        for part in parts:
+            out = [a + b for a in out for b in part]
+            if len(out) > limit:
+                return None
+    return out if len(out) <= limit else None

@@ -51,28 +51,14 @@ def _atom(a: q.Atom) -> tuple[str, bool]:
     return f"({op} {_term(coeffs, const, 'Y')} 0.0)", True
 
 
-def _dnf(f: q.Formula) -> list[list[q.Atom]]:
-    """The formula as a disjunction of conjunctions of atoms (Const folded)."""
-    if isinstance(f, q.Atom):
-        return [[f]]
-    if isinstance(f, q.Const):
-        return [[]] if f.value else []
-    if isinstance(f, q.Or):
-        return [conj for item in f.items for conj in _dnf(item)]
-    out: list[list[q.Atom]] = [[]]
-    for item in f.items:
-        out = [a + b for a in out for b in _dnf(item)]
-        if len(out) > 10_000:
-            raise VnnlibExportError("the negated property is too large in disjunctive normal form")
-    return out
-
-
 def vnnlib_text(query: q.Query, comment: str = "", label: int | None = None) -> str:
     """The VNN-LIB text of one query: inputs in the region's box, outputs violating the body,
     in the form the VNN-COMP benchmarks use: `(assert (or (and ATOM ...) ...))`."""
     region, m = query.region, query.classes
     n = region.centre.shape[0]
-    disjuncts = _dnf(q.negate(query.body))
+    disjuncts = q.dnf(q.negate(query.body), 10_000)
+    if disjuncts is None:
+        raise VnnlibExportError("the negated property is too large in disjunctive normal form")
     written = [[_atom(a) for a in conj] for conj in disjuncts]
     lines = [f"; {line}" for line in comment.splitlines()]
     if region.is_box:

@@ -283,25 +283,6 @@ def _conjuncts(f: q.Formula) -> list[q.Formula]:
     return [f]
 
 
-def _dnf(f: q.Formula, path: str) -> list[list[q.Atom]]:
-    if isinstance(f, q.Atom):
-        return [[f]]
-    if isinstance(f, q.Const):
-        return [[]] if f.value else []
-    if isinstance(f, q.Or):
-        out = [conj for item in f.items for conj in _dnf(item, path)]
-    else:
-        out = [[]]
-        for item in f.items:
-            out = [a + b for a in out for b in _dnf(item, path)]
-            if len(out) > MAX_DISJUNCTS:
-                break
-    if len(out) > MAX_DISJUNCTS:
-        raise VnnlibError(f"{path}: the asserted formula has more than {MAX_DISJUNCTS} "
-                          f"disjuncts in disjunctive normal form; not read")
-    return out
-
-
 def _tighten(low: np.ndarray, high: np.ndarray, bound: tuple[int, str, float]) -> None:
     i, side, value = bound
     if side in ("low", "both"):
@@ -328,7 +309,11 @@ def read_vnnlib(path: str | Path) -> list[q.Query]:
             else:
                 rest.append(c)
     boxes: dict[bytes, tuple[np.ndarray, np.ndarray, list]] = {}
-    for conj in _dnf(q.And(tuple(rest)), str(path)):
+    disjuncts = q.dnf(q.And(tuple(rest)), MAX_DISJUNCTS)
+    if disjuncts is None:
+        raise VnnlibError(f"{path}: the asserted formula has more than {MAX_DISJUNCTS} "
+                          f"disjuncts in disjunctive normal form; not read")
+    for conj in disjuncts:
         lo, hi, atoms = low.copy(), high.copy(), []
         for a in conj:
             bound = _input_bound(a)
