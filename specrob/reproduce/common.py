@@ -4,6 +4,10 @@ resume, cached stages, figures, and the results page with the paper's claims che
 A run writes `<out>/<paper>.md` (the page), `<out>/<paper>.json` (every number on it) and
 `<out>/<paper>/*.png`; trained networks and finished stages live in `<work>` so an interrupted
 run resumes where it stopped (the same command again).
+
+Each paper is a package of three jobs that `run_paper` chains: `experiment` (budgets,
+networks, training and measurements -> a plain results dict), `claims` (the paper's numbers
+and claims, checked against the results) and `page` (the markdown page and its figures).
 """
 from __future__ import annotations
 

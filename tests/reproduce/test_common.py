@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 import specrob.data
 from specrob.cli import app
+from specrob.reproduce import PAPERS, paper_module
 from specrob.reproduce.common import (
     Options,
     ReproduceError,
@@ -124,6 +125,17 @@ def test_run_paper_chains_experiment_claims_and_page(tmp_path):
     record = json.loads((tmp_path / "out" / "paper.json").read_text())
     assert record["accuracy"] == 0.75 and "dataset" not in record
     assert record["claims"] == [{"claim": "accuracy is high", "holds": True, "ours": "75%"}]
+
+
+def test_every_paper_is_a_package_of_its_three_jobs():
+    for name in PAPERS:
+        package = paper_module(name)
+        assert callable(package.run)
+        for module, names in (("experiment", ("FULL", "SMOKE", "PAGE_ONLY", "measure")),
+                              ("claims", ("PAPER_REF", "check")),
+                              ("page", ("TITLE", "write", "budget_text", "summary"))):
+            job = getattr(package, module)
+            assert job.__doc__ and all(hasattr(job, n) for n in names), f"{name}.{module}"
 
 
 def test_curves_are_saved_as_png(tmp_path):
