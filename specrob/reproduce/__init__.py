@@ -1,7 +1,10 @@
 """Reproductions of the seed papers' experiments: `specrob reproduce <paper>`.
 
-One module per paper, each with `run(options: Options, command: str) -> Path` (the page it
-wrote); add a paper by adding a module and a line to `PAPERS`. `common` holds what they share.
+One package per paper, each with `run(options: Options, command: str) -> Path` (the page it
+wrote) and one module per job: `experiment` (budgets, networks, training and measurements -> a
+plain results dict), `claims` (the paper's numbers and claims, checked against the results)
+and `page` (the markdown page and figures); `common.run_paper` chains them. Add a paper by
+adding such a package and a line to `PAPERS`. `common` holds what the papers share.
 """
 from __future__ import annotations
 

@@ -4,6 +4,10 @@ resume, cached stages, figures, and the results page with the paper's claims che
 A run writes `<out>/<paper>.md` (the page), `<out>/<paper>.json` (every number on it) and
 `<out>/<paper>/*.png`; trained networks and finished stages live in `<work>` so an interrupted
 run resumes where it stopped (the same command again).
+
+Each paper is a package of three jobs that `run_paper` chains: `experiment` (budgets,
+networks, training and measurements -> a plain results dict), `claims` (the paper's numbers
+and claims, checked against the results) and `page` (the markdown page and its figures).
 """
 from __future__ import annotations
 
@@ -157,6 +161,11 @@ class Run:
         model.eval()
         return model
 
+    def record(self, results: dict, *, page_only: Sequence[str] = ()) -> None:
+        """Keep an experiment's results for <paper>.json, all but the `page_only` keys (what
+        only the page draws on: the data's shape, per-point samples for a figure)."""
+        self.results.update({k: v for k, v in results.items() if k not in page_only})
+
     def stage(self, name: str, compute: Callable[[], dict]) -> dict:
         """A finished stage's JSON from <work>/stages, or compute and store it."""
         path = self.work / "stages" / f"{name}.json"
@@ -222,6 +231,30 @@ class Run:
         if getattr(self, "_lock", None) is not None:
             self._lock.close()
             self._lock = None
+
+
+def run_paper(paper: str, options: Options, command: str, *, experiment, claims, page) -> Path:
+    """One paper's reproduction from its three modules; returns the page it wrote.
+
+    `experiment`: FULL and SMOKE budgets, PAGE_ONLY (result keys kept off the JSON) and
+    `measure(run, budget) -> dict`, the results; `claims`: PAPER_REF and `check(run, results,
+    budget)`, which records the paper's claims; `page`: TITLE, `write(run, results, budget)`
+    (sections and figures), `budget_text(results, budget)` and `summary(run, results, budget)`
+    (read after the claims are checked)."""
+    run = Run(paper, page.TITLE, options, command)
+    budget = experiment.SMOKE if options.smoke else experiment.FULL
+    results = experiment.measure(run, budget)
+    run.record(results, page_only=experiment.PAGE_ONLY)
+    claims.check(run, results, budget)
+    page.write(run, results, budget)
+    return run.finish(paper_ref=claims.PAPER_REF, budget=page.budget_text(results, budget),
+                      summary=page.summary(run, results, budget))
+
+
+def describe_data(data: Dataset) -> dict:
+    """The facts about the data a page states, as plain values."""
+    return {"name": data.name, "train": data.train_size, "test": data.test_size,
+            "input_dim": data.input_dim, "classes": data.classes}
 
 
 def shrink(data: Dataset, train: int | None, test: int | None) -> Dataset:

@@ -10,18 +10,19 @@ from typer.testing import CliRunner
 import specrob
 from specrob.cli import app
 from specrob.reproduce import casadio
+from specrob.reproduce.casadio import claims, experiment, page
 from specrob.reproduce.common import Options
 
 
 def test_the_spec_carries_the_papers_parameters():
-    spec = specrob.loads(casadio.SPEC)
+    spec = specrob.loads(experiment.SPEC)
     assert spec["SR_paper"].value("eps") == 0.1 and spec["SR_paper"].value("delta") == 10
     assert spec["SCR_paper"].value("eta") == 0.52 and spec["LR_paper"].value("L") == 10
-    assert all(spec[name].ball.p == float("inf") for name in casadio.NOTIONS.values())
+    assert all(spec[name].ball.p == float("inf") for name in experiment.NOTIONS.values())
 
 
 def test_the_network_is_the_papers_784_100_10_with_clamped_outputs():
-    net = casadio.build_net(784, 10)
+    net = experiment.build_net(784, 10)
     assert [tuple(p.shape) for p in net.parameters()] == [(100, 784), (100,), (10, 100), (10,)]
     with torch.no_grad():
         net[2].bias.fill_(1e4)
@@ -29,7 +30,7 @@ def test_the_network_is_the_papers_784_100_10_with_clamped_outputs():
 
 
 def test_every_regime_of_table_2_has_the_papers_number():
-    assert set(casadio.PAPER_TABLE2) == {name for name, *_ in casadio.REGIMES}
+    assert set(claims.PAPER_TABLE2) == {name for name, *_ in experiment.REGIMES}
 
 
 @pytest.mark.slow
@@ -44,16 +45,16 @@ def test_smoke_run_writes_the_page_figures_and_numbers_and_resumes(tmp_path):
         assert heading in text
     assert "88.2" in text and "85.1" in text  # the paper's Table 2 beside ours
     figures = sorted((tmp_path / "out" / "casadio").glob("*.png"))
-    assert len(figures) == len(casadio.FIGURES)
+    assert len(figures) == len(page.FIGURES)
     assert all(f.stat().st_size > 1000 and f"casadio/{f.name}" in text for f in figures)
 
     record = json.loads((tmp_path / "out" / "casadio.json").read_text())
-    assert set(record["clean_accuracy"]) == set(casadio.LABEL)
+    assert set(record["clean_accuracy"]) == set(experiment.LABEL)
     assert all(0.0 <= a <= 1.0 for a in record["clean_accuracy"].values())
     for curves in record["security"].values():
         for notion, rows in curves.items():
             values = [r["security"]["value"] for r in rows]
-            assert [r["eps"] for r in rows] == list(casadio.EPS)
+            assert [r["eps"] for r in rows] == list(experiment.EPS)
             assert values == sorted(values, reverse=True)  # balls grow: never more secure
             if notion in ("SR", "LR"):  # x = x0 satisfies both: nothing to find at eps 0
                 assert values[0] == 1.0

@@ -8,7 +8,18 @@ from typer.testing import CliRunner
 
 import specrob.data
 from specrob.cli import app
-from specrob.reproduce.common import Options, ReproduceError, Run, pct, pct_ci, plot_curves, shrink, table
+from specrob.reproduce import PAPERS, paper_module
+from specrob.reproduce.common import (
+    Options,
+    ReproduceError,
+    Run,
+    pct,
+    pct_ci,
+    plot_curves,
+    run_paper,
+    shrink,
+    table,
+)
 
 
 @pytest.fixture
@@ -83,6 +94,48 @@ def test_finish_writes_the_page_and_its_numbers(tmp_path):
     assert "1 of 2 hold" in text and "**no**" in text
     record = json.loads((tmp_path / "out" / "paper.json").read_text())
     assert record["accuracy"] == 0.9 and [c["holds"] for c in record["claims"]] == [True, False]
+
+
+def test_run_paper_chains_experiment_claims_and_page(tmp_path):
+    """The results reach the claims and the page; the page-only ones stay off the JSON."""
+    from types import SimpleNamespace
+    seen = []
+    experiment = SimpleNamespace(
+        FULL="full", SMOKE="smoke", PAGE_ONLY=("dataset",),
+        measure=lambda run, budget: {"accuracy": 0.75, "dataset": {"name": "toy"}})
+    claims = SimpleNamespace(
+        PAPER_REF="Ref.",
+        check=lambda run, results, budget: run.claim("accuracy is high",
+                                                     results["accuracy"] > 0.5, "75%"))
+
+    def write(run, results, budget):
+        seen.append(budget)
+        run.section(f"## Data\n\n{results['dataset']['name']}")
+
+    page = SimpleNamespace(
+        TITLE="A paper", write=write,
+        budget_text=lambda results, budget: f"the {budget} budget",
+        summary=lambda run, results, budget: f"{len(run.claims)} claim checked.")
+    options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
+    path = run_paper("paper", options, "specrob reproduce paper", experiment=experiment,
+                     claims=claims, page=page)
+    text = path.read_text()
+    assert seen == ["smoke"] and "## Data\n\ntoy" in text
+    assert "the smoke budget" in text and "1 claim checked." in text
+    record = json.loads((tmp_path / "out" / "paper.json").read_text())
+    assert record["accuracy"] == 0.75 and "dataset" not in record
+    assert record["claims"] == [{"claim": "accuracy is high", "holds": True, "ours": "75%"}]
+
+
+def test_every_paper_is_a_package_of_its_three_jobs():
+    for name in PAPERS:
+        package = paper_module(name)
+        assert callable(package.run)
+        for module, names in (("experiment", ("FULL", "SMOKE", "PAGE_ONLY", "measure")),
+                              ("claims", ("PAPER_REF", "check")),
+                              ("page", ("TITLE", "write", "budget_text", "summary"))):
+            job = getattr(package, module)
+            assert job.__doc__ and all(hasattr(job, n) for n in names), f"{name}.{module}"
 
 
 def test_curves_are_saved_as_png(tmp_path):

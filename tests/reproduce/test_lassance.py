@@ -10,52 +10,53 @@ import torch
 
 from specrob.reproduce import lassance
 from specrob.reproduce.common import Options
+from specrob.reproduce.lassance import claims, experiment
 
 
 # --- pure helpers -----------------------------------------------------------------------------
 def test_build_net_flat_inputs_same_init_per_seed():
     for n in (784, 64):
-        net = lassance.build_net(n, 10, hidden=32, seed=3)
+        net = experiment.build_net(n, 10, hidden=32, seed=3)
         assert net(torch.rand(5, n)).shape == (5, 10)
-    a, b = lassance.build_net(64, 10, seed=1), lassance.build_net(64, 10, seed=1)
+    a, b = experiment.build_net(64, 10, seed=1), experiment.build_net(64, 10, seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 def test_first_at_or_below_needs_the_tail_to_stay_below():
     xs = [1, 2, 3, 4, 5]
-    assert lassance.first_at_or_below(xs, [0.3, 0.0, 0.1, 0.0, 0.0], 0.0) == 4
-    assert lassance.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.05, 0.01], 0.05) == 4
-    assert lassance.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.1, 0.1], 0.0) is None
+    assert claims.first_at_or_below(xs, [0.3, 0.0, 0.1, 0.0, 0.0], 0.0) == 4
+    assert claims.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.05, 0.01], 0.05) == 4
+    assert claims.first_at_or_below(xs, [0.3, 0.2, 0.1, 0.1, 0.1], 0.0) is None
 
 
 def test_saturation_radius_and_shape():
     radii = [0.1, 0.3, 1.0, 3.0]
-    assert lassance.saturation_radius(radii, [0.1, 0.5, 0.95, 1.0]) == 1.0
-    assert lassance.saturation_radius(radii, [1.0, 1.0, 1.0, 1.0]) == 0.1
-    assert lassance.rises_and_saturates([0.1, 0.5, 0.98, 1.0]) == (True, True)
-    assert lassance.rises_and_saturates([1.0, 1.0, 1.02, 1.03]) == (False, True)
-    assert lassance.rises_and_saturates([0.1, 0.2, 0.4, 0.8]) == (True, False)
+    assert claims.saturation_radius(radii, [0.1, 0.5, 0.95, 1.0]) == 1.0
+    assert claims.saturation_radius(radii, [1.0, 1.0, 1.0, 1.0]) == 0.1
+    assert claims.rises_and_saturates([0.1, 0.5, 0.98, 1.0]) == (True, True)
+    assert claims.rises_and_saturates([1.0, 1.0, 1.02, 1.03]) == (False, True)
+    assert claims.rises_and_saturates([0.1, 0.2, 0.4, 0.8]) == (True, False)
 
 
 def test_order_and_quantiles():
-    assert lassance.order({"a": 2.0, "b": 1.0, "c": 3.0}) == ["b", "a", "c"]
-    assert lassance.order({"a": 2.0, "b": 1.0, "c": 3.0}, reverse=True) == ["c", "a", "b"]
+    assert claims.order({"a": 2.0, "b": 1.0, "c": 3.0}) == ["b", "a", "c"]
+    assert claims.order({"a": 2.0, "b": 1.0, "c": 3.0}, reverse=True) == ["c", "a", "b"]
     per_centre = torch.tensor([[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
-    q = lassance.per_centre_quantiles(per_centre, qs=(0.5,))
+    q = experiment.per_centre_quantiles(per_centre, qs=(0.5,))
     assert q == {"q50": [1.0, 2.0]}
 
 
 def test_alpha_grid_holds_the_table_values():
-    grid = lassance.alpha_grid()
+    grid = experiment.alpha_grid()
     assert grid == sorted(grid) and len(set(grid)) == len(grid)
-    assert all(a in grid for a in lassance.TABLE_ALPHAS)
+    assert all(a in grid for a in experiment.TABLE_ALPHAS)
 
 
 def test_incompatibility_matches_a_brute_force_count():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 6, generator=gen)
     y = torch.randint(0, 3, (40,), generator=gen)
-    out = lassance.incompatibility(x, y)
+    out = experiment.incompatibility(x, y)
     json.dumps(out, allow_nan=False)  # plain JSON: d = inf is written as "inf"
     d = torch.cdist(x, x, p=math.inf)
     i, j = torch.triu_indices(40, 40, 1)
@@ -87,12 +88,12 @@ def test_smoke_run_page_figures_json_and_rerun(tmp_path):
     record = json.loads((tmp_path / "out" / "lassance.json").read_text())
     for key in ("accuracy", "alpha_lim", "noise", "incompatibility", "training", "claims"):
         assert key in record
-    assert set(record["accuracy"]) == set(lassance.NETS)
+    assert set(record["accuracy"]) == set(experiment.NETS)
     for acc in record["accuracy"].values():
         assert 0.0 <= acc["train"] <= 1.0 and 0.0 <= acc["test"] <= 1.0
     for curve in record["alpha_lim"].values():
         alpha = curve["alpha_lim"]
-        assert len(alpha) == len(lassance.SMOKE.radii)
+        assert len(alpha) == len(experiment.SMOKE.radii)
         assert all(v >= 0 for v in alpha)
         assert all(a <= b + 1e-9 for a, b in itertools.pairwise(alpha))  # running maxima
         assert all(m <= a + 1e-9 for m, a in zip(curve["q50"], alpha))  # median <= max

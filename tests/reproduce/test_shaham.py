@@ -10,16 +10,15 @@ import torch
 from torch import nn
 
 from specrob.reproduce.common import Options, ReproduceError
-from specrob.reproduce.shaham import (
+from specrob.reproduce.shaham import run
+from specrob.reproduce.shaham.claims import PAPER_TABLE1, clearly_above
+from specrob.reproduce.shaham.experiment import (
     NETS,
-    PAPER_TABLE1,
     SETS,
     ShahamNet,
     adversarial_set,
     ce_gradient,
-    clearly_above,
     fgsm_accuracy,
-    run,
     steepest_step,
 )
 

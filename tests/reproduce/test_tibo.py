@@ -10,24 +10,25 @@ import torch
 
 from specrob.reproduce import tibo
 from specrob.reproduce.common import Options
+from specrob.reproduce.tibo import experiment, page
 
 
 def test_closest_to_picks_the_accuracy_nearest_the_baseline():
-    assert tibo.closest_to(0.90, {"a": 0.85, "b": 0.905, "c": 0.95}) == "b"
-    assert tibo.closest_to(0.90, {"a": 0.89, "b": 0.91}) == "a"  # a tie: the first listed
+    assert experiment.closest_to(0.90, {"a": 0.85, "b": 0.905, "c": 0.95}) == "b"
+    assert experiment.closest_to(0.90, {"a": 0.89, "b": 0.91}) == "a"  # a tie: the first listed
 
 
 def test_choose_d_rounds_the_largest_finite_margin_up():
     margins = [torch.tensor([0.3, 1.1, math.inf]), torch.tensor([0.2, 0.9])]
-    assert tibo.choose_d(margins) == 1.25
-    assert tibo.choose_d(margins, step=0.5) == 1.5
-    assert tibo.choose_d([torch.tensor([math.inf])]) == 0.25  # nothing found: one step
+    assert experiment.choose_d(margins) == 1.25
+    assert experiment.choose_d(margins, step=0.5) == 1.5
+    assert experiment.choose_d([torch.tensor([math.inf])]) == 0.25  # nothing found: one step
 
 
 def test_paired_difference_caps_at_d_and_has_an_interval():
     a = torch.tensor([1.0, 2.0, 5.0, 0.5])
     b = torch.tensor([0.5, 1.0, 1.0, 0.5])
-    out = tibo.paired_difference(a, b, d=2.0)
+    out = experiment.paired_difference(a, b, d=2.0)
     # min(a, 2) - min(b, 2) = [0.5, 1, 1, 0]: mean 0.625
     assert out["value"] == pytest.approx(0.625)
     assert out["low"] <= out["value"] <= out["high"]
@@ -35,20 +36,20 @@ def test_paired_difference_caps_at_d_and_has_an_interval():
 
 def test_build_net_is_repeatable_and_takes_flat_inputs():
     for n in (64, 784):
-        a, b = tibo.build_net(n, 10, hidden=16, seed=3), tibo.build_net(n, 10, hidden=16, seed=3)
+        a, b = experiment.build_net(n, 10, hidden=16, seed=3), experiment.build_net(n, 10, hidden=16, seed=3)
         x = torch.rand(5, n)
         assert a(x).shape == (5, 10)
         assert torch.equal(a(x), b(x))
 
 
 def test_margin_stage_is_plain_json():
-    net = tibo.build_net(64, 10, hidden=16)
-    out = tibo.margin_stage(net.eval(), torch.rand(6, 64), seed=0)
+    net = experiment.build_net(64, 10, hidden=16)
+    out = experiment.margin_stage(net.eval(), torch.rand(6, 64), seed=0)
     json.dumps(out)
     assert out["count"] == 6 and len(out["margin"]) == 6 and len(out["winner"]) == 6
     shares = sum(s["value"] for s in out["shares"].values())
     assert out["found"] == 0 or shares == pytest.approx(1.0)
-    assert tibo.as_tensor([None, 0.5]).tolist() == [math.inf, 0.5]
+    assert experiment.as_tensor([None, 0.5]).tolist() == [math.inf, 0.5]
 
 
 @pytest.mark.slow
@@ -72,7 +73,7 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     for key in ("accuracy", "chosen", "d", "curves", "shares", "area_difference_vs_noreg",
                 "training", "claims", "paper"):
         assert key in record
-    nets = ["NO REG"] + [tibo.lam_name(lam) for lam in tibo.SMOKE.lams]
+    nets = ["NO REG"] + [experiment.lam_name(lam) for lam in experiment.SMOKE.lams]
     assert set(record["accuracy"]) == set(nets)
     assert record["chosen"] in nets[1:]
     for name in nets:
@@ -90,7 +91,7 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
             assert all(math.isnan(s["value"]) for s in shares.values())
     assert any(record["shares"][name]["pgd"]["count"] for name in record["accuracy"])
     assert len(record["claims"]) == 4
-    assert set(record["training"]) == {"noreg"} | {f"cotrain-lam{lam:g}" for lam in tibo.SMOKE.lams}
+    assert set(record["training"]) == {"noreg"} | {f"cotrain-lam{lam:g}" for lam in experiment.SMOKE.lams}
 
     again = tibo.run(options, "specrob reproduce tibo --smoke")
     second = json.loads((tmp_path / "out" / "tibo.json").read_text())
@@ -103,6 +104,6 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
 
 def test_epoch_spread_and_stability_read_the_last_epochs():
     metrics = [{"test_accuracy": a} for a in (0.5, 0.8, 0.9, 0.85, 0.88)]
-    assert tibo.epoch_spread(metrics, last=3) == (0.85, 0.9)
-    assert "80.0% and 90.0%" in tibo.stability({"noreg": metrics})
-    assert tibo.stability({"noreg": metrics[:1]}) == ""
+    assert page.epoch_spread(metrics, last=3) == (0.85, 0.9)
+    assert "80.0% and 90.0%" in page.stability({"noreg": metrics})
+    assert page.stability({"noreg": metrics[:1]}) == ""

@@ -1,0 +1,186 @@
+"""Lassance et al. (seed 004), "Structural robustness for deep learning architectures", the
+experiment: one small MLP trained three ways on Fashion-MNIST, measured by local Lipschitz
+robustness alpha_lim(r) (Fig. 5) and accuracy under Gaussian noise (Fig. 4), and the dataset
+incompatibility of Lipschitz constraints (Figs. 1 and 3) on Fashion-MNIST and scikit-learn's
+digits; `measure` returns them as a plain results dict.
+
+The paper used CIFAR-10/100 and ImageNet32 with pretrained ResNets; our three nets are
+Vanilla (cross-entropy), PGD (multi-step adversarial training in an l_inf ball) and a
+constraint-trained net under the paper's own Definition 1 (the LocalLipschitz property).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+import specrob
+from specrob.data import Dataset, load_data
+from specrob.estimate.lipschitz import alpha_curve, incompatibility_curve, noise_accuracy
+from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.training.trainer import TrainConfig
+
+# PGD training (Madry et al., the paper's "PGD"): l_inf like the paper's PGD net (its Table 1),
+# eps = 0.1, the usual Fashion-MNIST radius (8/255 is CIFAR's).
+PGD_SPEC = "property P = CR(eps = 0.1, p = inf)"
+# Constraint training under Definition 1 itself: softmax outputs, l_2, slope <= 1 within
+# r = 0.3 of each training point (where the paper sees its PGD net's transition, Fig. 5).
+LIP_ALPHA, LIP_R = 1.0, 0.3
+LIP_SPEC = f"property P = LocalLipschitz(alpha = {LIP_ALPHA:g}, r = {LIP_R:g})"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The knobs of one run (full or smoke)."""
+
+    train: int | None            # training points of Fashion-MNIST
+    test: int | None             # test points (clean and noisy accuracy)
+    epochs: tuple[int, int, int]  # Vanilla, PGD, LocalLipschitz
+    adv_steps: int               # PGD steps of adversarial training
+    constraint_steps: int        # PGD steps of the constraint's worst-point search
+    centres: int                 # training points for alpha_lim (the paper: 100)
+    samples: int                 # Gaussian noise realisations per centre (the paper: 1000)
+    pgd_steps: int               # PGD steps on the ratio (alpha_curve)
+    radii: tuple[float, ...]     # l_2 radii of Fig. 5
+    pair_points: int             # Fashion-MNIST training points for Figs. 1 and 3
+    digits_points: int | None    # digits training points (None: the whole training split)
+    snr_db: tuple[float, ...]    # Fig. 4's x-axis
+    hidden: int = 256
+    batch_size: int = 128
+    lr: float = 1e-3
+    constraint_weight: float = 1.0  # b in a·CE + b·L_C
+
+
+FULL = Budget(train=30000, test=None, epochs=(20, 10, 8), adv_steps=7, constraint_steps=7,
+              centres=100, samples=1000, pgd_steps=20,
+              radii=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0),
+              pair_points=5000, digits_points=None,
+              snr_db=tuple(float(s) for s in np.arange(-10.0, 30.1, 2.5)))
+SMOKE = Budget(train=1000, test=500, epochs=(1, 1, 1), adv_steps=3, constraint_steps=3,
+               centres=20, samples=50, pgd_steps=5, radii=(0.1, 0.5, 2.0),
+               pair_points=500, digits_points=400, snr_db=(-10.0, 0.0, 10.0, 30.0))
+
+NETS = ("vanilla", "pgd", "lipschitz")
+LABELS = {"vanilla": "Vanilla (CE)", "pgd": "PGD (l_inf, eps 0.1)",
+          "lipschitz": "LocalLipschitz constraint"}
+# Figs. 1/3: alpha grid (geometric, plus the values of the tables) and d values (l_inf)
+TABLE_ALPHAS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
+DISTANCES = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, math.inf)
+
+
+def alpha_grid() -> list[float]:
+    """Fig. 1/3's x-axis: 0.5 ... 16 geometrically, with the tables' values included."""
+    grid = np.geomspace(0.5, 16.0, 61).round(4).tolist() + list(TABLE_ALPHAS)
+    return sorted(set(grid))
+
+
+def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> nn.Module:
+    """The small net of all three regimes: an MLP on flat (B, n) inputs, the same initial
+    weights for a given seed (so the regimes differ only in training)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                         nn.ReLU(), nn.Linear(hidden, classes))
+
+
+# --- stages -----------------------------------------------------------------------------------
+def per_centre_quantiles(per_centre: torch.Tensor, qs=(0.5, 0.9)) -> dict[str, list[float]]:
+    """Per radius, quantiles of the per-centre estimates (the typical centre, not the worst)."""
+    q = torch.quantile(per_centre.double(), torch.tensor(qs, dtype=torch.float64), dim=1)
+    return {f"q{round(100 * v)}": row.tolist() for v, row in zip(qs, q)}
+
+
+def train_nets(run: Run, data: Dataset, budget: Budget) -> dict[str, nn.Module]:
+    """Vanilla, PGD-trained and LocalLipschitz-trained copies of the same MLP."""
+    pgd_prop, lip_prop = specrob.loads(PGD_SPEC)["P"], specrob.loads(LIP_SPEC)["P"]
+    seed = run.options.seed
+    common = {"batch_size": budget.batch_size, "lr": budget.lr, "seed": seed,
+              "eval_points": 256, "eval_steps": 10}
+    configs = {
+        "vanilla": (pgd_prop, TrainConfig(regime="baseline", epochs=budget.epochs[0], **common)),
+        "pgd": (pgd_prop, TrainConfig(regime="adversarial", adv_steps=budget.adv_steps,
+                                      epochs=budget.epochs[1], **common)),
+        "lipschitz": (lip_prop, TrainConfig(regime="constraint", steps=budget.constraint_steps,
+                                            b=budget.constraint_weight, epochs=budget.epochs[2],
+                                            **common)),
+    }
+    return {name: run.train(name, build_net(data.input_dim, data.classes, hidden=budget.hidden,
+                                            seed=seed), prop, data, config)
+            for name, (prop, config) in configs.items()}
+
+
+def incompatibility(x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Figs. 1/3 for one dataset: l_inf distances, one-hot outputs, alpha grid x d values."""
+    inc = incompatibility_curve(x, y, DISTANCES, alpha=alpha_grid(), p=math.inf)
+    # plain JSON (d = inf written as "inf"): fraction[alpha][d] and the pair counts behind it
+    return {"p": "inf", "q": "inf", "points": int(x.shape[0]), "pairs": inc.pairs,
+            "all_pairs": inc.all_pairs, "alphas": list(inc.alphas),
+            "distances": [_d_name(d) for d in inc.distances],
+            "incompatible": [list(row) for row in inc.incompatible],
+            "fraction": [[f.value for f in row] for row in inc.fraction]}
+
+
+def alpha_lim(model: nn.Module, centres: torch.Tensor, budget: Budget, seed: int) -> dict:
+    """Fig. 5 for one net: lower bounds of alpha_lim(r) (Gaussian noise + PGD on the ratio)."""
+    gen = torch.Generator().manual_seed(seed)
+    curve = alpha_curve(model, centres, budget.radii, samples=budget.samples,
+                        steps=budget.pgd_steps, generator=gen)
+    # per radius, the fraction of centres whose own estimate exceeds the constraint's alpha = 1
+    above = (curve.per_centre > LIP_ALPHA).double().mean(1).tolist()
+    return {**curve.as_dict(), **per_centre_quantiles(curve.per_centre),
+            "centres": int(centres.shape[0]), "above_lip_alpha": above}
+
+
+def noisy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: Budget, seed: int) -> dict:
+    """Fig. 4 for one net: test accuracy under additive Gaussian noise per SNR (dB)."""
+    gen = torch.Generator().manual_seed(seed)
+    return noise_accuracy(model, x, y, budget.snr_db, generator=gen).as_dict()
+
+
+# --- the experiment ----------------------------------------------------------------------------
+PAGE_ONLY = ("dataset",)  # results the page states, not the JSON
+
+
+def measure(run: Run, budget: Budget) -> dict:
+    """The incompatibility of Figs. 1/3, the three nets (trained or reloaded), their accuracy,
+    alpha_lim(r) and noisy accuracy; every stage is cached in <work>."""
+    options = run.options
+    data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
+    run.settings(budget=asdict(budget))
+    results = {"data": {"name": data.name, "train": len(data.y_train), "test": len(data.y_test)}}
+
+    results["incompatibility"] = incompatibility_stages(run, data, budget)
+    nets = train_nets(run, data, budget)
+    centres, _ = tensors(data, "train", budget.centres)
+    x_test, y_test = tensors(data, "test")
+    x_train, y_train = tensors(data, "train")
+    results["accuracy"] = {n: {"train": accuracy(m, x_train, y_train),
+                               "test": accuracy(m, x_test, y_test)} for n, m in nets.items()}
+    results["alpha_lim"] = {n: run.stage(f"alpha-{n}", lambda m=m: alpha_lim(m, centres, budget,
+                                                                             options.seed))
+                            for n, m in nets.items()}
+    results["noise"] = {n: run.stage(f"noise-{n}", lambda m=m: noisy(m, x_test, y_test, budget,
+                                                                      options.seed))
+                        for n, m in nets.items()}
+    results["dataset"] = describe_data(data)
+    return results
+
+
+def incompatibility_stages(run: Run, data: Dataset, budget: Budget) -> dict[str, dict]:
+    """Figs. 1/3 on the run's dataset (the first `pair_points` training points) and digits."""
+    out = {}
+    x, y = tensors(data, "train", budget.pair_points)
+    out[data.name] = run.stage(f"incompat-{data.name}", lambda: incompatibility(x, y))
+    if data.name != "digits":
+        digits = load_data("digits")
+        xd, yd = tensors(digits, "train", budget.digits_points)
+        out["digits"] = run.stage("incompat-digits", lambda: incompatibility(xd, yd))
+    return out
+
+
+def _d_name(d: float) -> str:
+    """A distance as JSON: inf as "inf"."""
+    return "inf" if math.isinf(d) else f"{d:g}"
+

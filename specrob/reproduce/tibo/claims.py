@@ -1,0 +1,58 @@
+"""Tibo, Jaeger and Larsen (seeds 000/001), the paper's side: its reference, its F-MNIST
+numbers (Tables 1 and 3 of seed 001, Tables 1 and 2 of seed 000) and its claims of §3.3,
+each checked against the experiment's results.
+"""
+from __future__ import annotations
+
+from specrob.reproduce.common import Run, pct, pct_ci
+from specrob.reproduce.tibo.experiment import Budget, accuracies
+
+PAPER_REF = ("Tibo, Jaeger, Larsen et al., *A general framework for defining and optimizing "
+             "robustness* (seed 001, §3.3 and Appendix A.2; seed 000 is an earlier version "
+             "with slightly different numbers, §6 and its Table 2).")
+
+# The paper's F-MNIST numbers (percent): Table 1 and Table 3 (seed 001), Table 1 and Table 2
+# (seed 000). HEIN is the cross-Lipschitz regulariser of Hein and Andriushchenko.
+PAPER_ACCURACY = {"001": {"NO REG": 93.47, "HEIN": 92.80, "OURS": 93.57},
+                  "000": {"NO REG": 93.72, "HEIN": 93.30, "OURS": 93.29}}
+PAPER_SHARES = {"001": {"NO REG": {"bg": 93.17, "fgsm": 6.18, "pgd": 0.65},
+                        "HEIN": {"bg": 92.46, "fgsm": 7.03, "pgd": 0.51},
+                        "OURS": {"bg": 82.43, "fgsm": 6.28, "pgd": 11.29}},
+                "000": {"NO REG": {"bg": 94.09, "fgsm": 3.05, "pgd": 2.86},
+                        "HEIN": {"bg": 93.54, "fgsm": 3.60, "pgd": 2.86},
+                        "OURS": {"bg": 89.22, "fgsm": 2.91, "pgd": 7.87}}}
+PAPER_KEY = {"deepfool": "bg", "fgsm": "fgsm", "pgd": "pgd"}  # our attack -> the paper's column
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Whether two estimates' 95% intervals overlap."""
+    return a["low"] <= b["high"] and b["low"] <= a["high"]
+
+
+def check(run: Run, results: dict, budget: Budget) -> None:
+    """Record the paper's numbers (the JSON's "paper") and its claims, with the numbers that
+    decide them."""
+    run.results["paper"] = {"accuracy": PAPER_ACCURACY, "shares": PAPER_SHARES}
+    acc, chosen, shares = accuracies(results), results["chosen"], results["shares"]
+    curves, diff = results["curves"], results["area_difference_vs_noreg"]
+    gap = acc[chosen] - acc["NO REG"]
+    run.claim("Co-training keeps the accuracy almost unchanged (here: within 1 percentage "
+              "point of NO REG)", abs(gap) <= 0.01,
+              f"{pct(acc[chosen], 2)}% vs {pct(acc['NO REG'], 2)}% ({100 * gap:+.2f} pp)")
+    a, b, dd = curves[chosen]["area"], curves["NO REG"]["area"], diff[chosen]
+    run.claim("Co-training learns a more robust model: a larger area R under the margin curve "
+              "than NO REG (here: the paired 95% interval of the difference above 0)",
+              dd["low"] > 0,
+              f"R = {a['value']:.3f} vs {b['value']:.3f}, difference {dd['value']:+.3f} "
+              f"[{dd['low']:+.3f}, {dd['high']:+.3f}]")
+    bg = {k: shares[k]["deepfool"]["value"] for k in ("NO REG", chosen)}
+    run.claim("The BG-type attack (DeepFool here) produces most of the closest adversarial "
+              "examples, for both networks", min(bg.values()) > 0.5,
+              f"DeepFool shares {pct(bg['NO REG'])}% (NO REG), {pct(bg[chosen])}% (OURS)")
+    pgd = {k: shares[k]["pgd"] for k in ("NO REG", chosen)}
+    rise = pgd[chosen]["value"] > pgd["NO REG"]["value"]
+    run.claim("For the co-trained network PGD's share of closest examples rises compared with "
+              "NO REG (Table 3)", rise,
+              f"PGD share {pct_ci(pgd['NO REG'])}% (NO REG) → {pct_ci(pgd[chosen])}% (OURS)"
+              + ("; the intervals overlap: within noise" if rise and overlap(*pgd.values())
+                 else ""))
