@@ -206,6 +206,11 @@ def describe(spec: Spec) -> dict:
     return out
 
 
+from specrob.lang import ir as _ir  # noqa: E402 - spec.loss is constraint_loss
+
+_ir.LOSS_FACTORY[0] = constraint_loss
+
+
 # --- models and data that fit ---------------------------------------------------------------
 
 def check_class_indices(spec: Spec, classes: int) -> None:

@@ -383,3 +383,17 @@ class Spec:
     @property
     def names(self) -> list[str]:
         return [d.name for d in (*self.properties, *self.scores)]
+
+    def loss(self, model, **options):
+        """`specrob.constraint_loss(spec, model, **options)`: a callable `(x, y) -> constraint
+        loss` of one property (default: the first), for a training loop of your own. The
+        language knows no back end: the function is the one `specrob.api` registers in
+        LOSS_FACTORY when specrob is imported."""
+        if LOSS_FACTORY[0] is None:
+            raise RuntimeError("import specrob (its API provides the constraint loss)")
+        return LOSS_FACTORY[0](self, model, **options)
+
+
+# set by specrob.api at import: (spec, model, **options) -> constraint loss (dependency
+# inversion: the language offers spec.loss without importing the torch back end)
+LOSS_FACTORY: list = [None]

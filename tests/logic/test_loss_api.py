@@ -50,3 +50,18 @@ def test_image_batches_and_per_sample_losses(spec):
     assert torch.allclose(mean, per_sample.mean())
     mean.backward()
     assert net[1].weight.grad is not None
+
+
+def test_spec_loss_is_the_constraint_loss_of_the_api():
+    """`spec.loss(model, ...)` (the README of earlier versions, shared case
+    newcomer/api_silent_kwargs_probe.py) is `specrob.constraint_loss(spec, model, ...)`:
+    the same value on the same batch, and the same refusals."""
+    torch.manual_seed(0)
+    net = model()
+    spec = specrob.load(REPO / "specs" / "cr.rspec", eps=0.1)
+    x, y = torch.rand(5, 64), torch.tensor([0, 1, 2, 3, 4])
+    a = spec.loss(net, steps=3, random_start=False)(x, y)
+    b = specrob.constraint_loss(spec, net, steps=3, random_start=False)(x, y)
+    assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="stpes"):
+        spec.loss(net, stpes=5)
