@@ -199,9 +199,12 @@ def train(
                                         help="How the constraint's worst point is found: "
                                              "pgd | sample | fgsm")] = TrainConfig.search,
     steps: Annotated[int, typer.Option(min=0, help="PGD steps.")] = TrainConfig.steps,
-    restarts: Annotated[int, typer.Option(min=1, help="PGD random restarts (worst case kept).")] = TrainConfig.restarts,
-    samples: Annotated[int, typer.Option(min=1, help="Samples per point for --search sample.")] = TrainConfig.samples,
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs in all (a resumed run continues).")] = TrainConfig.epochs,
+    restarts: Annotated[int, typer.Option(
+        min=1, help="PGD random restarts (worst case kept).")] = TrainConfig.restarts,
+    samples: Annotated[int, typer.Option(
+        min=1, help="Samples per point for --search sample.")] = TrainConfig.samples,
+    epochs: Annotated[int, typer.Option(
+        min=1, help="Epochs in all (a resumed run continues).")] = TrainConfig.epochs,
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = TrainConfig.lr,
     a: Annotated[float, typer.Option(
@@ -209,10 +212,12 @@ def train(
     b: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
         help="constraint regime: weight of the constraint loss.")] = TrainConfig.b,
-    adv_steps: Annotated[int, typer.Option(min=1, help="adversarial regime: 1 = single steepest-"
-                                                "ascent step (Shaham et al.), >1 = PGD.")] = TrainConfig.adv_steps,
-    augment: Annotated[str, typer.Option(callback=_choice("uniform", "fgsm"),
-                                         help="augmentation regime: uniform | fgsm.")] = TrainConfig.augment,
+    adv_steps: Annotated[int, typer.Option(
+        min=1, help="adversarial regime: 1 = single steepest-ascent step (Shaham et al.), "
+                    ">1 = PGD.")] = TrainConfig.adv_steps,
+    augment: Annotated[str, typer.Option(
+        callback=_choice("uniform", "fgsm"),
+        help="augmentation regime: uniform | fgsm.")] = TrainConfig.augment,
     lam: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
         help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = TrainConfig.lam,
