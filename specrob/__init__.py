@@ -7,16 +7,20 @@ The public API (`specrob.api`, re-exported here): `load`, `train`, `evaluate`, `
 from __future__ import annotations
 
 from specrob.api import (EvalResult, ExportResult, InstancesResult, TrainResult, UsageError,
-                         VerifyResult, constraint_loss, evaluate, export, load, reproduce,
-                         train, verify, verify_instances)
-from specrob.errors import SpecrobError
+                         VerifyResult, backends, constraint_loss, describe, evaluate, export,
+                         load, reproduce, train, verify, verify_instances)
+from specrob.errors import OptionError, SpecrobError
+from specrob.estimate.config import EvalConfig
+from specrob.training.config import TrainConfig
+from specrob.verification.config import VerifyConfig
 from specrob.lang.errors import SpecError
 from specrob.lang.ir import Property, Score, Spec
 
 __version__ = "0.1.0"
 __all__ = ["load", "loads", "train", "evaluate", "verify", "verify_instances", "export",
-           "reproduce", "constraint_loss", "Spec", "Property", "Score", "SpecError",
-           "SpecrobError", "UsageError", "TrainResult", "EvalResult", "VerifyResult",
+           "reproduce", "constraint_loss", "describe", "backends", "TrainConfig", "EvalConfig",
+           "VerifyConfig", "Spec", "Property", "Score", "SpecError", "SpecrobError",
+           "UsageError", "OptionError", "TrainResult", "EvalResult", "VerifyResult",
            "InstancesResult", "ExportResult", "__version__"]
 
 

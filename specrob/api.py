@@ -163,13 +163,24 @@ def constraint_loss(spec: Spec, model, *, property: str | None = None, logic: st
     property's in the chosen logic (Fischer et al. 2019, DL2; Casadio et al. 2022 for the
     others). Raises ValueError naming the closest valid option or name.
     """
+    from torch import nn
+
+    from specrob.errors import OptionError
     from specrob.logic.compiled import ConstraintLoss  # torch only when asked for
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"constraint_loss() needs a torch.nn.Module, got "
+                         f"{type(model).__name__}")
     if not spec.properties:
-        raise ValueError(f"{spec.path} declares no property")
+        raise UsageError(f"{spec.path} declares no property")
     prop = spec.properties[0] if property is None else spec[property]
     if not isinstance(prop, Property):
-        raise ValueError(f"'{property}' is a score, not a property")
-    return ConstraintLoss(prop, model, logic, search, strict=True, **options)
+        raise UsageError(f"'{property}' is a score, not a property")
+    try:
+        return ConstraintLoss(prop, model, logic, search, strict=True, **options)
+    except OptionError:
+        raise
+    except (ValueError, TypeError) as error:  # an unknown logic, search or option
+        raise OptionError(str(error)) from None
 
 
 # --- what each back end supports -----------------------------------------------------------
@@ -226,8 +237,12 @@ def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> Non
     for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
         if len(x) == 0:
             continue
-        with torch.no_grad():
-            out = net(torch.tensor(x))
+        try:
+            with torch.no_grad():
+                out = net(torch.tensor(x))
+        except Exception as exc:  # the user's network fails on the data
+            raise UsageError(f"{model}: the network fails on the {split} points of --data "
+                             f"{data}: {type(exc).__name__}: {exc}") from None
         bad = (~torch.isfinite(out)).reshape(len(x), -1).any(-1)
         if bool(bad.any()):
             first = int(bad.nonzero()[0, 0])
@@ -268,6 +283,16 @@ def _runs_exported(path: Path) -> None:
                          f"train again)") from None
 
 
+def _config(config, kind: type, what: str):
+    """`config`, or the defaults; a config of another kind is refused."""
+    if config is None:
+        return kind()
+    if not isinstance(config, kind):
+        raise UsageError(f"{what}() takes config={kind.__name__}(...) (from "
+                         f"{kind.__module__}), got {type(config).__name__}")
+    return config
+
+
 # --- train ----------------------------------------------------------------------------------
 
 def train(model: str | Path, spec: str | Path | Spec, *, config=None,
@@ -280,7 +305,7 @@ def train(model: str | Path, spec: str | Path | Spec, *, config=None,
         model: a .py file whose build() returns a torch.nn.Module (flattened inputs or the
             data's shape -> logits).
         spec: the .rspec file (or a loaded Spec); `set`: NAME=VALUE overrides.
-        config: a `specrob.training.trainer.TrainConfig` (regime, logic, search, epochs, lr,
+        config: a `specrob.TrainConfig` (regime, logic, search, epochs, lr,
             a, b, ...); default TrainConfig().
         data: digits | fashion-mnist[:DIR] | idx:DIR | PATH.npz.
         out: the run folder: checkpoint.pt and metrics.json after every epoch, model.onnx
@@ -299,7 +324,7 @@ def train(model: str | Path, spec: str | Path | Spec, *, config=None,
     from specrob.training.trainer import TrainConfig, Trainer
 
     log = log or (lambda message: None)
-    config = config or TrainConfig()
+    config = _config(config, TrainConfig, "train")
     model, out = Path(model), Path(out)
     checked = _spec(spec, set)
     prop_ir = pick_property(checked, property)
@@ -349,7 +374,7 @@ def evaluate(model: str | Path, spec: str | Path | Spec, *, config=None,
     from specrob.models import load_model, model_identity
     from specrob.report import plot_results
 
-    config = config or EvalConfig()
+    config = _config(config, EvalConfig, "evaluate")
     model, out = Path(model), Path(out)
     checked = _spec(spec, set)
     if only is not None:
@@ -426,7 +451,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     from specrob.report import plot_counterexamples
     from specrob.verification.pipeline import Verifier, VerifyConfig
 
-    config = config or VerifyConfig()
+    config = _config(config, VerifyConfig, "verify")
     _device_available(config.device)
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,

@@ -401,6 +401,16 @@ def verify(
     Example:  specrob verify runs/digits-cr/model.onnx specs/cr.rspec --set eps=0.01 --points 100
     """
     if instances is not None or (spec is not None and _is_vnnlib(spec)):
+        ignored = [name for name, given in (
+            ("--set", bool(set_)), ("--points", points is not None),
+            ("--property", prop is not None), ("--data", data != "digits"),
+            ("--backend", backend != VerifyConfig.backend),
+            ("--bounds", bounds != VerifyConfig.bounds),
+            ("--workers", workers != VerifyConfig.workers)) if given]
+        if ignored:
+            _user_error(f"{', '.join(ignored)}: VNN-LIB instances state their own input box and "
+                        f"output constraints and run every stage; these options apply to "
+                        f".rspec properties only")
         _verify_vnnlib(model, spec, instances, timeout, semantics or "real", seed, out, fresh,
                        quiet, device)
         return

@@ -11,6 +11,7 @@ class SpecrobError(Exception):
     """A user-facing error: the message says what is wrong, where, and the way out."""
 
 
-class OptionError(SpecrobError):
-    """An option value out of its range (an option dataclass refusing it when built); the
-    message names the option and the range."""
+class OptionError(SpecrobError, ValueError, TypeError):
+    """An option value out of its range, or an option that does not exist (an option
+    dataclass refusing it when built, an unknown keyword of the API); the message names the
+    option and what is accepted. Also a ValueError / TypeError, as Python reports those."""

@@ -93,3 +93,44 @@ def test_branch_and_bound_on_a_device_that_exists_or_a_clear_refusal(tmp_path):
     gpu = specrob.verify(model, SPEC, out=tmp_path / "gpu", **kwargs,
                          config=VerifyConfig(points=4, timeout=5, backend="bab", device="cuda"))
     assert [r["verdict"] for r in gpu.rows] == [r["verdict"] for r in cpu.rows]
+
+
+def test_wrong_api_arguments_are_specrob_errors(tmp_path):
+    """What a notebook user gets wrong is a SpecrobError naming the argument (found by a
+    new-user pass): a config of another kind, a non-integer count, an unknown logic, a
+    negative step count, a model that is not a module."""
+    from specrob.errors import OptionError
+    spec = specrob.load(SPEC)
+    with pytest.raises(specrob.UsageError, match="TrainConfig"):
+        specrob.train(REPO / "examples" / "digits_mlp.py", spec, config=VerifyConfig(),
+                      out=tmp_path / "t")
+    for bad in (lambda: TrainConfig(epochs=2.5), lambda: VerifyConfig(timeout="abc"),
+                lambda: EvalConfig(samples=0)):
+        with pytest.raises(OptionError):
+            bad()
+    import torch
+    net = torch.nn.Linear(64, 10)
+    with pytest.raises(OptionError, match="dl3"):
+        specrob.constraint_loss(spec, net, logic="dl3")
+    with pytest.raises(OptionError, match="steps"):
+        specrob.constraint_loss(spec, net, steps=-1)
+    with pytest.raises(specrob.UsageError, match="torch.nn.Module"):
+        specrob.constraint_loss(spec, None)
+
+
+def test_a_model_that_raises_during_training_is_named_with_its_line(tmp_path):
+    model = tmp_path / "later.py"
+    model.write_text("import torch.nn as nn\n"
+                     "class M(nn.Module):\n"
+                     "    def __init__(self):\n"
+                     "        super().__init__(); self.l = nn.Linear(64, 10); self.n = 0\n"
+                     "    def forward(self, x):\n"
+                     "        self.n += 1\n"
+                     "        if self.n > 8:\n"
+                     "            raise RuntimeError('boom')\n"
+                     "        return self.l(x)\n"
+                     "def build():\n"
+                     "    return M()\n")
+    with pytest.raises(specrob.SpecrobError, match="RuntimeError: boom"):
+        specrob.train(model, SPEC, config=TrainConfig(epochs=1, steps=1), progress=False,
+                      out=tmp_path / "t")

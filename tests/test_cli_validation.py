@@ -72,3 +72,23 @@ def test_a_model_whose_outputs_are_not_finite_is_refused(tmp_path):
     for command in ("verify", "eval"):
         out = invoke(command, path, CR, "--points", "3", "--quiet", "--out", tmp_path / command)
         assert "not finite" in out
+
+
+def test_rspec_options_are_refused_for_vnnlib_and_binary_files_are_named(tmp_path):
+    """Options that only mean something for .rspec properties are refused for a VNN-LIB
+    instance (not silently ignored), and a VNN-LIB or ONNX file given where a spec goes is
+    named as what it is."""
+    from typer.testing import CliRunner
+
+    from specrob.cli import app
+    from tests.conftest import SHARED
+    bench = SHARED / "benchmarks" / "vnncomp2021-mnistfc"
+    net, prop = bench / "mnist-net_256x2.onnx", bench / "prop_7_0.03.vnnlib.gz"
+    runner = CliRunner()
+    result = runner.invoke(app, ["verify", str(net), str(prop), "--set", "eps=0.1",
+                                 "--points", "3", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2 and "--set, --points" in result.output
+    result = runner.invoke(app, ["check", str(prop)])
+    assert result.exit_code == 2 and "is a VNN-LIB property" in result.output
+    result = runner.invoke(app, ["verify", str(REPO / "specs" / "cr.rspec"), str(net)])
+    assert result.exit_code == 2 and "is an ONNX model, not an .rspec spec" in result.output

@@ -1,7 +1,7 @@
 """The package's layers hold: every `import specrob.X` in specrob's source (at module level or
 inside a function; not under `if TYPE_CHECKING:`) goes from a package to one it may use.
 
-    errors, numerics, resources          the base: no other specrob module
+    errors, numerics, resources, options the base: no other specrob module
     lang                                 the language: text -> checked IR, torch-free
     network, data, stats                 networks (ONNX, model files), datasets, estimates
     runfolder, models                    run identity and resume; loading a model
@@ -19,11 +19,12 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-BASE = {"errors", "numerics", "resources"}
+BASE = {"errors", "numerics", "resources", "options"}
 ALLOWED = {
     "errors": set(),
     "numerics": set(),
     "resources": set(),
+    "options": set(),
     "lang": BASE,
     "network": BASE,
     "data": BASE,
@@ -45,7 +46,7 @@ ALLOWED |= {
     # of `check`, the option dataclasses whose fields are its defaults, and the printers
     "cli": BASE | {"api", "lang", "report", "training", "estimate", "verification",
                    "__version__"},
-    "__init__": BASE | {"api", "lang"},
+    "__init__": BASE | {"api", "lang", "training", "estimate", "verification"},
     "__main__": {"cli"},
 }
 BACK_ENDS = {"training", "estimate", "verification"}

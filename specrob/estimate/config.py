@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 
 from specrob.errors import OptionError
+from specrob.options import number as _number, whole as _whole
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,13 @@ class EvalConfig:
             if not ok:
                 raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
         if self.eps is not None:
-            need(all(math.isfinite(e) and e >= 0 for e in self.eps), "eps",
+            need(all(_number(e) and e >= 0 for e in self.eps), "eps",
                  "radii >= 0 (finite numbers)")
-        need(self.points is None or self.points >= 1, "points", "a whole number >= 1")
+        need(self.points is None or _whole(self.points, 1), "points", "a whole number >= 1")
         for name in ("samples", "restarts"):
-            need(getattr(self, name) >= 1, name, "a whole number >= 1")
-        need(self.steps >= 0, "steps", "a whole number >= 0")
-        need(self.grid >= 2, "grid", "a whole number >= 2")
+            need(_whole(getattr(self, name), 1), name, "a whole number >= 1")
+        need(_whole(self.steps, 0), "steps", "a whole number >= 0")
+        need(_whole(self.grid, 2), "grid", "a whole number >= 2")
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)

@@ -54,6 +54,11 @@ def read_source(path: str | Path) -> Source:
             data = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read '{shown}': {exc.strerror}", path=shown) from None
+    kind = _binary_kind(shown, data)
+    if kind is not None:
+        raise SpecError(f"'{shown}' is {kind}, not an .rspec spec", path=shown,
+                        hint="specrob check / train / eval take a .rspec file; a model goes "
+                             "first: specrob verify MODEL.onnx SPEC.rspec (or a .vnnlib file)")
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(f"'{shown}' is larger than {MAX_SPEC_BYTES >> 20} MiB: not a spec file",
                         path=shown, hint="give a .rspec text file")
@@ -352,3 +357,17 @@ def overrides_from_cli(texts: list[str]) -> list[Override]:
 
 def overrides_from_api(values: dict) -> list[Override]:
     return [override_from_api(k, v) for k, v in values.items()]
+
+
+def _binary_kind(name: str, data: bytes) -> str | None:
+    """What a file that is plainly not a spec is (by its name and first bytes), or None."""
+    lower = name.lower()
+    if lower.endswith((".vnnlib", ".vnnlib.gz")):
+        return "a VNN-LIB property (read by specrob verify MODEL.onnx FILE)"
+    if data[:2] == b"\x1f\x8b":
+        return "a gzip-compressed file"
+    if lower.endswith(".onnx"):
+        return "an ONNX model"
+    if lower.endswith((".npz", ".pt", ".pth")) or data[:4] == b"PK\x03\x04":
+        return "a binary data or checkpoint file"
+    return None

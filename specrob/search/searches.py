@@ -48,6 +48,17 @@ class PGD(Search):
     random_start: bool = True
     l1_coordinates: int = 1
 
+    def __post_init__(self) -> None:
+        from specrob.errors import OptionError
+        for name, least in (("steps", 0), ("restarts", 1), ("l1_coordinates", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise OptionError(f"PGD {name} = {value!r}: expected a whole number >= {least}")
+        if self.step_size is not None and not (isinstance(self.step_size, (int, float))
+                                               and math.isfinite(self.step_size)
+                                               and self.step_size > 0):
+            raise OptionError(f"PGD step_size = {self.step_size!r}: expected a number > 0")
+
     def maximise(self, objective, x0, region, generator=None):
         batch = x0.shape[0]
         starts = x0.detach().repeat(self.restarts, 1)

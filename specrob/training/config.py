@@ -3,10 +3,10 @@
 an API caller gets the CLI's checks too."""
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 from specrob.errors import OptionError
+from specrob.options import number as _number, whole as _whole
 
 SEARCHES = ("pgd", "sample", "fgsm")
 AUGMENTS = ("uniform", "fgsm")
@@ -53,14 +53,17 @@ class TrainConfig:
             if not ok:
                 raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
         for name in ("steps", "eval_steps"):
-            need(int(getattr(self, name)) >= 0, name, "a whole number >= 0")
+            need(_whole(getattr(self, name), 0), name, "a whole number >= 0")
         for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
-                     "eval_points"):
-            need(int(getattr(self, name)) >= 1, name, "a whole number >= 1")
-        need(math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+                     "eval_points", "seed"):
+            need(_whole(getattr(self, name), 1 if name != "seed" else -2**63), name,
+                 "a whole number >= 1" if name != "seed" else "a whole number")
+        need(_number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
         for name in ("a", "b", "lam", "xi"):
-            need(math.isfinite(getattr(self, name)) and getattr(self, name) >= 0, name,
+            need(_number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a finite number >= 0")
+        for name in ("regime", "logic", "device"):
+            need(isinstance(getattr(self, name), str), name, "a name")
         need(self.search in SEARCHES, "search", " | ".join(SEARCHES))
         need(self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 from specrob.errors import OptionError
+from specrob.options import number, whole
 
 BACKENDS = ("auto", "bounds", "bab", "marabou")
 
@@ -55,11 +55,13 @@ class VerifyConfig:
              f"bab_bounds {self.bab_bounds}: choose crown or alpha-crown"),
             (self.semantics in SEMANTICS, f"--semantics {self.semantics}: choose float32 or real"),
             (self.attack in ("margin", "pgd"), f"attack {self.attack}: choose margin or pgd"),
-            (math.isfinite(self.timeout) and 0 < self.timeout <= 1e6,
-             f"--timeout {self.timeout:g}: give seconds per centre, a number in (0, 1e6]"),
-            (self.workers >= 1, f"--workers {self.workers}: give a whole number >= 1"),
-            (device_ok(self.device), f"--device {self.device}: choose cpu, cuda or cuda:N"),
-            (self.points is None or self.points >= 1,
+            (number(self.timeout) and 0 < self.timeout <= 1e6,
+             f"--timeout {self.timeout:g}: give seconds per centre, a number in (0, 1e6]"
+             if isinstance(self.timeout, (int, float)) else
+             f"--timeout {self.timeout!r}: give seconds per centre, a number in (0, 1e6]"),
+            (whole(self.workers, 1), f"--workers {self.workers}: give a whole number >= 1"),
+            (isinstance(self.device, str) and device_ok(self.device), f"--device {self.device}: choose cpu, cuda or cuda:N"),
+            (self.points is None or whole(self.points, 1),
              f"--points {self.points}: give a whole number >= 1"),
         ]
         for ok, message in checks:

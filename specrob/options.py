@@ -1,0 +1,16 @@
+"""Checks shared by the option dataclasses (`training.config`, `estimate.config`,
+`verification.config`): torch-free, so `specrob --help` stays fast."""
+from __future__ import annotations
+
+import math
+
+
+def whole(value, least: int) -> bool:
+    """An int (not a bool) >= least."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def number(value) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
