@@ -11,10 +11,11 @@ where x* maximises J = L(CR) - L(not CR) in DL2 by PGD: one random start, 10 sig
 2.5 * eps / 10, projection onto the eps-box intersected with [0, 1], best point per sample.
 
   (a) specrob:      regimes.Constraint().loss(model, x, y, Context(CompiledProperty(CR, 784,
-                    "dl2"), options)), then zero_grad / backward / step as Trainer does;
+                    "dl2"), TrainConfig(...))), then zero_grad / backward / step as Trainer does;
   (b) hand-written: the same PGD loop and loss in plain torch, with
-                    J = sum_{j!=y} relu(f_j - f_y) - prod_{j!=y} relu(f_y - f_j)
-                    (DL2's xi tie terms left out: ties have measure zero) and
+                    J = sum_{j!=y} relu(f_j - f_y) - min_{j!=y} relu(f_y - f_j)
+                    (DL2 with `or` as the minimum, the objective specrob's searches use;
+                    DL2's xi tie terms left out: ties have measure zero) and
                     L_CR = sum_{j!=y} relu(f_j - f_y).
 
 Before timing, both run once from the same weights and the same torch seed; their x*, constraint
@@ -96,13 +97,15 @@ def main() -> None:
 # --- (b): the step written by hand ----------------------------------------------------------
 
 def hand_objective(model, y, is_y):
-    """DL2's L(CR) - L(not CR) per sample: the violation sum minus the satisfaction product."""
+    """The search objective L(CR) - L(not CR) per sample, in DL2 with `or` as the minimum (as
+    specrob's searches steer by it: the same zero set as DL2's product, a usable gradient): the
+    violation sum minus the smallest satisfaction term."""
     import torch
 
     def J(x):
         f = model(x)
         d = f - f.gather(1, y[:, None])  # f_j - f_y; 0 at j = y
-        return torch.relu(d).sum(1) - torch.relu(-d).masked_fill(is_y, 1.0).prod(1)
+        return torch.relu(d).sum(1) - torch.relu(-d).masked_fill(is_y, math.inf).amin(1)
     return J
 
 
@@ -157,6 +160,7 @@ def bench_step(args, fashion) -> None:
     from specrob.logic.compiled import CompiledProperty
     from specrob.search.searches import PGD
     from specrob.network.model_file import build_model
+    from specrob.training.config import TrainConfig
     from specrob.training.regimes import Constraint, Context
 
     n, m = 784, 10
@@ -171,7 +175,7 @@ def bench_step(args, fashion) -> None:
         source = "random inputs in [0, 1] and random labels"
     prop = specrob.load(CR_SPEC, eps=args.eps)["CR"]
     compiled = CompiledProperty(prop, n, "dl2")
-    options = {"a": A, "b": B, "search": "pgd", "steps": args.steps, "restarts": 1}
+    options = TrainConfig(a=A, b=B, search="pgd", steps=args.steps, restarts=1)
     ctx = Context(compiled, options)
     regime = Constraint()
     torch.manual_seed(3)
@@ -254,15 +258,17 @@ def bench_step(args, fashion) -> None:
         for r in range(args.repeat):
             pair = ((fa, ma, oa, ta), (fb, mb, ob, tb))
             for fn, model, opt, times in (pair if r % 2 == 0 else pair[::-1]):
-                t = time.perf_counter()
+                t = time.process_time()  # CPU time: the machine is shared
                 fn(model, opt)
-                times.append(time.perf_counter() - t)
-        rows.append((label, 1000 * statistics.median(ta), 1000 * statistics.median(tb)))
-    print(f"  {'median over ' + str(args.repeat):<22}{'specrob':>10}{'hand':>10}{'ratio':>8}")
-    for label, a, b in rows:
-        print(f"  {label:<22}{a:>8.2f}ms{b:>8.2f}ms{a / b:>7.3f}x")
+                times.append(time.process_time() - t)
+        rows.append((label, 1000 * statistics.median(ta), 1000 * statistics.median(tb),
+                     min(ta) / min(tb)))
+    print(f"  {'CPU time, median of ' + str(args.repeat):<26}{'specrob':>10}{'hand':>10}"
+          f"{'median ratio':>14}{'min ratio':>11}")
+    for label, a, b, lo in rows:
+        print(f"  {label:<26}{a:>8.2f}ms{b:>8.2f}ms{a / b:>13.3f}x{lo:>10.3f}x")
     ratio = rows[0][1] / rows[0][2]
-    print(f"  specrob / hand-written per step: {ratio:.3f} "
+    print(f"  specrob / hand-written per step: median {ratio:.3f}, min {rows[0][3]:.3f} "
           f"({'meets' if ratio <= 1.10 else 'MISSES'} the 1.10 aim)")
 
     if args.profile:

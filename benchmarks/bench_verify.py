@@ -147,14 +147,17 @@ def _direct_build(core, w1, b1, w2, b2, low, high, x0, y, eps):
 def _specrob_job(net, query, timeout):
     """specrob's own job for a query (its private encoding steps, as solve_query runs them);
     None when the negated body is constant."""
-    from specrob.verification import marabou as mb
-    enc = mb._Encoding()
-    x = mb._encode_region(enc, query.region)
-    z = mb._encode_network(enc, net, x)
-    body = mb._Body(enc, z, x, 0.0)
-    if mb._encode_body(body, query.body, 256) is not None:
+    from specrob.verification.marabou.body import Body, encode_body, encode_region
+    from specrob.verification.marabou.encoding import Encoding
+    from specrob.verification.marabou.layers import encode_network
+    from specrob.verification.marabou.solver import _job
+    enc = Encoding()
+    x = encode_region(enc, query.region)
+    z = encode_network(enc, net, x)
+    body = Body(enc, z, x, 0.0)
+    if encode_body(body, query.body, 256) is not None:
         return None
-    return mb._job(enc, x, z, timeout, 0)
+    return _job(enc, x, z, timeout, 0)
 
 
 def _helper(conn) -> None:
@@ -182,12 +185,13 @@ def _helper(conn) -> None:
                 r = solve_query(net, query, timeout=timeout, isolate=False)
                 conn.send((r.status, time.perf_counter() - t, r.message))
             elif side == "its-solve":
-                from specrob.verification import marabou as mb
+                from specrob.verification.marabou import solver as mb
+                from specrob.verification.marabou import worker
                 job = _specrob_job(net, query, timeout)
                 if job is None:
                     conn.send(("unsat", 0.0, "constant"))
                     continue
-                ipq, options = mb._build(core, job), mb._configure(core, job)
+                ipq, options = worker._build(core, job), worker._configure(core, job)
                 t = time.perf_counter()
                 code, _, _ = core.solve(ipq, options, "")
                 conn.send((mb._EXIT.get(code, "error"), time.perf_counter() - t, code))
