@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from specrob.errors import OptionError
+
 
 def whole(value, least: int) -> bool:
     """An int (not a bool) >= least."""
@@ -14,3 +16,10 @@ def number(value) -> bool:
     """A finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and \
         math.isfinite(value)
+
+
+def need(options, ok: bool, name: str, what: str) -> None:
+    """Raise OptionError "name = value: expected what" unless `ok` (value read from
+    `options`)."""
+    if not ok:
+        raise OptionError(f"{name} = {getattr(options, name)!r}: expected {what}")

@@ -5,8 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from specrob.errors import OptionError
-from specrob.options import number as _number, whole as _whole
+from specrob.options import need, number as _number, whole as _whole
 
 
 @dataclass(frozen=True)
@@ -25,17 +24,14 @@ class EvalConfig:
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
         if self.eps is not None:
-            need(all(_number(e) and e >= 0 for e in self.eps), "eps",
+            need(self, all(_number(e) and e >= 0 for e in self.eps), "eps",
                  "radii >= 0 (finite numbers)")
-        need(self.points is None or _whole(self.points, 1), "points", "a whole number >= 1")
+        need(self, self.points is None or _whole(self.points, 1), "points", "a whole number >= 1")
         for name in ("samples", "restarts"):
-            need(_whole(getattr(self, name), 1), name, "a whole number >= 1")
-        need(_whole(self.steps, 0), "steps", "a whole number >= 0")
-        need(_whole(self.grid, 2), "grid", "a whole number >= 2")
+            need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
+        need(self, _whole(self.steps, 0), "steps", "a whole number >= 0")
+        need(self, _whole(self.grid, 2), "grid", "a whole number >= 2")
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)

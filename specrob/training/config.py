@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from specrob.errors import OptionError
-from specrob.options import number as _number, whole as _whole
+from specrob.options import need, number as _number, whole as _whole
 
 SEARCHES = ("pgd", "sample", "fgsm")
 AUGMENTS = ("uniform", "fgsm")
@@ -49,23 +48,20 @@ class TrainConfig:
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        def need(ok: bool, name: str, what: str) -> None:
-            if not ok:
-                raise OptionError(f"{name} = {getattr(self, name)!r}: expected {what}")
         for name in ("steps", "eval_steps"):
-            need(_whole(getattr(self, name), 0), name, "a whole number >= 0")
+            need(self, _whole(getattr(self, name), 0), name, "a whole number >= 0")
         for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
-                     "eval_points", "seed"):
-            need(_whole(getattr(self, name), 1 if name != "seed" else -2**63), name,
-                 "a whole number >= 1" if name != "seed" else "a whole number")
-        need(_number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+                     "eval_points"):
+            need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
+        need(self, _whole(self.seed, -2**63), "seed", "a whole number")
+        need(self, _number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
         for name in ("a", "b", "lam", "xi"):
-            need(_number(getattr(self, name)) and getattr(self, name) >= 0, name,
+            need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a finite number >= 0")
         for name in ("regime", "logic", "device"):
-            need(isinstance(getattr(self, name), str), name, "a name")
-        need(self.search in SEARCHES, "search", " | ".join(SEARCHES))
-        need(self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
+            need(self, isinstance(getattr(self, name), str), name, "a name")
+        need(self, self.search in SEARCHES, "search", " | ".join(SEARCHES))
+        need(self, self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
 
     def options(self) -> dict:
         """The options as a plain dict (the run's identity hashes it)."""
