@@ -24,7 +24,7 @@ ALLOWED = {
     "errors": set(),
     "numerics": set(),
     "resources": set(),
-    "options": set(),
+    "options": {"errors"},
     "lang": BASE,
     "network": BASE,
     "data": BASE,
