@@ -469,7 +469,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         summary = verifier.write_summary({"model": str(model), "centres": info})
         if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
             pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
-                                            list(index), dataset.shape, out)
+                                            index.tolist(), dataset.shape, out)
             if pictures:
                 summary["counterexample_images"] = str(pictures)
     finally:
@@ -530,15 +530,16 @@ def verify_instances(*, instances: str | Path | None = None, model: str | Path |
             raise UsageError("--timeout: the instances' timeouts come from the CSV")
         source = Path(instances).read_text()
     else:
-        model = None if model is None else Path(model)
-        property = None if property is None else Path(property)
-        if model is None or model.suffix != ".onnx":
+        if model is None or Path(model).suffix != ".onnx":
             raise UsageError(f"{model}: a VNN-LIB property is checked on an ONNX model")
-        for f in (model, property):
-            if f is None or not f.is_file():
-                raise UsageError(f"{f}: no such file")
-        rows = [Instance(model, property, 120.0 if timeout is None else timeout,
-                         stem_name(model, property))]
+        model_path = Path(model)
+        if not model_path.is_file():
+            raise UsageError(f"{model_path}: no such file")
+        if property is None or not Path(property).is_file():
+            raise UsageError(f"{property}: no such file")
+        property_path = Path(property)
+        rows = [Instance(model_path, property_path, 120.0 if timeout is None else timeout,
+                         stem_name(model_path, property_path))]
         source = ""
     runner = InstanceRunner(rows, out, semantics=semantics, seed=seed, source=source,
                             device=device)
@@ -579,7 +580,7 @@ def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib"
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
     x0, y, index, info = _centres(prop_ir, dataset, module, net, points, spec)
-    fx0 = Oracle(model)(x0.numpy()) if len(y) else None
+    fx0 = Oracle(model)(x0.numpy()) if len(y) else []  # no centres: no queries
     encoder = Encoder(prop_ir, net.input_size, net.output_size)
     name = spec if not isinstance(spec, Spec) else spec.path
     try:

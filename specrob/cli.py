@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -156,7 +156,7 @@ def _interrupted(kept: str) -> None:
     raise typer.Exit(130)
 
 
-def _user_error(message: str, code: int = 2) -> None:
+def _user_error(message: str, code: int = 2) -> NoReturn:
     Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
         f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)

@@ -140,8 +140,9 @@ def json_default(value: Any) -> Any:
         return value.tolist()  # torch.Tensor, np.ndarray, numpy scalars
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
+    as_dict = getattr(value, "as_dict", None)
+    if as_dict is not None:
+        return as_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)

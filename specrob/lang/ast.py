@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,11 @@ def _pos() -> Pos:
 
 @dataclass(frozen=True)
 class Expr:
-    pass
+    """Base of the expression nodes; each subclass declares its own `pos` field."""
+
+    if TYPE_CHECKING:  # for the type checker only: a field here would come first
+        @property
+        def pos(self) -> Pos: ...
 
 
 @dataclass(frozen=True)

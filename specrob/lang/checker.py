@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 from specrob.lang import ast, ir
 from specrob.lang.linearity import nonlinear_reasons
@@ -30,16 +31,26 @@ ONE: ir.Unit = (0, 0)
 class Typed:
     """A checked term: IR node, kind (real / vector / index / argmax), unit (None: any)."""
 
-    node: object
+    node: ir.Term | ir.IndexTerm
     kind: str
     unit: ir.Unit | None = None
     literal: bool = False  # a number written in the spec: dimensionless under * and /
+
+    @property
+    def term(self) -> ir.Term:
+        """The node as a term (kind real, vector, norm or path)."""
+        return cast(ir.Term, self.node)
+
+    @property
+    def index_term(self) -> ir.IndexTerm:
+        """The node as a class index (kind index)."""
+        return cast(ir.IndexTerm, self.node)
 
 
 @dataclass(frozen=True)
 class Binding:
     kind: str  # param / input / label / index / family
-    node: object
+    node: ir.Term | ir.IndexTerm
     unit: ir.Unit | None = None
     ptype: str | None = None
 
@@ -174,12 +185,12 @@ class DeclChecker:
             return self.reduce(expr)
         if isinstance(expr, ast.Subscript):
             base = self.real_or_vector(expr.base, want="vector")
-            return Typed(ir.Index(base.node, self.index(expr.index)), "real", base.unit)
+            return Typed(ir.Index(base.term, self.index(expr.index)), "real", base.unit)
         if isinstance(expr, ast.BinOp):
             return self.arith(expr)
         if isinstance(expr, ast.Neg):
             inner = self.real_or_vector(expr.operand)
-            return Typed(ir.Neg(inner.node), inner.kind, inner.unit, inner.literal)
+            return Typed(ir.Neg(inner.term), inner.kind, inner.unit, inner.literal)
         if isinstance(expr, ast.Bool):
             raise self.error("expected a number or vector, found a truth value", expr.pos)
         raise self.error("expected a term (a number or a vector), found a formula", expr.pos,
@@ -207,7 +218,7 @@ class DeclChecker:
 
     def arith(self, expr: ast.BinOp) -> Typed:
         a, b = self.real_or_vector(expr.left), self.real_or_vector(expr.right)
-        node = ir.Arith(expr.op, a.node, b.node, expr.pos)
+        node = ir.Arith(expr.op, a.term, b.term, expr.pos)
         if expr.op in "+-":
             if a.kind != b.kind:
                 raise self.error(f"cannot {'add' if expr.op == '+' else 'subtract'} a "
@@ -221,7 +232,7 @@ class DeclChecker:
                              expr.pos, hint="index them ([i]) or take norms first")
         if expr.op == "/" and b.kind == "vector":
             raise self.error("cannot divide by a vector", expr.pos)
-        if expr.op == "/" and self.const(b.node) == 0:
+        if expr.op == "/" and self.const(b.term) == 0:
             raise self.error("division by zero", expr.right.pos,
                              expected="a divisor that is not 0",
                              hint="check the parameter's value (--set) or the expression")
@@ -264,29 +275,29 @@ class DeclChecker:
             arity(1, 2, "norm(vector, p) with p in 1, 2, inf")
             v = self.real_or_vector(args[0], want="vector")
             p = self.norm_value(args[1]) if len(args) == 2 else 2.0
-            return Typed(ir.Norm(v.node, p, expr.pos), "real", v.unit)
+            return Typed(ir.Norm(v.term, p, expr.pos), "real", v.unit)
         if fn == "abs":
             arity(1, shape="abs(number)")
             v = self.real(args[0])
-            return Typed(ir.Abs(v.node), "real", v.unit)
+            return Typed(ir.Abs(v.term), "real", v.unit)
         if fn == "softmax":
             arity(1, shape="softmax(f(x))")
             v = self.real_or_vector(args[0], want="vector")
-            return Typed(ir.Softmax(v.node), "vector", ONE)
+            return Typed(ir.Softmax(v.term), "vector", ONE)
         if fn == "onehot":
             arity(1, shape="onehot(y)")
             return Typed(ir.OneHot(self.index(args[0])), "vector", None)
         if fn == "argmax":
             arity(1, shape="argmax(vector)")
             v = self.real_or_vector(args[0], want="vector")
-            if varying(v.node):
-                return Typed(v.node, "argmax")
-            return Typed(ir.ArgmaxAt(v.node), "index")
+            if varying(v.term):
+                return Typed(v.term, "argmax")
+            return Typed(ir.ArgmaxAt(v.term), "index")
         if fn in ("max", "min"):
             if len(args) == 1:
                 v = self.real_or_vector(args[0], want="vector")
                 var = self.fresh()
-                body = ir.Index(v.node, ir.IndexVar(var))
+                body = ir.Index(v.term, ir.IndexVar(var))
                 return Typed(ir.Reduce(fn, var, None, body), "real", v.unit)
             if not args:
                 arity(1, None, f"{fn}(vector), {fn}(a, b, ...) or {fn}(t for j != y)")
@@ -294,7 +305,7 @@ class DeclChecker:
             unit = None
             for item in items:
                 unit = self.same_unit(unit, item.unit, expr)
-            return Typed(ir.Extremum(fn, tuple(i.node for i in items)), "real", unit)
+            return Typed(ir.Extremum(fn, tuple(i.term for i in items)), "real", unit)
         if fn in SETS:
             where = {"ball": "after 'forall x in' or inside uniform(...)",
                      "box": "in a 'domain:' clause",
@@ -318,7 +329,7 @@ class DeclChecker:
             body = self.real(expr.body)
         finally:
             self.scope = saved
-        return Typed(ir.Reduce(expr.kind, expr.var, exclude, body.node), "real", body.unit)
+        return Typed(ir.Reduce(expr.kind, expr.var, exclude, body.term), "real", body.unit)
 
     def index(self, expr: ast.Expr) -> ir.IndexTerm:
         if isinstance(expr, ast.Num):
@@ -328,7 +339,7 @@ class DeclChecker:
             return ir.IndexConst(int(expr.value))
         t = self.term(expr)
         if t.kind == "index":
-            return t.node
+            return t.index_term
         if t.kind == "argmax":
             raise self.error("argmax(f(x)) changes with x and cannot be used as an index",
                              expr.pos, hint="use argmax(f(x0)), or compare: argmax(f(x)) == y")
@@ -392,11 +403,11 @@ class DeclChecker:
             other_expr = expr.right if left.kind == "argmax" else expr.left
             # a whole number is a class index too (IndexConst); anything else raises the
             # class-index error at the right place
-            target = other.node if other.kind == "index" else self.index(other_expr)
+            target = other.index_term if other.kind == "index" else self.index(other_expr)
             # argmax(v) == i  <=>  forall j != i: v[i] > v[j]  (strict: ties are not robust)
             var = self.fresh()
-            margin = ir.Compare(">", ir.Index(vec.node, target),
-                                ir.Index(vec.node, ir.IndexVar(var)), expr.pos)
+            margin = ir.Compare(">", ir.Index(vec.term, target),
+                                ir.Index(vec.term, ir.IndexVar(var)), expr.pos)
             holds = op == "=="
             if holds:
                 return ir.IndexQuant("forall", var, target, margin)
@@ -414,7 +425,7 @@ class DeclChecker:
             if side.kind == "path":
                 raise self.error("a string cannot be compared", e.pos)
         self.same_unit(left.unit, right.unit, expr)
-        return ir.Compare(op, left.node, right.node, expr.pos)
+        return ir.Compare(op, left.term, right.term, expr.pos)
 
     # --- sets ----------------------------------------------------------------------------
     def ball(self, expr: ast.Expr) -> ir.Ball:
@@ -433,12 +444,12 @@ class DeclChecker:
                              expected="ball(x0, eps, p)")
         radius = self.real(expr.args[1])
         self.same_unit(radius.unit, INPUT_UNIT, expr.args[1])
-        value = self.const(radius.node)
+        value = self.const(radius.term)
         if value is not None and value < 0:
             raise self.error(f"the ball's radius must not be negative (got {value:g})",
                              expr.args[1].pos, expected="a radius >= 0")
         p = self.norm_value(expr.args[2]) if len(expr.args) == 3 else math.inf
-        return ir.Ball(radius.node, p)
+        return ir.Ball(radius.term, p)
 
     def box(self, expr: ast.Expr | None) -> ir.Box:
         if expr is None:
@@ -447,10 +458,10 @@ class DeclChecker:
             raise self.error("expected the input domain as a box", expr.pos,
                              expected="box(low, high), e.g. box(0, 1)")
         low, high = (self.real(a) for a in expr.args)
-        lo, hi = self.const(low.node), self.const(high.node)
+        lo, hi = self.const(low.term), self.const(high.term)
         if lo is not None and hi is not None and not lo < hi:
             raise self.error(f"empty domain: box({lo:g}, {hi:g}) needs low < high", expr.pos)
-        return ir.Box(low.node, high.node)
+        return ir.Box(low.term, high.term)
 
     def centres(self, c: ast.Centres | None) -> ir.Centres:
         if c is None:
@@ -489,8 +500,8 @@ def check_params(params: tuple[ast.Param, ...], sources: dict[str, Source], defa
             raise source.error(f"'{p.name}' is built in and cannot be a parameter", p.pos)
         seen.add(p.name)
         ptype = p.type.name if p.type else None
-        if ptype is not None and ptype not in TYPES:
-            guess = did_you_mean(ptype, TYPES)
+        if p.type is not None and p.type.name not in TYPES:
+            guess = did_you_mean(p.type.name, TYPES)
             raise default.error(f"unknown type '{ptype}'", p.type.pos,
                                 expected=", ".join(TYPES),
                                 hint=f"did you mean '{guess}'?" if guess else None)
@@ -515,6 +526,7 @@ def check_params(params: tuple[ast.Param, ...], sources: dict[str, Source], defa
 
             value = check_value(p.name, ptype, ov.value, fail_override)
         else:
+            assert p.default is not None  # no default and no override was refused above
             pos = p.default.pos
 
             def fail(message, expected, pos=pos, source=source):
@@ -551,11 +563,11 @@ def check_score(decl: ast.ScoreDef, source: Source, params: tuple[ir.ParamDecl, 
             raise source.error("a parameter family is drawn uniformly from an interval",
                                dist.pos, expected=f"{fam.var} ~ uniform(low, high)")
         low, high = ck.real(dist.args[0]), ck.real(dist.args[1])
-        lo, hi = ck.const(low.node), ck.const(high.node)
+        lo, hi = ck.const(low.term), ck.const(high.term)
         if lo is not None and hi is not None and lo > hi:
             raise source.error(f"empty interval uniform({lo:g}, {hi:g})", dist.pos)
         ck.bind(fam.var, Binding("family", ir.Param(fam.var), low.unit or high.unit), fam.pos)
-        families.append(ir.Family(fam.var, low.node, high.node))
+        families.append(ir.Family(fam.var, low.term, high.term))
     settings: dict[str, ast.Setting] = {}
     for s in decl.settings:
         if s.name not in ("Q", "H", "G"):
@@ -604,7 +616,7 @@ def _kernel(ck: DeclChecker, q: ast.Expr, spec_dir: Path | None) -> ir.Kernel:
                            expected="gaussian(x0, sigma)")
         sigma = ck.real(q.args[1])
         _nonneg(ck, sigma, q.args[1], "sigma")
-        return ir.Gaussian(sigma.node)
+        return ir.Gaussian(sigma.term)
     if not 2 <= len(q.args) <= 3:
         raise ck.error("manifold takes a generator module and sigma", q.pos,
                        expected='manifold("generator.py", sigma[, ball(x0, eps, p)])')
@@ -612,13 +624,13 @@ def _kernel(ck: DeclChecker, q: ast.Expr, spec_dir: Path | None) -> ir.Kernel:
     if gen.kind != "path":
         raise ck.error("the on-manifold generator is a Python module's path", q.args[0].pos,
                        expected='"autoencoder.py" or a path parameter')
-    if isinstance(gen.node, ir.Text) and not gen.node.value.endswith(".py"):
+    if isinstance(gen.term, ir.Text) and not gen.term.value.endswith(".py"):
         raise ck.error("the generator must be a Python module (.py)", q.args[0].pos,
                        expected='"autoencoder.py"')
     sigma = ck.real(q.args[1])
     _nonneg(ck, sigma, q.args[1], "sigma")
     ball = ck.ball(q.args[2]) if len(q.args) == 3 else None
-    return ir.Manifold(gen.node, sigma.node, ball)
+    return ir.Manifold(gen.term, sigma.term, ball)
 
 
 def _nonneg(ck: DeclChecker, t: Typed, expr: ast.Expr, what: str) -> None:

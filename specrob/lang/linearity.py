@@ -5,6 +5,8 @@ by `specrob.api.backends`.
 """
 from __future__ import annotations
 
+from typing import assert_never
+
 from specrob.lang import ir
 from specrob.lang.walk import children, varying
 
@@ -33,7 +35,9 @@ def atoms(f: ir.Formula) -> list[ir.Compare]:
         return [a for item in f.items for a in atoms(item)]
     if isinstance(f, ir.IndexQuant):
         return atoms(f.body)
-    return []
+    if isinstance(f, (ir.IndexCompare, ir.Truth)):
+        return []
+    assert_never(f)  # a new IR formula fails type checking here until its atoms are listed
 
 
 def nonlinear_reasons(body: ir.Formula) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import assert_never
 
 import sympy
 from sympy.printing.str import StrPrinter
@@ -92,7 +93,7 @@ class _ToSympy:
 
     def __init__(self, var: str):
         self.var = var
-        self.varying: set[sympy.Symbol] = set()
+        self.varying: set[sympy.Basic] = set()
         self.coords: set[sympy.Symbol] = set()
 
     def symbol(self, name: str, is_varying: bool, coord: bool = False) -> sympy.Symbol:
@@ -169,7 +170,7 @@ class _ToSympy:
         raise TypeError(f"not a scalar term: {t!r}")
 
 
-def _is_varying(expr: sympy.Expr, conv: _ToSympy) -> bool:
+def _is_varying(expr: sympy.Basic, conv: _ToSympy) -> bool:
     if expr in conv.varying:
         return True
     return any(_is_varying(a, conv) for a in expr.args)
@@ -244,8 +245,10 @@ def normal_formula(f: ir.Formula, var: str = "x") -> str:
     if isinstance(f, ir.IndexQuant):
         rng = f.var + (f" != {show_index(f.exclude, var)}" if f.exclude is not None else "")
         return f"{f.kind} {rng}: {normal_formula(f.body, var)}"
-    from specrob.lang.printer import formula
-    return formula(f, var)
+    if isinstance(f, (ir.IndexCompare, ir.Truth)):
+        from specrob.lang.printer import formula
+        return formula(f, var)
+    assert_never(f)  # a new IR formula fails type checking here until it is normalised
 
 
 @cache

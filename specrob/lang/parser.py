@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from functools import cache
+from typing import cast
 
 import lark
 from lark import Lark, Token, Transformer, v_args
@@ -122,7 +123,7 @@ def too_deep(source: Source) -> SpecError:
 
 
 def _syntax_error(exc: lark.exceptions.UnexpectedInput, source: Source, text: str) -> SpecError:
-    expected_names = set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+    expected_names: set[str] = set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
     expected = _describe(expected_names) if expected_names else None
     line, col = getattr(exc, "line", 1), getattr(exc, "column", 1)
     if isinstance(exc, lark.exceptions.UnexpectedToken) and exc.token.type != "$END":
@@ -176,7 +177,10 @@ def _pos(meta) -> ast.Pos:
 
 
 def _tpos(tok: Token) -> ast.Pos:
-    return ast.Pos(tok.line, tok.column, tok.end_line, tok.end_column)
+    # lark's lexer sets every position; they are Optional only for tokens built by hand
+    line, col, end_line, end_col = (cast(int, v) for v in
+                                    (tok.line, tok.column, tok.end_line, tok.end_column))
+    return ast.Pos(line, col, end_line, end_col)
 
 
 def _number(tok: Token) -> ast.Num:
@@ -195,9 +199,18 @@ class _Params(tuple):
 class _Domain(tuple):
     """A `domain:` clause: (expr,)."""
 
+    pos: ast.Pos = ast.NOWHERE
+
 
 def _present(items) -> list:
     return [i for i in items if i is not None]
+
+
+def _bin_rule(op: str):
+    """The transformer rule for one of the four arithmetic operators."""
+    def rule(self, meta, left, right):
+        return ast.BinOp(op, left, right, _pos(meta))
+    return rule
 
 
 @v_args(meta=True, inline=True)
@@ -332,12 +345,7 @@ class _ToAst(Transformer):
 
     neq = comparison
 
-    def _bin(op):  # noqa: N805 - a factory for the four arithmetic rules
-        def rule(self, meta, left, right):
-            return ast.BinOp(op, left, right, _pos(meta))
-        return rule
-
-    add, sub, mul, div = _bin("+"), _bin("-"), _bin("*"), _bin("/")
+    add, sub, mul, div = _bin_rule("+"), _bin_rule("-"), _bin_rule("*"), _bin_rule("/")
 
     def neg(self, meta, operand):
         return ast.Neg(operand, _pos(meta))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import Union
+from typing import Union, assert_never
 
 import numpy as np
 
@@ -85,7 +85,9 @@ def negate(f: Formula) -> Formula:
         return Or(tuple(negate(i) for i in f.items))
     if isinstance(f, Or):
         return And(tuple(negate(i) for i in f.items))
-    return Const(not f.value)
+    if isinstance(f, Const):
+        return Const(not f.value)
+    assert_never(f)  # a new query formula fails type checking here until it is negated
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,8 +204,11 @@ def holds(f: Formula, z: np.ndarray, x: np.ndarray) -> bool:
         v = value(f, z, x)
         return {"<=": v <= 0, "<": v < 0, ">=": v >= 0, ">": v > 0, "==": v == 0,
                 "!=": v != 0}[f.op]
-    results = (holds(i, z, x) for i in f.items)
-    return all(results) if isinstance(f, And) else any(results)
+    if isinstance(f, And):
+        return all(holds(i, z, x) for i in f.items)
+    if isinstance(f, Or):
+        return any(holds(i, z, x) for i in f.items)
+    assert_never(f)  # a new query formula fails type checking here until it is evaluated
 
 
 # --- is a query unchanged by a final softmax? (network/final_layer.py) ---------------
@@ -240,15 +245,20 @@ def dnf(f: Formula, limit: int) -> list[list[Atom]] | None:
         return [[f]]
     if isinstance(f, Const):
         return [[]] if f.value else []
-    parts = [dnf(item, limit) for item in f.items]
-    if any(p is None for p in parts):
-        return None
+    parts: list[list[list[Atom]]] = []
+    for item in f.items:
+        part = dnf(item, limit)
+        if part is None:
+            return None
+        parts.append(part)
     if isinstance(f, Or):
         out = [conj for part in parts for conj in part]
-    else:
+    elif isinstance(f, And):
         out = [[]]
         for part in parts:
             out = [a + b for a in out for b in part]
             if len(out) > limit:
                 return None
+    else:
+        assert_never(f)  # a new query formula fails type checking here until it is expanded
     return out if len(out) <= limit else None

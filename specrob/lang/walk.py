@@ -1,7 +1,7 @@
 """Generic questions about core IR nodes, shared by the back ends."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, assert_never
 
 from specrob.lang import ir
 
@@ -89,8 +89,10 @@ def negate(f: ir.Formula) -> ir.Formula:
         return ir.Or(tuple(negate(i) for i in f.items))
     if isinstance(f, ir.Or):
         return ir.And(tuple(negate(i) for i in f.items))
-    kind = "exists" if f.kind == "forall" else "forall"
-    return ir.IndexQuant(kind, f.var, f.exclude, negate(f.body))
+    if isinstance(f, ir.IndexQuant):
+        kind = "exists" if f.kind == "forall" else "forall"
+        return ir.IndexQuant(kind, f.var, f.exclude, negate(f.body))
+    assert_never(f)  # a new IR formula fails type checking here until it is negated
 
 
 def lipschitz_shape(prop: ir.Property) -> tuple[str, float] | None:
@@ -140,4 +142,4 @@ def order_only(body: ir.Formula) -> bool:
         return all(order_only(i) for i in body.items)
     if isinstance(body, ir.IndexQuant):
         return order_only(body.body)
-    return False
+    assert_never(body)  # a new IR formula fails type checking here until it is classified

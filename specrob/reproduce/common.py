@@ -16,7 +16,7 @@ from specrob.errors import SpecrobError
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,8 +228,9 @@ class Run:
 
     def release(self) -> None:
         """Let go of <work> (its lock): the run is finished."""
-        if getattr(self, "_lock", None) is not None:
-            self._lock.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
             self._lock = None
 
 
@@ -304,9 +305,9 @@ def pct_ci(estimate: dict, digits: int = 1) -> str:
 
 
 # --- figures ----------------------------------------------------------------------------
-def plot_curves(path: Path, x: Sequence[float], series: dict[str, Sequence[float]], *,
+def plot_curves(path: Path, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
                 xlabel: str, ylabel: str, title: str,
-                bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                bands: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                 logy: bool = False, ylim: tuple[float, float] | None = None,
                 xs: dict[str, Sequence[float]] | None = None) -> None:
     """One line per series (with an optional confidence band), saved as a PNG."""

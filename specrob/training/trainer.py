@@ -78,7 +78,12 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path | None:
-        return None if self.out is None else self.out / "checkpoint.pt"
+        """<out>/checkpoint.pt, or None for a run without a folder."""
+        return None if self.out is None else self._checkpoint()
+
+    def _checkpoint(self) -> Path:
+        assert self.out is not None, "a run without a folder has no checkpoint"
+        return self.out / "checkpoint.pt"
 
     def identity(self) -> dict:
         """What must match for a checkpoint to be resumed: the options (not the epoch count:
@@ -106,14 +111,15 @@ class Trainer:
                  "build": {"input_dim": self.data.input_dim, "classes": self.data.classes},
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "regime": self.regime.state_dict()}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
+        path = self._checkpoint()
+        tmp = path.with_suffix(".tmp")
         try:
             torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_path)  # atomic: an interrupt never leaves half a file
+            os.replace(tmp, path)  # atomic: an interrupt never leaves half a file
         except (OSError, RuntimeError) as exc:  # torch reports a full disk as RuntimeError
             tmp.unlink(missing_ok=True)
             why = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
-            raise TrainError(f"{self.checkpoint_path}: cannot write ({why}); earlier epochs "
+            raise TrainError(f"{path}: cannot write ({why}); earlier epochs "
                              f"are kept, free space and run again to resume") from None
         write_json(self.out / "metrics.json", self.metrics)
 
@@ -125,7 +131,7 @@ class Trainer:
         if self.out is None:
             return False
         self.open_folder(fresh)
-        path = self.checkpoint_path
+        path = self._checkpoint()
         if not self.folder.resumed or not path.exists():
             return False
         try:
@@ -147,6 +153,7 @@ class Trainer:
         from specrob.runfolder import RunFolder
         if getattr(self, "folder", None) is not None:
             return
+        assert self.out is not None, "a run without a folder has nothing to open"
         self.folder = RunFolder(self.out, "train", self.identity(),
                                 files=("checkpoint.pt", "checkpoint.tmp", "metrics.json",
                                        "model.onnx", "model.onnx.data", "*.png"),

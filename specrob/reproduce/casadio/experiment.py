@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 import specrob
+from specrob.lang.ir import Property
 from specrob.estimate.security import accuracy_at, at_radius, security_curve
 from specrob.logic.compiled import CompiledProperty
 from specrob.reproduce.common import Run, accuracy, describe_data, tensors
@@ -33,7 +35,7 @@ property LR_paper = LR(eps = 0.1, L = 10)
 NOTIONS = {"SR": "SR_paper", "SCR": "SCR_paper", "LR": "LR_paper"}
 
 # name, the paper's row label, the property whose ball (and loss) training uses, regime options
-REGIMES = (
+REGIMES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("baseline", "Baseline", "SR", {"regime": "baseline"}),
     ("aug-ru", "Data Augmentation (RU)", "SR", {"regime": "augmentation", "augment": "uniform"}),
     ("aug-fgsm", "Data Augmentation (FGSM)", "SR", {"regime": "augmentation", "augment": "fgsm"}),
@@ -167,7 +169,9 @@ def _verify(run: Run, name: str, model: nn.Module, spec_path: Path, x0: torch.Te
         config = VerifyConfig(backend=backend, timeout=budget.verify_timeout, points=points,
                               seed=run.options.seed)
         folder = run.work / name / f"verify-{notion}-{config.key()}"  # resumable per settings
-        verifier = Verifier(spec[prop_name], onnx_path, net, module, x0[:points], y0[:points],
+        prop = spec[prop_name]
+        assert isinstance(prop, Property)  # NOTIONS names properties of SPEC
+        verifier = Verifier(prop, onnx_path, net, module, x0[:points], y0[:points],
                             config, out=folder)
         try:
             verifier.resume()

@@ -18,7 +18,7 @@ from specrob.reproduce.common import Run, pct, plot_curves, table
 TITLE = ("Casadio et al. (seed 003): constraint-driven training, attacks and verification on "
          "Fashion-MNIST")
 
-FIGURES = (  # file, the paper's figure, the regimes plotted, the attack
+FIGURES: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (  # file, the paper's figure, the regimes plotted, the attack
     ("fig2-lr-trained", "Fig. 2 (left)", ("constraint-lr",), None),
     ("fig2-sr-trained", "Fig. 2 (right)", ("constraint-sr",), None),
     ("fig3-constraints-sr-attack", "Fig. 3 / Fig. 8",

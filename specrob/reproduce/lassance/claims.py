@@ -49,7 +49,7 @@ def rises_and_saturates(alpha, *, rise: float = 1.1, flat: float = 0.05) -> tupl
 
 def order(values: dict[str, float], *, reverse: bool = False) -> list[str]:
     """The keys sorted by value (ascending, or descending with reverse)."""
-    return sorted(values, key=values.get, reverse=reverse)
+    return sorted(values, key=lambda k: values[k], reverse=reverse)
 
 
 def noise_at(noise: dict, snr: float) -> float:

@@ -126,6 +126,7 @@ def plot_samples(path: Path, samples: dict, names: tuple[str, ...] | None = None
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
     cols = [(name, k) for name in samples for k in range(len(samples[name]["y"]))]
 
     def label(i: int) -> str:
@@ -145,7 +146,7 @@ def plot_samples(path: Path, samples: dict, names: tuple[str, ...] | None = None
         axes[1, c].set_title(f"{label(s['y'][k])}\n→ {label(s['pred'][k])}", fontsize=7)
         if name == "l_1":
             i = int((x - x0).abs().argmax())
-            axes[1, c].add_patch(plt.Circle((i % side, i // side), 1.5, color="red",
+            axes[1, c].add_patch(Circle((i % side, i // side), 1.5, color="red",
                                             fill=False, linewidth=1.2))
     save_figure(fig, path)
 
