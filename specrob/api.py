@@ -19,10 +19,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from specrob.errors import SpecrobError
 from specrob.lang.ir import Property, Score, Spec
+
+if TYPE_CHECKING:
+    import torch
+
+    from specrob.data import Dataset
 
 __all__ = ["UsageError", "load", "describe", "backends", "constraint_loss", "train", "evaluate", "verify",
            "verify_instances", "export", "reproduce", "TrainResult", "EvalResult",
@@ -47,11 +52,12 @@ class _Result:
 
 @dataclass(frozen=True)
 class TrainResult(_Result):
-    """`train`'s outcome: the exported ONNX model, the per-epoch metrics (CE, constraint loss,
-    accuracies, satisfied fractions), onnxruntime's largest difference from torch on the
-    exported graph, the training curve's PNG (None without matplotlib output)."""
+    """`train`'s outcome: the exported ONNX model (None with `export=False`), the per-epoch
+    metrics (CE, constraint loss, accuracies, satisfied fractions), onnxruntime's largest
+    difference from torch on the exported graph, the training curve's PNG (None without
+    matplotlib output)."""
 
-    model: Path
+    model: Path | None
     metrics: list = field(default_factory=list)
     onnx_difference: float = 0.0
     curve: Path | None = None
@@ -113,7 +119,12 @@ def load(path: str | Path, **overrides) -> Spec:
     return _load(path, overrides_from_api(overrides))
 
 
-def _spec(spec: str | Path | Spec, set_: Sequence[str]) -> Spec:
+def _spec(spec: str | Path | Spec | Property, set_: Sequence[str]) -> Spec:
+    if isinstance(spec, Property):  # one property of a loaded spec: spec["CR"]
+        if set_:
+            raise UsageError("give --set overrides when loading the spec (specrob.load(path, "
+                             "name=value)), not with a loaded property")
+        return Spec(str(getattr(spec.source, "path", spec.name)), (spec,), ())
     if isinstance(spec, Spec):
         if set_:
             raise UsageError("give --set overrides when loading the spec (specrob.load(path, "
@@ -231,7 +242,7 @@ def check_class_indices(spec: Spec, classes: int) -> None:
     check_classes(spec, classes)
 
 
-def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> None:
+def _check_finite(net, dataset, model: str | Path, data: str, count: int = 512) -> None:
     """The network's outputs on (the first `count` points of) the data are finite numbers."""
     import torch
     for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
@@ -251,7 +262,7 @@ def _check_finite(net, dataset, model: Path, data: str, count: int = 512) -> Non
                              f"{data} (first: point {first}); specrob refuses such a model")
 
 
-def model_outputs(net, dataset, model: Path, data: str) -> int:
+def model_outputs(net, dataset, model: str | Path, data: str) -> int:
     """The number of classes: the width of the network's output on the data's flattened
     inputs (not the labels present in the data, which may be a few points of a few classes).
     Raises UsageError when the network fails on them or its outputs there are not finite."""
@@ -295,21 +306,25 @@ def _config(config, kind: type, what: str):
 
 # --- train ----------------------------------------------------------------------------------
 
-def train(model: str | Path, spec: str | Path | Spec, *, config=None,
-          property: str | None = None, data: str = "digits", out: str | Path = "runs/train",
-          set: Sequence[str] = (), fresh: bool = False, progress: bool = True,
-          log: Log | None = None) -> TrainResult:
+def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Property, *,
+          config=None,
+          property: str | None = None, data: str | Dataset = "digits",
+          out: str | Path = "runs/train", set: Sequence[str] = (), fresh: bool = False,
+          progress: bool = True, export: bool = True, log: Log | None = None) -> TrainResult:
     """Train the network of a model file under a property and export it to ONNX.
 
     Args:
         model: a .py file whose build() returns a torch.nn.Module (flattened inputs or the
-            data's shape -> logits).
-        spec: the .rspec file (or a loaded Spec); `set`: NAME=VALUE overrides.
+            data's shape -> logits), or such a module itself (trained in place).
+        spec: the .rspec file, a loaded Spec, or one of its properties (spec["CR"]);
+            `set`: NAME=VALUE overrides.
         config: a `specrob.TrainConfig` (regime, logic, search, epochs, lr,
             a, b, ...); default TrainConfig().
-        data: digits | fashion-mnist[:DIR] | idx:DIR | PATH.npz.
+        data: digits | fashion-mnist[:DIR] | idx:DIR | PATH.npz, or a loaded
+            `specrob.data.Dataset`.
         out: the run folder: checkpoint.pt and metrics.json after every epoch, model.onnx
-            and training.png at the end; a rerun resumes, `fresh` starts over.
+            (unless `export=False`) and training.png at the end; a rerun resumes (a finished
+            run is reloaded without training), `fresh` starts over.
         log: receives one-line status messages (resuming, what is trained).
     Returns TrainResult. Raises SpecError, UsageError, DataError, ModelFileError, TrainError,
     ExportError, RunFolderError, SamplingError (all SpecrobError).
@@ -317,7 +332,7 @@ def train(model: str | Path, spec: str | Path | Spec, *, config=None,
     """
     import torch
 
-    from specrob.data import load_data
+    from specrob.data import Dataset, load_data
     from specrob.report import plot_training
     from specrob.training.export import export_onnx
     from specrob.network.model_file import adapt_to_data, build_model
@@ -325,33 +340,46 @@ def train(model: str | Path, spec: str | Path | Spec, *, config=None,
 
     log = log or (lambda message: None)
     config = _config(config, TrainConfig, "train")
-    model, out = Path(model), Path(out)
+    out = Path(out)
     checked = _spec(spec, set)
     prop_ir = pick_property(checked, property)
-    dataset = load_data(data)
-    torch.manual_seed(config.seed)
-    net = build_model(model, dataset.input_dim, dataset.classes)
+    dataset = data if isinstance(data, Dataset) else load_data(data)
+    data_name = dataset.name if isinstance(data, Dataset) else data
+    if isinstance(model, torch.nn.Module):
+        net, model_file, what = model, None, "the network"
+    else:
+        model_file = Path(model)
+        torch.manual_seed(config.seed)
+        net = build_model(model_file, dataset.input_dim, dataset.classes)
+        what = str(model_file)
     net = adapt_to_data(net, dataset.shape, dataset.classes)
-    classes = model_outputs(net, dataset, model, data)
+    classes = model_outputs(net, dataset, what, data_name)
     if classes != dataset.classes:
-        raise UsageError(f"{model}: the network returns shape (2, {classes}) for 2 inputs; "
-                         f"expected (2, {dataset.classes}) logits for --data {data}")
+        raise UsageError(f"{what}: the network returns shape (2, {classes}) for 2 inputs; "
+                         f"expected (2, {dataset.classes}) logits for --data {data_name}")
     check_class_indices(checked, dataset.classes)
-    trainer = Trainer(net, prop_ir, dataset, config, out=out, model_file=str(model),
+    trainer = Trainer(net, prop_ir, dataset, config, out=out,
+                      model_file=None if model_file is None else str(model_file),
                       progress=progress)
     try:
         resumed = trainer.epoch if trainer.resume(fresh=fresh) else 0
-        if resumed:
-            log(f"resuming {out} after epoch {trainer.epoch}")
-        log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
-            f"regime {config.regime}, logic {config.logic}")
+        if resumed >= config.epochs:
+            log(f"{out}: trained ({resumed} epochs)")
+        else:
+            if resumed:
+                log(f"resuming {out} after epoch {trainer.epoch}")
+            log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
+                f"regime {config.regime}, logic {config.logic}")
         metrics = trainer.fit()
-        diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), out / "model.onnx")
-        _runs_exported(out / "model.onnx")
+        onnx, diff = None, 0.0
+        if export:
+            onnx = out / "model.onnx"
+            diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), onnx)
+            _runs_exported(onnx)
         curve = plot_training(metrics, out)
     finally:
         trainer.close()
-    return TrainResult(out / "model.onnx", metrics, float(diff), curve, prop_ir.name, resumed)
+    return TrainResult(onnx, metrics, float(diff), curve, prop_ir.name, resumed)
 
 
 # --- evaluate -------------------------------------------------------------------------------
@@ -399,10 +427,10 @@ def evaluate(model: str | Path, spec: str | Path | Spec, *, config=None,
 
 # --- verify ---------------------------------------------------------------------------------
 
-def _verification_inputs(model: Path, spec, set_, data: str, prop: str | None):
+def _verification_inputs(model: Path, spec, set_, data: str | Dataset, prop: str | None):
     """The checked spec and property, the dataset, the ONNX model as network IR and torch
     module."""
-    from specrob.data import load_data
+    from specrob.data import Dataset, load_data
     from specrob.lang.walk import check_classes
     from specrob.network import load_onnx_checked
 
@@ -411,7 +439,9 @@ def _verification_inputs(model: Path, spec, set_, data: str, prop: str | None):
     if model.suffix != ".onnx":
         raise UsageError(f"{model}: verification reads an ONNX model (specrob train writes "
                          f"model.onnx next to its checkpoint)")
-    dataset = load_data(data, split=False)  # x, y alone: the centres as given
+    # x, y alone: the centres as given
+    dataset = data if isinstance(data, Dataset) else load_data(data, split=False)
+    data = dataset.name if isinstance(data, Dataset) else data
     net, module = load_onnx_checked(model)
     check_classes(checked, net.output_size)
     if net.input_size != dataset.input_dim:
@@ -434,9 +464,9 @@ def _centres(prop_ir, dataset, module, net, points: int | None, spec):
 
 
 def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
-           property: str | None = None, data: str = "digits", out: str | Path = "runs/verify",
-           set: Sequence[str] = (), fresh: bool = False, progress: bool = True
-           ) -> VerifyResult:
+           property: str | None = None, data: str | Dataset = "digits",
+           out: str | Path = "runs/verify", set: Sequence[str] = (), fresh: bool = False,
+           progress: bool = True, centres: tuple[torch.Tensor, torch.Tensor] | None = None) -> VerifyResult:
     """Verify a property on every centre: verified / falsified / unknown, soundly.
 
     Per centre: attacks (falsified only with a counterexample re-checked on onnxruntime and
@@ -444,8 +474,11 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     Marabou (Katz et al. 2019). `config`: `specrob.verification.pipeline.VerifyConfig`
     (backend, bounds, timeout seconds per centre, semantics float32 | real, workers, points).
     Results stream to results.jsonl in `out` (a rerun resumes); summary.json at the end, and
-    counterexamples.png for image data. Raises SpecError, UsageError, DataError,
+    counterexamples.png for image data. `centres`: the points to verify, x0 (N, n) flattened
+    inputs of `data`'s kind and labels y (N,), instead of the property's centres clause (at
+    most `config.points` of them). Raises SpecError, UsageError, DataError,
     NetworkError, CentreError, RunFolderError (all SpecrobError)."""
+    import torch
     from tqdm.auto import tqdm
 
     from specrob.report import plot_counterexamples
@@ -456,7 +489,11 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
-    x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
+    if centres is None:
+        x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
+    else:
+        x0, y = _given_centres(centres, net.input_size, config.points)
+        index, info = torch.arange(len(y)), {"given": len(y)}
     verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
                         index=index.tolist())
     bar = None
@@ -482,6 +519,29 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
                      f"{stripped} of {len(verifier.nets)} centres they checked")
     return VerifyResult(summary, list(verifier.done.values()), notes, out)
+
+
+def _given_centres(centres, inputs: int, points: int | None):
+    """Explicit centres as float32 x0 (N, inputs) and int64 y (N,), the first `points`."""
+    import numpy as np
+    import torch
+    try:
+        x0, y = centres
+        # copies: the caller's arrays stay theirs (and read-only arrays are fine)
+        if isinstance(x0, torch.Tensor):
+            x0 = x0.detach().to("cpu", torch.float32).clone()
+        else:
+            x0 = torch.from_numpy(np.array(x0, dtype=np.float32))
+        if isinstance(y, torch.Tensor):
+            y = y.detach().to("cpu", torch.int64).clone()
+        else:
+            y = torch.from_numpy(np.array(y, dtype=np.int64))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"centres: expected (x0, y) tensors or arrays ({exc})") from None
+    if x0.ndim != 2 or x0.shape[1] != inputs or y.shape != (len(x0),):
+        raise UsageError(f"centres: expected x0 of shape (N, {inputs}) and y of shape (N,), "
+                         f"got {tuple(x0.shape)} and {tuple(y.shape)}")
+    return (x0, y) if points is None else (x0[:points], y[:points])
 
 
 def _device_available(device: str) -> None:

@@ -39,6 +39,48 @@ def test_train_evaluate_verify_export_through_the_api(tmp_path):
         json.dumps(result.to_json())  # plain JSON values only
 
 
+def test_a_notebook_module_trains_in_place_under_one_property_of_a_spec(tmp_path):
+    import torch
+    from torch import nn
+
+    from specrob.data import load_data
+    data = load_data("digits")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    before = [p.detach().clone() for p in net.parameters()]
+    spec = specrob.load(SPEC, eps=0.01)
+    result = specrob.train(net, spec["CR"], data=data, export=False, progress=False,
+                           config=TrainConfig(epochs=1, steps=2), out=tmp_path / "t")
+    assert result.model is None and not (tmp_path / "t" / "model.onnx").exists()
+    assert result.property == "CR" and len(result.metrics) == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # in place
+    again = specrob.train(net, spec["CR"], data=data, export=False, progress=False,
+                          config=TrainConfig(epochs=1, steps=2), out=tmp_path / "t")
+    assert again.resumed_after == 1 and again.metrics == result.metrics  # reloaded, not retrained
+
+
+def test_verify_given_centres_checks_exactly_those_points(tmp_path):
+    from specrob.data import load_data
+    model = export_mlp(tmp_path / "m.onnx")
+    data = load_data("digits")
+    x0, y = data.x_test[5:9], data.y_test[5:9]
+    given = specrob.verify(model, SPEC, set=["eps=0.0"], progress=False, out=tmp_path / "v",
+                           centres=(x0, y), data=data, config=VerifyConfig(timeout=5))
+    # at eps = 0 the verdict is the model's own prediction at each centre (onnxruntime)
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(model))
+    logits = session.run(None, {session.get_inputs()[0].name: x0.astype(np.float32)})[0]
+    expected = ["verified" if int(np.argmax(l)) == int(t) else "falsified"
+                for l, t in zip(logits, y)]
+    rows = sorted(given.rows, key=lambda r: r["index"])
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    assert [r["label"] for r in rows] == [int(t) for t in y]
+    assert [r["verdict"] for r in rows] == expected
+    with pytest.raises(specrob.UsageError, match=r"x0 of shape \(N, 64\)"):
+        specrob.verify(model, SPEC, progress=False, out=tmp_path / "w",
+                       centres=(x0[:, :10], y), config=VerifyConfig(timeout=5))
+
+
 def test_the_cli_and_the_api_give_the_same_verdicts(tmp_path):
     model = export_mlp(tmp_path / "m.onnx")
     api = specrob.verify(model, SPEC, set=["eps=0.02"], progress=False, out=tmp_path / "api",

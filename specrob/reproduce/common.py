@@ -138,26 +138,24 @@ class Run:
         return data
 
     # --- networks -------------------------------------------------------------------------
-    def train(self, name: str, model: nn.Module, prop, data: Dataset, config) -> nn.Module:
-        """Train (or resume, or reload when finished) `model` under a regime; checkpoints go to
-        <work>/<name>. Records the per-epoch metrics in results['training'][name]."""
+    def train(self, name: str, model: nn.Module, prop, data: Dataset, config, *,
+              export: bool = False) -> nn.Module:
+        """Train (or resume, or reload when finished) `model` under the property `prop` with
+        `specrob.train`; the run folder is <work>/<name> (with model.onnx when `export`).
+        Records the per-epoch metrics in results['training'][name]."""
+        import specrob
         from specrob.runfolder import RunFolderError
-        from specrob.training.trainer import Trainer, TrainError
+        from specrob.training.trainer import TrainError
+        start = time.perf_counter()
         try:
-            trainer = Trainer(model, prop, data, config, out=self.work / name,
-                              progress=self.options.progress)
-            resumed = trainer.resume()
+            result = specrob.train(model, prop, data=data, config=config,
+                                   out=self.work / name, progress=self.options.progress,
+                                   export=export, log=lambda line: self.log(f"{name}: {line}"))
         except (TrainError, RunFolderError) as error:
             raise ReproduceError(f"{error} (or rerun with --fresh)") from None
-        if resumed and trainer.epoch >= config.epochs:
-            self.log(f"{name}: trained ({trainer.epoch} epochs, from {self.work / name})")
-        else:
-            self.log(f"{name}: training {config.epochs} epochs ({config.regime})")
-            start = time.perf_counter()
-            trainer.fit()
+        if result.resumed_after < config.epochs:
             self.seconds[f"train {name}"] = round(time.perf_counter() - start, 1)
-        trainer.close()
-        self.results.setdefault("training", {})[name] = trainer.metrics
+        self.results.setdefault("training", {})[name] = result.metrics
         model.eval()
         return model
 

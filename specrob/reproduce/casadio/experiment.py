@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 import specrob
-from specrob.lang.ir import Property
 from specrob.estimate.security import accuracy_at, at_radius, security_curve
 from specrob.logic.compiled import CompiledProperty
+from specrob.data import Dataset
 from specrob.reproduce.common import Run, accuracy, describe_data, tensors
 from specrob.search.attacks import default_attacks
 from specrob.training.trainer import TrainConfig
@@ -103,7 +103,7 @@ def measure(run: Run, budget: Budget) -> dict:
                              a=1.0, b=0.2, steps=budget.pgd_steps, eval_points=256,
                              eval_steps=10, **regime)
         nets[name] = run.train(name, build_net(data.input_dim, data.classes), props[notion],
-                               data, config)
+                               data, config, export=True)  # model.onnx: for _verify
 
     x_test, y_test = tensors(data, "test")
     clean = run.stage("clean-accuracy", lambda: {n: accuracy(m, x_test, y_test)
@@ -115,9 +115,9 @@ def measure(run: Run, budget: Budget) -> dict:
                          lambda m=m: _constraint_accuracy(m, props, x0, y0, budget.samples,
                                                           options.seed))
             for n, m in nets.items()}
-    verdicts = {n: run.stage(f"verify-{n}", lambda n=n, m=m: _verify(run, n, m, spec_path, x0,
-                                                                    y0, budget))
-                for n, m in nets.items()}
+    verdicts = {n: run.stage(f"verify-{n}", lambda n=n: _verify(run, n, data, spec_path, x0,
+                                                                y0, budget))
+                for n in nets}
     return {"spec": SPEC, "clean_accuracy": clean, "security": security,
             "constraint_accuracy": cacc, "constraint_satisfaction": verdicts, "eps": list(EPS),
             "dataset": describe_data(data), "security_points": len(y0)}
@@ -147,19 +147,15 @@ def _constraint_accuracy(model: nn.Module, props: dict, x0: torch.Tensor, y0: to
     return out
 
 
-def _verify(run: Run, name: str, model: nn.Module, spec_path: Path, x0: torch.Tensor,
+def _verify(run: Run, name: str, data: Dataset, spec_path: Path, x0: torch.Tensor,
             y0: torch.Tensor, budget: Budget) -> dict:
     """Constraint satisfaction (Def. 5) on the exported ONNX network by the pipeline of
     `specrob verify` (attack, CROWN, Marabou; in-process to spare 21 interpreter starts). LR
     gets bound propagation only: its Marabou queries (a max over 784 |x_i - x0_i|) timed out
     on every point tried, see LR_MARABOU."""
-    from specrob.network import load_onnx_checked
-    from specrob.training.export import export_onnx
-    from specrob.verification.pipeline import Verifier, VerifyConfig
+    from specrob.verification.config import VerifyConfig
 
-    onnx_path = run.work / name / "model.onnx"
-    export_onnx(model, x0[:64], onnx_path)
-    net, module = load_onnx_checked(onnx_path)
+    onnx_path = run.work / name / "model.onnx"  # written by specrob.train
     spec = specrob.load(spec_path, eps=budget.verify_eps)
     out = {}
     for notion, prop_name in NOTIONS.items():
@@ -169,16 +165,9 @@ def _verify(run: Run, name: str, model: nn.Module, spec_path: Path, x0: torch.Te
         config = VerifyConfig(backend=backend, timeout=budget.verify_timeout, points=points,
                               seed=run.options.seed)
         folder = run.work / name / f"verify-{notion}-{config.key()}"  # resumable per settings
-        prop = spec[prop_name]
-        assert isinstance(prop, Property)  # NOTIONS names properties of SPEC
-        verifier = Verifier(prop, onnx_path, net, module, x0[:points], y0[:points],
-                            config, out=folder)
-        try:
-            verifier.resume()
-            verifier.run()
-        finally:
-            verifier.close()
-        summary = verifier.summary()
+        summary = specrob.verify(onnx_path, spec, property=prop_name, config=config,
+                                 data=data, out=folder, centres=(x0[:points], y0[:points]),
+                                 progress=run.options.progress).summary
         out[notion] = {k: summary[k] for k in ("points", "verified", "falsified", "unknown",
                                                "constraint_satisfaction", "by_method",
                                                "stage_seconds")}
