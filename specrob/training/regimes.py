@@ -19,7 +19,7 @@ from torch import nn
 
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import ascent_step
-from specrob.search.searches import PGD, make_search
+from specrob.search.searches import PGD, Sampling, Search, fgsm
 from specrob.training.config import TrainConfig
 
 
@@ -68,13 +68,22 @@ class Constraint(Regime):
 
     def loss(self, model, x, y, ctx):
         a, b = ctx.config.a, ctx.config.b
-        search = make_search(ctx.config.search, **ctx.config.options())
+        search = search_of(ctx.config)
         fx0 = ctx.prop.centre_output(model, x)
         x_star = ctx.prop.worst_point(model, x, y, search,
                                       fx0=None if fx0 is None else fx0.detach())
         lc = ctx.prop.loss(model, x_star, x, y, fx0).mean()
         ce = F.cross_entropy(model(x), y)
         return a * ce + b * lc, {"ce": ce.item(), "batch_constraint_loss": lc.item()}
+
+
+def search_of(config: TrainConfig) -> Search:
+    """The constraint's worst-point search, built from exactly its own typed options."""
+    if config.search == "pgd":
+        return PGD(steps=config.steps, restarts=config.restarts)
+    if config.search == "sample":
+        return Sampling(samples=config.samples)
+    return fgsm()  # TrainConfig accepts only SEARCHES: pgd | sample | fgsm
 
 
 def ce_objective(model: nn.Module, y: torch.Tensor):
