@@ -29,6 +29,7 @@ import zlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -174,7 +175,8 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
         table = np.loadtxt(csv, delimiter=",")
         return table[:, :-1], table[:, -1]
     from sklearn.datasets import load_digits
-    bunch = load_digits()
+    from sklearn.utils import Bunch
+    bunch = cast(Bunch, load_digits())  # a Bunch: return_X_y is not set
     return bunch.data, bunch.target
 
 

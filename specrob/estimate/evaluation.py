@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 from torch import nn
@@ -177,6 +177,7 @@ class Evaluation:
                                 files=("results.json", "*.png"), fresh=self.fresh)
         self.folder.open()
         path = self.results_path
+        assert path is not None  # self.out is set
         if self.folder.resumed and path.exists():
             old = read_json(path, "use --fresh to start over")
             self.results["properties"] = old.get("properties", {})
@@ -192,10 +193,11 @@ class Evaluation:
         return None if self.out is None else self.out / "results.json"
 
     def save(self) -> None:
-        if self.out is None:
+        path = self.results_path
+        if path is None:  # no out folder
             return
         from specrob.runfolder import json_default, write_json
-        write_json(self.results_path, self.results, default=json_default)
+        write_json(path, self.results, default=json_default)
 
     def centres(self, decl: ir.Property | ir.Score):
         """The declaration's centres (see `select_centres`), refused when outside its domain
@@ -307,8 +309,9 @@ class Evaluation:
         with torch.no_grad():
             accuracy = bool_proportion(self.model(x0).argmax(-1) == y)
         delta = Estimate(1 - rho.value, 1 - rho.high, 1 - rho.low, rho.count)
-        bound = accuracy_lower_bound(accuracy, delta=delta,
-                                     eps_label=float(score.value("eps_label")))
+        # an Estimate, since accuracy is one; eps_label is a number (the checker's type)
+        bound = cast(Estimate, accuracy_lower_bound(
+            accuracy, delta=delta, eps_label=float(cast(float, score.value("eps_label")))))
         return {"accuracy": accuracy.as_dict(), "bound": bound.as_dict(),
                 "note": "interval combines the inputs' intervals (union bound, ~85-90%)"}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -206,7 +206,7 @@ def incompatibility_curve(x: torch.Tensor, y: torch.Tensor, distances: Sequence[
     The curve is non-decreasing in d, 0 at d = 0 (strict <), non-increasing in alpha.
     Distances by torch.cdist on `chunk` rows at a time; q defaults to p."""
     q = p if q is None else q
-    alphas = tuple(float(a) for a in alpha) if hasattr(alpha, "__iter__") else (float(alpha),)
+    alphas = tuple(float(a) for a in alpha) if isinstance(alpha, Iterable) else (float(alpha),)
     dists = tuple(float(d) for d in distances)
     gap = onehot_distance(q)
     # a pair is incompatible iff its distance is below min(d, gap / alpha)

@@ -19,6 +19,7 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -55,6 +56,8 @@ def load_generator(path: str | Path):
         raise ScoreError(f"generator module '{path}' not found (give it with "
                          f"--set generator=PATH.py)")
     spec = importlib.util.spec_from_file_location(f"specrob_generator_{abs(hash(p))}", p)
+    # None only for a file without a Python suffix (module_from_spec failed on it before, too)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -76,8 +79,9 @@ class _Kernel:
         self.high = constant(score.domain.high, params)
         self.generator = None
         if isinstance(k, ir.Manifold):
-            path = k.generator.value if isinstance(k.generator, ir.Text) else \
-                score.value(k.generator.name)
+            term = k.generator  # a Text, or a path-typed Param (whose value is a str)
+            path = term.value if isinstance(term, ir.Text) else \
+                cast(str, score.value(cast(ir.Param, term).name))
             path = Path(path)
             if not path.is_absolute() and spec_dir is not None:
                 path = spec_dir / path
@@ -94,12 +98,15 @@ class _Kernel:
         """(count, B, n) draws and a mask of the valid ones (inside the kernel's ball)."""
         k = self.score.kernel
         if isinstance(k, ir.UniformBall):
-            pts = self.region().uniform(x0, count, gen)
+            region = self.region()
+            assert region is not None  # a uniform ball kernel has a ball
+            pts = region.uniform(x0, count, gen)
             return pts, torch.ones(pts.shape[:2], dtype=torch.bool)
         sigma = constant(k.sigma, self.params)
         if isinstance(k, ir.Gaussian):
             pts = truncated_gaussian(x0, sigma, self.low, self.high, count, gen)
             return pts, torch.ones((count, x0.shape[0]), dtype=torch.bool)
+        assert self.generator is not None  # a Manifold kernel: loaded in __init__
         with torch.no_grad():  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
             z = self.generator.encode(x0)
             noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype)

@@ -1,6 +1,7 @@
 """Core IR formulas -> per-sample values of a logic, compiled once; negation in NNF."""
 from __future__ import annotations
 
+from typing import assert_never
 
 import torch
 
@@ -41,18 +42,20 @@ class FormulaCompiler:
             items = [self._formula(i, logic, scope) for i in f.items]
             fold = logic.conj if isinstance(f, ir.And) else logic.disj
             return lambda env: fold([item(env) for item in items])
-        over = self.terms.over_classes(f.var, f.exclude, scope,
-                                       lambda node, sc: self._formula(node, logic, sc))
-        body = over.body(f.body)
-        forall = f.kind == "forall"
-        neutral = logic.all_neutral if forall else logic.any_neutral
+        if isinstance(f, ir.IndexQuant):
+            over = self.terms.over_classes(f.var, f.exclude, scope,
+                                           lambda node, sc: self._formula(node, logic, sc))
+            body = over.body(f.body)
+            forall = f.kind == "forall"
+            neutral = logic.all_neutral if forall else logic.any_neutral
 
-        def quantifier(env):
-            values, excluded = over(env, body)
-            if excluded is not None:
-                values = values.masked_fill(excluded, neutral)
-            return logic.all(values, over.axis) if forall else logic.any(values, over.axis)
-        return quantifier
+            def quantifier(env):
+                values, excluded = over(env, body)
+                if excluded is not None:
+                    values = values.masked_fill(excluded, neutral)
+                return logic.all(values, over.axis) if forall else logic.any(values, over.axis)
+            return quantifier
+        assert_never(f)  # a new IR formula fails type checking here until it is compiled
 
     def run(self, fns: list[Fn], points: Points) -> list[torch.Tensor]:
         """Evaluate compiled formulas on one batch (shared terms computed once): (B,) each."""

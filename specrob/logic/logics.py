@@ -97,8 +97,11 @@ class SearchDL2(DL2):
     differentiate than a product with zeros. Used only to steer searches."""
 
     name = "search-dl2"
-    any_neutral = math.inf
     false = 1e6  # a crisp falsehood: large, so that `min` in a disjunction passes over it
+
+    @property
+    def any_neutral(self) -> float:
+        return math.inf
 
     def any(self, v, dim, keepdim=True):
         return v.amin(dim, keepdim=keepdim)

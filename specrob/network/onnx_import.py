@@ -80,7 +80,7 @@ _DEFAULT_HINT = ("replace it by supported operators, or re-export the model (tor
 # `Shape` is evaluated for both, and what differs depends on the batch size
 _BATCH, _BATCH_ALT = 23, 29
 _IGNORED = frozenset({"consumed_inputs"})  # an opset < 6 memory hint with no effect on values
-_FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64"}
+_FLOAT_TYPES: dict[int, str] = {TensorProto.FLOAT: "float32", TensorProto.DOUBLE: "float64"}
 
 
 def load_onnx(path: str | Path) -> Network:
@@ -903,7 +903,7 @@ def _fold_elementwise(nodes: list[Node], output: str) -> list[Node]:
     result: list[Node] = []
     for node in nodes:
         prev = producer.get(node.inputs[0]) if isinstance(node, Elementwise) else None
-        if prev is not None and uses[prev.output] == 1:
+        if isinstance(node, Elementwise) and prev is not None and uses[prev.output] == 1:
             names = {"name": f"{prev.name}+{node.name}",
                      "op_type": f"{prev.op_type}+{node.op_type}", "inputs": prev.inputs,
                      "output": node.output, "shape": node.shape}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,6 +40,9 @@ class _Step(nn.Module):
 
 
 class _Affine(_Step):
+    weight: torch.Tensor  # buffers (registered in _Step.__init__)
+    bias: torch.Tensor
+
     def __init__(self, node: Affine):
         super().__init__(node, weight=node.weight, bias=node.bias)
 
@@ -49,6 +51,9 @@ class _Affine(_Step):
 
 
 class _Elementwise(_Step):
+    scale: torch.Tensor  # buffers
+    shift: torch.Tensor
+
     def __init__(self, node: Elementwise):
         super().__init__(node, scale=node.scale, shift=node.shift)
         self.identity_scale = bool((node.scale == 1).all())
@@ -67,6 +72,9 @@ class _Add(_Step):
 
 
 class _Conv(_Step):
+    weight: torch.Tensor  # buffers
+    bias: torch.Tensor
+
     def __init__(self, node: Conv):
         super().__init__(node, weight=node.weight, bias=node.bias)
         top, left, bottom, right = node.pads
@@ -83,6 +91,11 @@ class _Conv(_Step):
 
 
 class _BatchNorm(_Step):
+    scale: torch.Tensor  # buffers
+    bias: torch.Tensor
+    mean: torch.Tensor
+    var: torch.Tensor
+
     def __init__(self, node: BatchNorm):
         super().__init__(node, scale=node.scale, bias=node.bias, mean=node.mean, var=node.var)
         self.epsilon = node.epsilon
@@ -153,7 +166,7 @@ class _AveragePool(_Step):
         return mean / F.avg_pool2d(ones, self.kernel, self.stride)
 
 
-_STEPS: dict[type, Callable[[Node], _Step]] = {
+_STEPS: dict[type, type[_Step]] = {
     Affine: _Affine, Elementwise: _Elementwise, Add: _Add, Conv: _Conv, BatchNorm: _BatchNorm,
     MaxPool: _MaxPool, AveragePool: _AveragePool, Relu: _Pointwise, LeakyRelu: _Pointwise,
     Clip: _Pointwise, Sigmoid: _Pointwise, Tanh: _Pointwise, Softmax: _Pointwise,
@@ -164,6 +177,8 @@ _STEPS: dict[type, Callable[[Node], _Step]] = {
 
 class TorchNetwork(nn.Module):
     """Runs a Network on a batch (B, *input_shape), or (B, n) flattened, giving (B, m)."""
+
+    _dtype_probe: torch.Tensor  # a buffer
 
     def __init__(self, net: Network):
         super().__init__()

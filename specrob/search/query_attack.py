@@ -60,12 +60,12 @@ def _dnf(f: q.Formula, limit: int = 64) -> list[q.Formula]:
         out = [d for item in f.items for d in _dnf(item, limit)]
         return out if len(out) <= limit else [f]
     if isinstance(f, q.And):
-        out: list[list[q.Formula]] = [[]]
+        conjunctions: list[list[q.Formula]] = [[]]
         for item in f.items:
-            out = [a + [b] for a in out for b in _dnf(item, limit)]
-            if len(out) > limit:
+            conjunctions = [a + [b] for a in conjunctions for b in _dnf(item, limit)]
+            if len(conjunctions) > limit:
                 return [f]
-        return [q.And(tuple(c)) for c in out]
+        return [q.And(tuple(c)) for c in conjunctions]
     return [f]
 
 
@@ -94,7 +94,7 @@ def _linear_dnf(f: q.Formula, limit: int = 64):
     D, A = len(disjuncts), max(1, max(len(d) for d in disjuncts))
     m = next((r[0].shape[0] for d in disjuncts for r in d), None)
     n = next((r[1].shape[0] for d in disjuncts for r in d), None)
-    if m is None:
+    if m is None or n is None:  # both or neither
         return None  # only constants: the general path handles them
     out, inp = np.zeros((D, A, m)), np.zeros((D, A, n))
     const = np.full((D, A), math.inf)
@@ -109,8 +109,9 @@ def _linear_dnf(f: q.Formula, limit: int = 64):
 def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype):
     """A function of (z (K, m), x (K, n)) -> margins (K,) for the targets of every row
     (K = Q*R, row k*R + r is target r of query k), when all are linear DNFs; else None."""
-    forms = [_linear_dnf(t) for ts in targets for t in ts]
-    if any(f is None for f in forms):
+    linear = [_linear_dnf(t) for ts in targets for t in ts]
+    forms = [f for f in linear if f is not None]
+    if len(forms) < len(linear):
         return None
     D = max(f[0].shape[0] for f in forms)
     A = max(f[0].shape[1] for f in forms)

@@ -52,6 +52,7 @@ from specrob.verification.bounds import (
     adam_ascent,
     unsupported,
 )
+from specrob.verification.bounds.common import Interval
 
 __all__ = ["INPUT_SPLIT_MAX_INPUTS", "BabResult", "branch_and_bound"]
 
@@ -159,7 +160,7 @@ class _Solver:
         self.batch, self.max_domains, self.iterations = batch, max_domains, iterations
         self.refine = refine
         self.root_steps = root_steps
-        self.root_bounds = None
+        self.root_bounds: dict[str, Interval] | None = None
         self.optimise = optimise
         self.comp = compile_network(net, device)
         reg = query.region
@@ -240,7 +241,7 @@ class _Solver:
     # --- ReLU splitting ------------------------------------------------------------------------
     def _relu_bab(self, c: Tensor, d: Tensor, strict: bool, deadline: float):
         comp, region = self.comp, self.region
-        if getattr(self, "root_bounds", None) is None:  # once per query, shared by its rows
+        if self.root_bounds is None:  # once per query, shared by its rows
             with torch.no_grad():
                 ibp = ibp_bounds(comp, region)
                 root = Crown(comp, region, ibp, CHUNK)
@@ -315,6 +316,7 @@ class _Solver:
     def _base(self, inter: dict, D: int) -> dict:
         """Every value's bounds for D subdomains: a ReLU input's from `inter` (the parent's),
         the others' the root's (expanded)."""
+        assert self.root_bounds is not None  # set by _relu_bab before any subdomain
         out = {}
         for v, (l, u) in self.root_bounds.items():
             if v in inter:

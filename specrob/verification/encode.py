@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import assert_never
 
 import numpy as np
 
@@ -97,7 +98,9 @@ class Encoder:
                 items.append(self.formula(f.body))
             del self.env[f.var]
             return q.And(tuple(items)) if f.kind == "forall" else q.Or(tuple(items))
-        return self.compare(f)
+        if isinstance(f, ir.Compare):
+            return self.compare(f)
+        assert_never(f)  # a new IR formula fails type checking here until it is encoded
 
     def compare(self, f: ir.Compare) -> q.Formula:
         scr = self._softmax_margin(f)

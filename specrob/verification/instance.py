@@ -290,6 +290,7 @@ def result_text(result: InstanceResult) -> str:
     ((X_0 v) ... (Y_0 v) ...), values written exactly (float32 inputs, float64 outputs)."""
     if result.status != "sat":
         return result.status + "\n"
+    assert result.x is not None and result.y is not None  # sat: both are set
     pairs = [f"(X_{i} {float(v)!r})" for i, v in enumerate(result.x)]
     pairs += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(result.y)]
     return "sat\n(" + "\n ".join(pairs) + ")\n"

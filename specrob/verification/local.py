@@ -19,8 +19,8 @@ from specrob.network.ir import Clip, LeakyRelu, MaxPool, Network, Relu
 from specrob.network.torch_exec import to_torch
 
 
-def stable_radius(net: Network, x0: np.ndarray, low: float, high: float, start: float,
-                  halvings: int = 24) -> float | None:
+def stable_radius(net: Network, x0: np.ndarray, low: float | np.ndarray,
+                  high: float | np.ndarray, start: float, halvings: int = 24) -> float | None:
     """The largest gamma = start / 2^k such that every kink keeps its side on the l_inf box
     of radius gamma around x0 (∩ [low, high]); None if there is none (x0 on a kink)."""
     from specrob.verification.bounds import compile_network, ibp_bounds, input_region

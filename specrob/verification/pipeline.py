@@ -28,6 +28,7 @@ import torch
 
 from specrob.lang import ir
 from specrob.verification.config import VerifyConfig
+from specrob.network.ir import Network
 from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
 from specrob.lang import query as q
@@ -179,8 +180,8 @@ def _marabou_job(args):
 class Verifier:
     """Runs the pipeline over the centres of one property."""
 
-    def __init__(self, prop: ir.Property, onnx_path: str | Path, net, module: torch.nn.Module,
-                 x0: torch.Tensor, y: torch.Tensor, config: VerifyConfig,
+    def __init__(self, prop: ir.Property, onnx_path: str | Path, net: Network,
+                 module: torch.nn.Module, x0: torch.Tensor, y: torch.Tensor, config: VerifyConfig,
                  out: Path | None = None, progress: Callable[[int], None] | None = None,
                  index: list[int] | None = None):
         self.prop, self.net, self.module, self.config = prop, net, module, config
@@ -206,7 +207,7 @@ class Verifier:
         from specrob.network.final_layer import final_monotone
         self.final = final_monotone(net)
         self.attack_module, self.attack_note = attack_model(prop, module)
-        self.nets: dict[int, object] = {}  # per centre: the network its query is checked on
+        self.nets: dict[int, Network] = {}  # per centre: the network its query is checked on
 
     # --- results on disk -------------------------------------------------------------------
     @property
@@ -242,12 +243,14 @@ class Verifier:
                                        "counterexamples.png"),
                                 fresh=fresh)
         self.folder.open()
-        self.lines = JsonLines(self.results_path)
+        path = self.results_path
+        assert path is not None  # self.out is set
+        self.lines = JsonLines(path)
         if self.folder.resumed:
             from specrob.runfolder import RunFolderError
             for row in self.lines.rows():
-                i = self.position.get(row.get("index")) if isinstance(row.get("index"), int) \
-                    else None
+                index = row.get("index")
+                i = self.position.get(index) if isinstance(index, int) else None
                 if i is None:
                     continue  # a centre beyond --points: kept in the file, not counted
                 if row.get("centre") != self.centre_hash(i):
@@ -265,6 +268,7 @@ class Verifier:
         """A resumed run keeps what the earlier runs measured: their seconds per stage and
         their largest float32 error bound (summary.json is rewritten at the end)."""
         from specrob.runfolder import RunFolderError, read_json
+        assert self.out is not None  # called by resume, after its check
         path = self.out / "summary.json"
         if not path.exists():
             return
@@ -339,6 +343,7 @@ class Verifier:
         fx0 = self.oracle(self.x0[todo].numpy()) if todo else None
         encoder = Encoder(self.prop, self.x0.shape[-1], self.net.output_size)
         for k, i in enumerate(todo):
+            assert fx0 is not None  # todo is not empty
             try:
                 queries[i] = encoder.query(Centre(self.x0[i].numpy(), int(self.y[i]), fx0[k]))
             except Unsupported as exc:
@@ -349,10 +354,12 @@ class Verifier:
         """Per centre, the network bounds and Marabou check its query on: without the final
         Softmax / LogSoftmax when the query compares outputs order-wise only."""
         from specrob.lang.query import query_order_only
+        final = self.final
         for i in todo:
-            strip = self.final is not None and query_order_only(queries[i].body,
-                                                                self.final.kind)
-            self.nets[i] = self.final.logits if strip else self.net
+            if final is not None and query_order_only(queries[i].body, final.kind):
+                self.nets[i] = final.logits
+            else:
+                self.nets[i] = self.net
 
     def final_layer_note(self, i: int, verdict: str, method: str) -> dict:
         """The row's note (or the unknown's reason) about a final Softmax / LogSoftmax."""
@@ -562,9 +569,10 @@ class Verifier:
         from specrob.lang.walk import lipschitz_shape
         from specrob.lang.params import resolve_params
         from specrob.verification import local
-        shape = lipschitz_shape(self.prop)
-        if shape is None or not isinstance(self.prop.body.left, ir.Norm) or \
-                self.prop.body.left.vector != ir.Arith("-", ir.Net(False), ir.Net(True)):
+        shape, body = lipschitz_shape(self.prop), self.prop.body
+        # a shape means a Compare with a Norm on the left
+        if shape is None or not isinstance(body, ir.Compare) or not isinstance(body.left, ir.Norm) \
+                or body.left.vector != ir.Arith("-", ir.Net(False), ir.Net(True)):
             return query
         L = resolve_params(self.prop, self.x0.shape[-1])[shape[0]]
         x0 = query.region.centre
@@ -572,8 +580,7 @@ class Verifier:
                                     max(query.region.eps, 1e-12))
         if gamma is None:
             return query
-        bound = local.operator_norm_bound(local.jacobian(self.net, x0), shape[1],
-                                          self.prop.body.left.p)
+        bound = local.operator_norm_bound(local.jacobian(self.net, x0), shape[1], body.left.p)
         if bound > L:
             return query
         n, m = x0.shape[0], query.classes

@@ -59,8 +59,8 @@ def supports(prop: ir.Property) -> dict[str, Support]:
         return {"bounds": Support("no", f"not a linear constraint on the outputs: {why}"),
                 "marabou": Support("no", why), "vnnlib": Support("no", why)}
     strengthened = "softmax through its sufficient margin condition" if query.sufficient else ""
-    box = {2: "l_2 ball checked on its enclosing box",
-           1: "l_1 ball checked on its enclosing box"}.get(query.region.p, "")
+    box = {2.0: "l_2 ball checked on its enclosing box",
+           1.0: "l_1 ball checked on its enclosing box"}.get(query.region.p, "")
     out = {}
     nonlinear = [a for a in _atoms(query.body) if not a.is_linear_in_outputs()]
     if nonlinear:

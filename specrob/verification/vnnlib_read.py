@@ -346,7 +346,10 @@ def _simplify(f: q.Formula) -> q.Formula:
     if isinstance(f, (q.And, q.Or)):
         items = []
         for item in (_simplify(i) for i in f.items):
-            items.extend(item.items if type(item) is type(f) else [item])
+            if type(item) is type(f) and isinstance(item, (q.And, q.Or)):
+                items.extend(item.items)
+            else:
+                items.append(item)
         if not items:
             return q.Const(isinstance(f, q.And))
         return items[0] if len(items) == 1 else type(f)(tuple(items))

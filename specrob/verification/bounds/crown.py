@@ -4,6 +4,7 @@ functions of any value by backward propagation through the DAG.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -13,6 +14,9 @@ from specrob.network.ir import (Network)
 from specrob.verification.bounds.common import DTYPE, Interval, down, up
 from specrob.verification.bounds.network import CompiledNetwork, compile_network
 from specrob.verification.bounds.region import BoundRegion, input_region
+
+if TYPE_CHECKING:
+    from specrob.verification.bounds.operators.relu import KinkOp
 
 
 def interval_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,
@@ -52,7 +56,7 @@ class Crown:
         self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.B = region.x0.shape[0]
         self.bounds: dict[str, Interval] = {comp.input_name: ibp[comp.input_name]}
-        self.relax: dict[int, list] = {}
+        self.relax: dict[int, list | tuple] = {}  # per kink or relaxed node: its relaxation
         for i in comp.live:
             op = comp.ops[i]
             if op.kind == "softmax":
@@ -80,8 +84,8 @@ class Crown:
             mask = (l < u).reshape(self.B, -1)
         else:
             mask = torch.zeros((self.B, l[0].numel()), dtype=torch.bool, device=l.device)
-            for op in users:
-                mask |= op.unstable(l, u).reshape(self.B, -1)
+            for op in users:  # all kinks
+                mask |= cast("KinkOp", op).unstable(l, u).reshape(self.B, -1)
         # rows for the neurons some centre needs; each centre takes only its own, so a
         # centre's bounds do not depend on the other centres of the batch
         rows = mask.any(0).nonzero().squeeze(-1)
@@ -124,9 +128,10 @@ class Crown:
         coef = {value: A}
         for i in reversed([j for j in comp.live if j <= comp.producer.get(value, -1)]):
             op = comp.ops[i]
-            A = coef.pop(op.node.output, None)
-            if A is None:
+            coef_out = coef.pop(op.node.output, None)
+            if coef_out is None:
                 continue
+            A = coef_out
             if op.kind == "linear":
                 extra = op.const(A)
                 if extra is not None:
@@ -213,7 +218,7 @@ def adam_ascent(params: list[Tensor], grads, moments: list[tuple[Tensor, Tensor]
             p.add_(lr * hat1 / (hat2.sqrt() + 1e-8))
 
 
-def relaxations(comp: CompiledNetwork, bounds: dict[str, Interval]) -> dict[int, object]:
+def relaxations(comp: CompiledNetwork, bounds: dict[str, Interval]) -> dict[int, list | tuple]:
     """The relaxation of every live nonlinear node (kink or relaxed) from its input bounds,
     as `Crown.relax` holds them (for a `Crown` built on given bounds, e.g. by branch and
     bound)."""

@@ -179,6 +179,7 @@ class Encoding:
         if floor >= ceiling:  # min(max(x, low), high) = high everywhere
             return np.full_like(x, self.constant(ceiling))
         out = np.empty_like(x)
+        v: int  # x holds variable numbers
         for i, v in enumerate(x.tolist()):
             lo, hi = self.lo[v], self.hi[v]
             if hi <= floor:

@@ -38,7 +38,8 @@ from specrob.verification.marabou.layers import encode_network, supports
 
 STATUSES = ("unsat", "sat", "timeout", "error")
 # Marabou's exit strings (maraboupy 2.0, MarabouCore.solve) -> ours; anything else is "error"
-_EXIT = {"unsat": "unsat", "sat": "sat", "TIMEOUT": "timeout"}
+# (None too: `_solve`'s code when Marabou gave no answer)
+_EXIT: dict[str | None, str] = {"unsat": "unsat", "sat": "sat", "TIMEOUT": "timeout"}
 # rounding slack on the interval bounds handed to Marabou: relative to the terms' magnitude
 SLACK = 1e-9
 # The largest magnitude (variable bound, coefficient, constant) at which one Marabou UNSAT is
@@ -109,8 +110,9 @@ class _Worker:
             self.proc.wait()
         self.proc = None
 
-    def _receive(self, seconds: float | None):
+    def _receive(self, seconds: float | None) -> tuple | None:
         """The next answer, None when the deadline passes, ("died", returncode) on EOF."""
+        assert self.proc is not None and self.proc.stdout is not None  # started, with pipes
         fd = self.proc.stdout.fileno()
         deadline = None if seconds is None else time.monotonic() + seconds
         buffer = b""
@@ -128,7 +130,7 @@ class _Worker:
                 need = 8 + int.from_bytes(buffer[:8], "little")
         return pickle.loads(buffer[8:need])
 
-    def run(self, job: dict, seconds: float | None):
+    def run(self, job: dict, seconds: float | None) -> tuple | None:
         """The worker's answer to a job, None when it was killed after `seconds`, or
         ("died", returncode)."""
         with self.lock:
@@ -136,6 +138,7 @@ class _Worker:
                 self.proc, self.owner = None, os.getpid()
             if self.proc is None or self.proc.poll() is not None:
                 self._start()
+            assert self.proc is not None and self.proc.stdin is not None  # started, with pipes
             data = pickle.dumps(job)
             finished = False
             try:
@@ -301,7 +304,7 @@ def _solve(job: dict, isolate: bool, timeout: float, kill_after: float | None):
         _, code, read, log = answer
     else:
         try:
-            from maraboupy import MarabouCore as core
+            import maraboupy.MarabouCore as core
             from specrob.verification.marabou.worker import run_job
             code, read = run_job(core, job)
         except Exception as e:  # noqa: BLE001 - ImportError, or a MarabouError in Python

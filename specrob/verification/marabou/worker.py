@@ -82,7 +82,7 @@ def _serve():
     import sys
     import tempfile
 
-    from maraboupy import MarabouCore as core
+    import maraboupy.MarabouCore as core
     try:  # Linux: die with the parent, so a solve that never ends is never orphaned
         import ctypes
         import signal

@@ -20,6 +20,7 @@ class MaxPoolOp(Op):
     exactly where l_k >= u_j for every other input j of the window. Padding never wins."""
 
     kind = "relaxed"
+    node: MaxPool
 
     def __init__(self, node: MaxPool, shapes, device):
         super().__init__(node, shapes)

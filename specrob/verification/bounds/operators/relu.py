@@ -19,6 +19,7 @@ class KinkOp(Op):
     term gets the CROWN relaxation (Zhang et al. 2018) on its own pre-activation bounds."""
 
     kind = "kink"
+    node: Relu | LeakyRelu | Clip
 
     def __init__(self, node: Relu | LeakyRelu | Clip, shapes, device):
         super().__init__(node, shapes)
@@ -87,7 +88,7 @@ class KinkOp(Op):
         return out
 
     def back_relaxed(self, A: Tensor, relax, alphas: list[Tensor | None] | None
-                     ) -> tuple[Tensor, Tensor]:
+                     ) -> tuple[Tensor, Tensor | float]:
         """Coefficients on z and the constant of a lower bound of A · y: a positive
         coefficient of relu(w) takes the lower line alpha w, a negative one the upper line."""
         Az = A * self.a0 if self.a0 else None
@@ -95,8 +96,9 @@ class KinkOp(Op):
         for k, ((g, sigma, h), (s, t, alpha, unstable)) in enumerate(zip(self.terms, relax)):
             G = A if g == 1 else A * g
             slope = alpha.unsqueeze(1)
-            if alphas is not None and alphas[k] is not None:
-                slope = torch.where(unstable.unsqueeze(1), alphas[k], slope)
+            free = None if alphas is None else alphas[k]
+            if free is not None:
+                slope = torch.where(unstable.unsqueeze(1), free, slope)
             Aw = G * torch.where(G >= 0, slope, s.unsqueeze(1))
             c = c + dot(G.clamp(max=0), t) + (h * sum_rest(Aw) if h else 0.0)
             Aw = Aw if sigma > 0 else -Aw
