@@ -371,10 +371,10 @@ class _Solver:
         solver = self
 
         class Split(Crown):
-            def _refine(inner, value, l, u):
+            def _refine(self, value, l, u):  # `self`: this Crown; `solver`: the BaB solver
                 if solver.producer_index.get(value, -1) < first:
                     return clamp(value, *base[value])
-                l, u = Crown._refine(inner, value, *clamp(value, l, u))
+                l, u = Crown._refine(self, value, *clamp(value, l, u))
                 return clamp(value, l, u)
 
         region = _repeat(self.region, D)

@@ -384,7 +384,7 @@ class InstanceRunner:
         self.instances, self.out = instances, Path(out)
         self.semantics, self.seed, self.source = semantics, seed, source
         self.device = device
-        self.progress = progress or (lambda row: None)
+        self.progress: Callable[[dict], object] = progress or (lambda row: None)
         self.models: dict[Path, tuple] = {}
         self.done: dict[str, dict] = {}
         self.folder = None

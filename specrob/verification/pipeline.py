@@ -195,7 +195,7 @@ class Verifier:
         self.out, self.onnx_path = out, Path(onnx_path)
         self.folder = None
         self.lines = None
-        self.progress = progress or (lambda k: None)
+        self.progress: Callable[[int], object] = progress or (lambda k: None)
         self.done: dict[int, dict] = {}
         self.stage_seconds = {"attack": 0.0, "bounds": 0.0, "bab": 0.0, "marabou": 0.0}
         self.float32_error_max = 0.0
