@@ -553,6 +553,8 @@ def reproduce(
 def run() -> None:
     """Console entry point: never a traceback for a user's mistake."""
     from specrob.errors import SpecrobError
+    from specrob.process import bound_heap
+    bound_heap()  # peak memory follows what is alive (see specrob/process.py)
     try:
         app()
     except SpecError as error:

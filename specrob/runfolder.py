@@ -76,7 +76,8 @@ def array_identity(*arrays: Any) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a)
         digest.update(f"{a.dtype}{a.shape}".encode())
-        digest.update(a.tobytes())
+        if a.size:  # a.tobytes()'s bytes, without the copy (220 MB for Fashion-MNIST)
+            digest.update(a.reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 

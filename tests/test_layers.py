@@ -21,6 +21,7 @@ from tests.conftest import REPO
 
 BASE = {"errors", "numerics", "resources", "options"}
 ALLOWED = {
+    "process": set(),  # process-wide settings of the command line (malloc)
     "errors": set(),
     "numerics": set(),
     "resources": set(),
@@ -45,7 +46,7 @@ ALLOWED |= {
     # the command line parses and prints: the API, the errors it reports, the spec summary
     # of `check`, the option dataclasses whose fields are its defaults, and the printers
     "cli": BASE | {"api", "lang", "report", "training", "estimate", "verification",
-                   "__version__"},
+                   "process", "__version__"},
     "__init__": BASE | {"api", "lang", "training", "estimate", "verification"},
     "__main__": {"cli"},
 }

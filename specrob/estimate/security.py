@@ -65,13 +65,21 @@ def accuracy_at(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
 
 
 def accuracy_with_rate(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
-                       y: torch.Tensor, samples: int, generator=None) -> tuple[Estimate, dict]:
+                       y: torch.Tensor, samples: int, generator=None, *,
+                       max_elements: int = 1 << 22) -> tuple[Estimate, dict]:
     """`accuracy_at` and the acceptance rate of the exact uniform sampler of ball ∩ domain
-    (min and mean over centres; 1 for l_inf, where ball ∩ box is a box)."""
-    pts, rate = compiled.region.uniform_with_rate(x0, samples, generator)  # (S, B, n), (B,)
+    (min and mean over centres; 1 for l_inf, where ball ∩ box is a box). The samples are
+    drawn and checked in slices of about `max_elements` numbers (`Region.uniform_slices`)."""
+    oks, rates = [], []
     with torch.no_grad():
         fx0 = compiled.centre_output(model, x0)
-        ok = torch.stack([compiled.holds(model, pts[s], x0, y, fx0) for s in range(samples)])
+        # slices of the (S, B, n) samples: memory bounded by the slice, not by S x B
+        for pts, rate in compiled.region.uniform_slices(x0, samples, generator,
+                                                        max_elements=max_elements):
+            oks.extend(compiled.holds(model, pts[s], x0, y, fx0) for s in range(len(pts)))
+            rates.append(rate)
+    ok = torch.stack(oks)  # (S, B)
+    rate = torch.stack(rates).mean(0)  # each slice's rate, averaged (one slice: its own)
     est = mean(ok.float().mean(0), bounds=(0.0, 1.0))
     acceptance = {"min": float(rate.min()) if rate.numel() else 1.0,
                   "mean": float(rate.mean()) if rate.numel() else 1.0}

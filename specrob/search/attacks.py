@@ -15,6 +15,10 @@ from torch import nn
 from specrob.lang import ir
 from specrob.search.searches import PGD, Search, fgsm
 
+# centres per attack batch: bounds an attack's memory (about 16 copies of (CHUNK x restarts, n)
+# floats plus the model's activations), not the number of centres
+CHUNK = 2048
+
 if TYPE_CHECKING:  # the compiled property (logic) calls the searches; not imported at run time
     from specrob.logic.compiled import CompiledProperty
 
@@ -35,11 +39,14 @@ def default_attacks(steps: int = 20, restarts: int = 2) -> list[Attack]:
 
 def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
                 y: torch.Tensor, attacks: list[Attack], generator=None,
-                search_model: nn.Module | None = None):
+                search_model: nn.Module | None = None, *, chunk: int = CHUNK):
     """Per centre: is a confirmed violation found, by which attack, and where. The attacks
     search on `search_model` (default: the model; e.g. its logits, without a final softmax
     whose saturated gradients vanish, see `attack_model`); every violation is re-checked on
-    the model itself."""
+    the model itself. Each attack runs over `chunk` centres at a time (memory bounded by the
+    chunk, not by the number of centres; up to `chunk` centres, one batch as before).
+
+    Shape: x0 (B, n), y (B,) -> violated (B,) bool, found_by [B] names, points (B, n)."""
     violated = torch.zeros(len(y), dtype=torch.bool, device=x0.device)
     found_by = [""] * len(y)
     points = x0.clone()
@@ -47,11 +54,19 @@ def attack_once(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
     with torch.no_grad():
         fx0 = compiled.centre_output(model, x0)
         search_fx0 = fx0 if search_model is model else compiled.centre_output(search_model, x0)
+    def part(v, s):
+        return None if v is None else v[s]
+
     for attack in attacks:
-        x = compiled.worst_point(search_model, x0, y, attack.search, generator=generator,
-                                 fx0=search_fx0)
-        # re-check on the model: a fresh forward pass at the reported point, in the region
-        bad = ~compiled.holds(model, x, x0, y, fx0) & compiled.region.contains(x, x0)
+        bad = torch.zeros_like(violated)
+        x = torch.empty_like(x0)
+        for start in range(0, len(y), chunk):
+            s = slice(start, start + chunk)
+            x[s] = compiled.worst_point(search_model, x0[s], y[s], attack.search,
+                                        generator=generator, fx0=part(search_fx0, s))
+            # re-check on the model: a fresh forward pass at the reported point, in the region
+            bad[s] = ~compiled.holds(model, x[s], x0[s], y[s], part(fx0, s)) & \
+                compiled.region.contains(x[s], x0[s])
         new = bad & ~violated
         points[new] = x[new]
         for i in new.nonzero().flatten().tolist():

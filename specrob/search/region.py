@@ -7,6 +7,7 @@ stays in the ball, and the result lies in ball ∩ box.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +90,24 @@ class Region:
 
         Exact for every norm (see `uniform_with_rate`); never clamps."""
         return self.uniform_with_rate(x0, count, generator)[0]
+
+    def uniform_slices(self, x0: torch.Tensor, count: int,
+                       generator: torch.Generator | None = None, *,
+                       max_elements: int = 1 << 22
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The `count` points per centre of `uniform_with_rate`, in slices of about
+        `max_elements` numbers (at least one point per centre): (c, B, n) tensors and each
+        slice's acceptance rate (B,), so a caller holds one slice at a time (memory bounded
+        by `max_elements`, not by count x B). l_inf draws exactly the numbers of one call
+        (torch's CPU generator fills in order); l_1 / l_2 run one rejection sampler per slice
+        (the same distribution; the same numbers when one slice holds all)."""
+        B, n = x0.shape
+        per = max(1, max_elements // max(1, B * n))
+        done = 0
+        while done < count:
+            c = min(per, count - done)
+            yield self.uniform_with_rate(x0, c, generator)
+            done += c
 
     def uniform_with_rate(self, x0: torch.Tensor, count: int,
                           generator: torch.Generator | None = None, *,

@@ -122,3 +122,34 @@ def test_accuracy_at_near_black_centres_is_not_biased_by_clamping():
     assert 0 < acceptance["min"] <= acceptance["mean"] <= 1
     result = security_curve(prop, net, x0, y, [0.5], samples=200)[0].as_dict()
     assert result["acceptance"]["min"] > 0 and result["accuracy"]["value"] < 0.05
+
+
+# --- bounded memory: the same estimates in slices and chunks ---------------------------------
+
+def test_accuracy_in_sample_slices_is_the_one_batch_estimate():
+    from specrob.estimate.security import accuracy_with_rate
+    net = linear_classifier()
+    x, y = centres(net, count=50)
+    prop = specrob.loads("property P = CR(eps = 0.3)\n")["P"]
+    compiled = CompiledProperty(prop, 4)
+    sliced, _ = accuracy_with_rate(compiled, net, x, y, 40, torch.Generator().manual_seed(1),
+                                   max_elements=50 * 4 * 3)  # 14 slices of 3 samples
+    # the reference: every sample drawn at once (the draw before slicing), checked per sample
+    pts, _ = compiled.region.uniform_with_rate(x, 40, torch.Generator().manual_seed(1))
+    ok = torch.stack([compiled.holds(net, pts[s], x, y) for s in range(40)])
+    assert sliced.value == pytest.approx(float(ok.float().mean(0).double().mean()), abs=1e-12)
+    assert 0.0 < sliced.value < 1.0  # the radius cuts some balls: the check can tell
+
+
+def test_an_attack_over_centre_chunks_finds_what_one_batch_finds():
+    from specrob.search.attacks import Attack, attack_once
+    from specrob.search.searches import fgsm
+    net = linear_classifier()
+    x, y = centres(net, count=37)
+    compiled = at_radius(CompiledProperty(specrob.loads("property P = CR(p = 2)\n")["P"], 4), 0.2)
+    attacks = [Attack("FGSM", fgsm())]  # deterministic: chunks cannot change the draws
+    one = attack_once(compiled, net, x, y, attacks, chunk=1000)
+    chunked = attack_once(compiled, net, x, y, attacks, chunk=5)
+    assert torch.equal(one[0], chunked[0]) and one[1] == chunked[1]
+    assert torch.equal(one[2], chunked[2])
+    assert 0 < int(one[0].sum()) < len(y)

@@ -89,3 +89,25 @@ def test_steepest_ascent_in_the_box_skips_coordinates_the_box_would_clamp_back()
                        torch.tensor([[0.1, 0.0, 0.0]]))
     step = ascent_step(g, 2, 1.0, x=x, low=0.0, high=1.0)  # all of the length goes to x_1
     assert torch.allclose(step, torch.tensor([[1.0, 0.0, 0.0]]))
+
+
+def test_uniform_slices_bound_each_slice_and_draw_the_one_call_numbers_for_l_inf():
+    import math
+    x0 = torch.rand(30, 8, generator=torch.Generator().manual_seed(0))
+    region = Region(0.1, math.inf, 0.0, 1.0)
+    whole, _ = region.uniform_with_rate(x0, 25, torch.Generator().manual_seed(2))
+    slices = list(region.uniform_slices(x0, 25, torch.Generator().manual_seed(2),
+                                        max_elements=30 * 8 * 4))
+    assert [len(p) for p, _ in slices] == [4] * 6 + [1]
+    assert torch.equal(torch.cat([p for p, _ in slices]), whole)
+
+
+def test_uniform_slices_for_l2_stay_in_the_ball_and_the_box():
+    x0 = torch.rand(20, 5, generator=torch.Generator().manual_seed(0))
+    region = Region(0.3, 2.0, 0.0, 1.0)
+    slices = list(region.uniform_slices(x0, 9, torch.Generator().manual_seed(1),
+                                        max_elements=20 * 5 * 2))
+    pts = torch.cat([p for p, _ in slices])
+    assert pts.shape == (9, 20, 5) and len(slices) == 5
+    assert bool(((pts - x0).norm(dim=-1) <= 0.3 + 1e-6).all())
+    assert bool(((pts >= 0) & (pts <= 1)).all())
