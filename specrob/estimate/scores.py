@@ -56,8 +56,9 @@ def load_generator(path: str | Path):
         raise ScoreError(f"generator module '{path}' not found (give it with "
                          f"--set generator=PATH.py)")
     spec = importlib.util.spec_from_file_location(f"specrob_generator_{abs(hash(p))}", p)
-    # None only for a file without a Python suffix (module_from_spec failed on it before, too)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:  # a file without a Python suffix
+        raise ScoreError(f"generator module '{path}' is not a Python file (.py); give it with "
+                         f"--set generator=PATH.py")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)

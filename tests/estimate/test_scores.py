@@ -122,3 +122,11 @@ def test_a_network_with_nan_outputs_is_refused_not_scored():
     with pytest.raises(ScoreError, match="NaN or inf"):
         estimate_score(s, NaNNet(), torch.rand(4, 2), torch.zeros(4, dtype=torch.long),
                        samples=5)
+
+
+def test_a_generator_that_is_not_a_python_file_is_a_clear_error(tmp_path):
+    from specrob.estimate.scores import ScoreError, load_generator
+    text = tmp_path / "generator.txt"
+    text.write_text("def encode(x): return x\ndef decode(z): return z\n")
+    with pytest.raises(ScoreError, match=r"not a Python file \(\.py\)"):
+        load_generator(text)
