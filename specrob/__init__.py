@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from specrob.api import (EvalResult, ExportResult, InstancesResult, TrainResult, UsageError,
                          VerifyResult, backends, constraint_loss, describe, evaluate, export,
-                         load, reproduce, train, verify, verify_instances)
+                         load, merge, reproduce, train, verify, verify_instances)
 from specrob.errors import OptionError, SpecrobError
 from specrob.estimate.config import EvalConfig
 from specrob.training.config import TrainConfig
@@ -17,7 +17,7 @@ from specrob.lang.errors import SpecError
 from specrob.lang.ir import Property, Score, Spec
 
 __version__ = "0.1.0"
-__all__ = ["load", "loads", "train", "evaluate", "verify", "verify_instances", "export",
+__all__ = ["load", "loads", "train", "evaluate", "verify", "verify_instances", "merge", "export",
            "reproduce", "constraint_loss", "describe", "backends", "TrainConfig", "EvalConfig",
            "VerifyConfig", "Spec", "Property", "Score", "SpecError", "SpecrobError",
            "UsageError", "OptionError", "TrainResult", "EvalResult", "VerifyResult",

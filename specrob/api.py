@@ -502,7 +502,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point",
                    disable=not progress, initial=resumed)
         verifier.progress = bar.update
-        verifier.run()
+        _run_blocks(verifier, config)
         summary = verifier.write_summary({"model": str(model), "centres": info})
         if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
             pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
@@ -519,6 +519,36 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         notes.append(f"bounds and Marabou without the final {verifier.final.kind} on "
                      f"{stripped} of {len(verifier.nets)} centres they checked")
     return VerifyResult(summary, list(verifier.done.values()), notes, out)
+
+
+def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
+          ) -> tuple[dict, list[dict]]:
+    """Join the N shard folders of one verify run (`verify(..., config=VerifyConfig(
+    shard="i/N"))`) into `out`; returns (summary, rows). See
+    `specrob.verification.merge.merge`. Raises MergeError, RunFolderError (SpecrobError)."""
+    from specrob.verification.merge import merge as _merge
+    return _merge(out, shards, fresh=fresh)
+
+
+def _run_blocks(verifier, config) -> None:
+    """The verifier's blocks here, on a Dask cluster (`config.cluster`), or a shard of them
+    (`config.shard`: blocks k with k % N == i)."""
+    if config.cluster is not None:
+        from specrob.cluster import close_client, open_client
+        from specrob.verification.distributed import run_on_cluster
+        client = open_client(config.cluster)
+        try:
+            run_on_cluster(verifier, client, list(range(verifier.blocks)))
+        finally:
+            close_client(client)
+    elif config.shard is not None:
+        from specrob.verification.config import shard_of
+        shard = shard_of(config.shard)
+        assert shard is not None  # VerifyConfig checked it
+        i, n = shard
+        verifier.run([k for k in range(verifier.blocks) if k % n == i])
+    else:
+        verifier.run()
 
 
 def _given_centres(centres, inputs: int, points: int | None):

@@ -371,6 +371,16 @@ def verify(
     device: Annotated[str, typer.Option(help="Where branch and bound bounds its subdomains: cpu "
                                              "| cuda | cuda:N (batched on the GPU).")
                       ] = VerifyConfig.device,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Run the blocks of 256 centres on a Dask cluster: local or local:N (a "
+             "LocalCluster of N one-thread workers on this machine), or tcp://host:port (a "
+             "running scheduler, e.g. dask-jobqueue on SLURM; workers must see the model at "
+             "the same path). Same verdicts as one process; results stream into --out.",
+        show_default=False)] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        help="i/N: verify only the blocks k with k mod N = i (e.g. one job of a batch "
+             "array); join the N --out folders with `specrob merge`.",
+        show_default=False)] = None,
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl, "
                                            "summary.json.")] = Path("runs/verify"),
     set_: SetOption = None,
@@ -406,7 +416,8 @@ def verify(
             ("--property", prop is not None), ("--data", data != "digits"),
             ("--backend", backend != VerifyConfig.backend),
             ("--bounds", bounds != VerifyConfig.bounds),
-            ("--workers", workers != VerifyConfig.workers)) if given]
+            ("--workers", workers != VerifyConfig.workers),
+            ("--cluster", cluster is not None), ("--shard", shard is not None)) if given]
         if ignored:
             _user_error(f"{', '.join(ignored)}: VNN-LIB instances state their own input box and "
                         f"output constraints and run every stage; these options apply to "
@@ -421,7 +432,8 @@ def verify(
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished points are in {out / 'results.jsonl'}"):
         config = VerifyConfig(backend=backend, bounds=bounds, timeout=timeout, workers=workers,
-                              points=points, seed=seed, semantics=semantics, device=device)
+                              points=points, seed=seed, semantics=semantics, device=device,
+                              cluster=cluster, shard=shard)
         result = api.verify(model, spec, config=config, property=prop, data=data, out=out,
                             set=set_ or [], fresh=fresh, progress=not quiet)
     summary = result.summary
@@ -442,6 +454,37 @@ def verify(
     pictures = summary.get("counterexample_images")
     console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}"
                   + (f", {pictures}" if pictures else ""))
+
+
+@app.command()
+def merge(
+    out: Annotated[Path, typer.Argument(help="The folder of the merged run.",
+                                        show_default=False)],
+    shards: Annotated[list[Path], typer.Argument(
+        help="The --out folders of `specrob verify --shard i/N`, all N of them.",
+        show_default=False)],
+    fresh: Annotated[bool, typer.Option("--fresh", help="Discard results in OUT.")] = False,
+) -> None:
+    """Join the shard folders of one `specrob verify` run into one folder.
+
+    Checks that the folders are the N shards of one run (same model, property, settings,
+    specrob version; each shard once), then writes OUT/results.jsonl with every centre's row
+    and OUT/summary.json (counts and constraint satisfaction over all centres, seconds per
+    stage summed). OUT is then the folder of the whole run: `specrob verify` with the same
+    settings and --out OUT finds every centre done.
+
+    Example:  specrob verify m.onnx specs/cr.rspec --shard 0/2 --out runs/s0   (and 1/2 to
+    runs/s1, e.g. on two machines), then  specrob merge runs/all runs/s0 runs/s1
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    with _user_errors():
+        summary, rows = api.merge(out, shards, fresh=fresh)
+    cs = summary["constraint_satisfaction"]
+    console.print(f"{len(shards)} shards, {summary['points']} centres: verified "
+                  f"{summary['verified']}, falsified {summary['falsified']}, unknown "
+                  f"{summary['unknown']}; CS = {cs['value']:.3f} [{cs['low']:.3f}, "
+                  f"{cs['high']:.3f}]")
+    console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
 
 
 def _is_vnnlib(path: Path) -> bool:

@@ -20,8 +20,9 @@ from pathlib import Path
 from tests.conftest import REPO
 
 BASE = {"errors", "numerics", "resources", "options"}
-ALLOWED = {
+ALLOWED: dict[str, set[str]] = {
     "process": set(),  # process-wide settings of the command line (malloc)
+    "cluster": {"errors"},  # Dask clients for --cluster
     "errors": set(),
     "numerics": set(),
     "resources": set(),

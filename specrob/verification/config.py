@@ -14,6 +14,23 @@ BACKENDS = ("auto", "bounds", "bab", "marabou")
 def device_ok(device: str) -> bool:
     """cpu, cuda, or cuda:N (N a whole number)."""
     return device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
+def cluster_ok(cluster: str) -> bool:
+    """local, local:N (N >= 1) or tcp://host:port."""
+    if cluster == "local":
+        return True
+    if cluster.startswith("local:"):
+        return cluster[6:].isdigit() and int(cluster[6:]) >= 1
+    return cluster.startswith("tcp://") and len(cluster) > 6
+
+
+def shard_of(shard: str) -> tuple[int, int] | None:
+    """"i/N" as (i, N) with 0 <= i < N, else None."""
+    i, sep, n = shard.partition("/")
+    if not (sep and i.isdigit() and n.isdigit()):
+        return None
+    return (int(i), int(n)) if int(i) < int(n) else None
+
+
 BOUNDS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
 SEMANTICS = ("float32", "real")
 
@@ -44,6 +61,11 @@ class VerifyConfig:
     # where branch and bound bounds its subdomains: "cpu", or "cuda" / "cuda:N" (batched on
     # the GPU); attacks, CROWN and Marabou stay on the CPU
     device: str = "cpu"
+    # where the centres' blocks run: None (this process), "local" / "local:N" (a Dask
+    # LocalCluster of N one-thread workers) or "tcp://host:port" (a running Dask scheduler)
+    cluster: str | None = None
+    # "i/N": run only the blocks k with k % N == i (a shard folder; `specrob merge` joins them)
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,13 +85,30 @@ class VerifyConfig:
             (isinstance(self.device, str) and device_ok(self.device), f"--device {self.device}: choose cpu, cuda or cuda:N"),
             (self.points is None or whole(self.points, 1),
              f"--points {self.points}: give a whole number >= 1"),
+            (self.cluster is None or (isinstance(self.cluster, str) and cluster_ok(self.cluster)),
+             f"--cluster {self.cluster}: give local, local:N or tcp://host:port"),
+            (self.shard is None or (isinstance(self.shard, str) and shard_of(self.shard) is not None),
+             f"--shard {self.shard}: give i/N with 0 <= i < N, e.g. 0/4"),
+            (self.shard is None or self.cluster is None,
+             "--shard and --cluster: a shard runs in this process; give one of them"),
         ]
         for ok, message in checks:
             if not ok:
                 raise OptionError(message)
 
-    def key(self) -> str:
-        """A short hash of the options that change verdicts (not the number of workers)."""
+    def verdict_options(self) -> dict:
+        """The options as a dict without those that do not change verdicts: the number of
+        Marabou workers and where the blocks run (`shard` stays when set: a shard folder holds
+        part of a run)."""
         d = asdict(self)
         d.pop("workers")
+        d.pop("cluster")
+        if d["shard"] is None:
+            d.pop("shard")
+        return d
+
+    def key(self) -> str:
+        """A short hash of the options that change verdicts (not the number of workers or
+        where the blocks run)."""
+        d = self.verdict_options()
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

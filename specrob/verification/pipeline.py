@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -177,6 +177,34 @@ def _marabou_job(args):
     return solve_query(net, query, timeout=timeout, known_bounds=known)
 
 
+def count_verdicts(rows: list[dict]) -> dict:
+    """points, verified / falsified / unknown counts, constraint satisfaction (the verified
+    fraction, with its 95% interval: Casadio et al. Def. 5), the falsified fraction, and the
+    counts by verdict and method, of verify's rows."""
+    from specrob.stats import proportion
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("verified", "falsified",
+                                                                 "unknown")}
+    by_method: dict[str, int] = {}
+    for r in rows:
+        key = f"{r['verdict']} by {r['method']}"
+        by_method[key] = by_method.get(key, 0) + 1
+    total = len(rows)
+    return {"points": total, **counts,
+            "constraint_satisfaction": proportion(counts["verified"], total).as_dict(),
+            "falsified_fraction": proportion(counts["falsified"], total).as_dict(),
+            "by_method": by_method}
+
+
+# centres per block: the unit of random draws, shards and cluster tasks (`Verifier.run`)
+BLOCK = 256
+
+
+def block_seed(seed: int, k: int) -> int:
+    """The seed of block k's random draws (block 0: the run's seed, so a run of up to BLOCK
+    centres draws what it drew before blocks existed)."""
+    return seed + 1_000_003 * k
+
+
 class Verifier:
     """Runs the pipeline over the centres of one property."""
 
@@ -208,6 +236,7 @@ class Verifier:
         self.final = final_monotone(net)
         self.attack_module, self.attack_note = attack_model(prop, module)
         self.nets: dict[int, Network] = {}  # per centre: the network its query is checked on
+        self.seed = config.seed  # the seed of the block being verified (`block_seed`)
 
     # --- results on disk -------------------------------------------------------------------
     @property
@@ -219,8 +248,7 @@ class Verifier:
         the property after --set, the options (not the number of workers) and the seed."""
         from specrob.lang import printer
         from specrob.runfolder import file_identity
-        options = asdict(self.config)
-        options.pop("workers")
+        options = self.config.verdict_options()
         options.pop("points")  # more or fewer centres: each row carries its centre's hash
         return {"model": file_identity(self.onnx_path),
                 "property": printer.declaration(self.prop), "options": options}
@@ -306,11 +334,30 @@ class Verifier:
         return summary
 
     # --- the pipeline ----------------------------------------------------------------------
-    def run(self) -> list[dict]:
-        todo = [i for i in range(len(self.y)) if i not in self.done]
+    @property
+    def blocks(self) -> int:
+        """The number of blocks of BLOCK centres (by position)."""
+        return -(-len(self.y) // BLOCK)
+
+    def block(self, k: int) -> range:
+        """The positions of block k."""
+        return range(k * BLOCK, min((k + 1) * BLOCK, len(self.y)))
+
+    def run(self, blocks: Iterable[int] | None = None,
+            skip: frozenset[int] = frozenset()) -> list[dict]:
+        """Verify the centres not yet done (nor in `skip`), block by block (default: every
+        block; a shard or a cluster worker runs some). A block's random draws come from
+        `block_seed(seed, k)` and its own centres, so any split of the blocks gives the
+        verdicts of one run. Returns the rows of every finished centre, by position."""
+        for k in (range(self.blocks) if blocks is None else blocks):
+            self.seed = block_seed(self.config.seed, k)
+            self.run_block([i for i in self.block(k) if i not in self.done and i not in skip])
+        return [self.done[i] for i in sorted(self.done)]
+
+    def run_block(self, todo: list[int]) -> None:
         if todo and self.compiled.region.eps == 0:
             self.point_stage(todo)
-            return [self.done[i] for i in sorted(self.done)]
+            return
         queries, unsupported = self.encode(todo)
         if todo:
             self.attack_stage(todo, queries)
@@ -333,7 +380,6 @@ class Verifier:
             for i in todo:
                 self.record(self.row(i, "unknown", self.config.backend, 0.0, reason=(
                     f"{self.config.backend} inconclusive (--backend {self.config.backend})")))
-        return [self.done[i] for i in sorted(self.done)]
 
     def encode(self, todo: list[int]) -> tuple[dict[int, q.Query], dict[int, str]]:
         """Per centre its query (the property with the centre's data substituted), or why it
@@ -448,11 +494,11 @@ class Verifier:
         if rest:
             idx = torch.tensor(rest)
             x0, y = self.x0[idx].float(), self.y[idx]
-            torch.manual_seed(self.config.seed)
+            torch.manual_seed(self.seed)
             violated, _, points = attack_once(
                 self.compiled, module, x0, y,
                 default_attacks(self.config.steps, self.config.restarts),
-                torch.Generator().manual_seed(self.config.seed), search_model=logits)
+                torch.Generator().manual_seed(self.seed), search_model=logits)
             candidates = violated.nonzero().flatten().tolist()
             if candidates:
                 cx = snap(points[candidates].double().numpy(),
@@ -481,7 +527,7 @@ class Verifier:
             return {}
         restarts = max(self.config.restarts, queries[box[0]].classes)
         points, values = attack_queries(module, [queries[i] for i in box], restarts=restarts,
-                                        steps=self.config.margin_steps, seed=self.config.seed)
+                                        steps=self.config.margin_steps, seed=self.seed)
         rows, cands = [], []
         for k, i in enumerate(box):
             keep = values[k] >= -1e-6
@@ -733,19 +779,7 @@ class Verifier:
         self.record(self.row(i, "unknown", "marabou", result.seconds, reason=reason))
 
     def summary(self) -> dict:
-        from specrob.stats import proportion
-        rows = list(self.done.values())
-        counts = {v: sum(r["verdict"] == v for r in rows) for v in ("verified", "falsified",
-                                                                     "unknown")}
-        by_method: dict[str, int] = {}
-        for r in rows:
-            key = f"{r['verdict']} by {r['method']}"
-            by_method[key] = by_method.get(key, 0) + 1
-        total = len(rows)
-        return {"property": self.prop.name, "points": total, **counts,
-                "constraint_satisfaction": proportion(counts["verified"], total).as_dict(),
-                "falsified_fraction": proportion(counts["falsified"], total).as_dict(),
-                "by_method": by_method,
+        return {"property": self.prop.name, **count_verdicts(list(self.done.values())),
                 "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
                 "semantics": SEMANTICS[self.config.semantics],
                 "float32_error_max": self.float32_error_max,

@@ -1,0 +1,111 @@
+"""Join the shard folders of one verify run (`specrob verify --shard i/N`) into one folder.
+
+Each shard folder is bound to the run's identity with its shard (run.json); the merged folder
+is bound to the identity without it, which is the identity of the same run in one process: a
+later `specrob verify` with the same settings pointed at it finds every centre done.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from specrob.runfolder import RUN_FILE, JsonLines, RunFolder, RunFolderError, read_json, write_json
+from specrob.verification.config import shard_of
+from specrob.verification.pipeline import count_verdicts
+
+FILES = ("results.jsonl", "summary.json", "verify.json", "counterexamples.png")
+
+
+class MergeError(RunFolderError):
+    """Shard folders that do not make one run."""
+
+
+def _shard_record(folder: Path) -> tuple[dict, tuple[int, int]]:
+    path = folder / RUN_FILE
+    if not path.is_file():
+        raise MergeError(f"{folder}: not a verify run folder (no {RUN_FILE}); give the --out "
+                         f"folders of `specrob verify --shard i/N`")
+    record = read_json(path)
+    identity = record.get("identity") if isinstance(record, dict) else None
+    options = identity.get("options") if isinstance(identity, dict) else None
+    if not isinstance(record, dict) or record.get("kind") != "verify" or \
+            not isinstance(options, dict):
+        raise MergeError(f"{folder}: not a verify run folder")
+    shard = shard_of(str(options.get("shard"))) if options.get("shard") else None
+    if shard is None:
+        raise MergeError(f"{folder}: a whole run, not a shard (no --shard i/N); nothing to "
+                         f"merge")
+    return record, shard
+
+
+def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
+          ) -> tuple[dict, list[dict]]:
+    """Merge the shard folders `shards` (all N shards i/N of one run) into `out`:
+    results.jsonl with every centre's row (by index) and summary.json (counts from the rows,
+    seconds per stage summed, the largest float32 error bound). Returns (summary, rows).
+
+    Raises MergeError when the folders are not the N shards of one run (other settings,
+    model, property or specrob version; a missing or repeated shard; two rows of one centre
+    that disagree), RunFolderError for an `out` that holds another run (unless `fresh`)."""
+    folders = [Path(s) for s in shards]
+    if not folders:
+        raise MergeError("give the shard folders to merge")
+    records = [_shard_record(f) for f in folders]
+    first, (_, n) = records[0]
+    seen: dict[int, Path] = {}
+    for folder, (record, (i, count)) in zip(folders, records):
+        if count != n:
+            raise MergeError(f"{folder}: shard {i}/{count}, but {folders[0]} is one of {n}")
+        if i in seen:
+            raise MergeError(f"{folder} and {seen[i]} are both shard {i}/{n}")
+        seen[i] = folder
+        if _without_shard(record) != _without_shard(first):
+            raise MergeError(f"{folder} belongs to another run than {folders[0]} (other "
+                             f"model, property, settings or specrob version)")
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        raise MergeError(f"shard{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(f'{i}/{n}' for i in missing)} missing; run `specrob "
+                         f"verify ... --shard i/{n}` for {'them' if len(missing) > 1 else 'it'}")
+    rows: dict[int, dict] = {}
+    for folder in folders:
+        for row in JsonLines(folder / "results.jsonl").rows():
+            old = rows.get(row["index"])
+            if old is not None and old.get("centre") != row.get("centre"):
+                raise MergeError(f"{folder}: centre {row['index']} differs from another "
+                                 f"shard's (other data?)")
+            rows.setdefault(row["index"], row)
+    merged = [rows[k] for k in sorted(rows)]
+    identity = _without_shard(first)["identity"]
+    with RunFolder(out, "verify", identity, files=FILES, fresh=fresh) as folder:
+        lines = JsonLines(folder.file("results.jsonl"))
+        lines.clear()
+        for row in merged:
+            lines.append(row)
+        summary = _summary(folders, merged)
+        write_json(folder.file("summary.json"), summary)
+    return summary, merged
+
+
+def _without_shard(record: dict) -> dict:
+    identity = dict(record.get("identity") or {})
+    identity["options"] = {k: v for k, v in (identity.get("options") or {}).items()
+                           if k != "shard"}
+    return {"specrob": record.get("specrob"), "identity": identity}
+
+
+def _summary(folders: list[Path], rows: list[dict]) -> dict:
+    """The shards' summaries joined: counts from the rows, seconds summed, error bound max."""
+    parts = []
+    for folder in folders:
+        path = folder / "summary.json"
+        parts.append(read_json(path) if path.is_file() else {})
+    base = next((p for p in parts if p), {})
+    seconds: dict[str, float] = {}
+    for part in parts:
+        for stage, value in (part.get("stage_seconds") or {}).items():
+            seconds[stage] = round(seconds.get(stage, 0.0) + float(value), 3)
+    errors = [float(p["float32_error_max"]) for p in parts
+              if isinstance(p.get("float32_error_max"), (int, float))]
+    return {**base, **count_verdicts(rows), "stage_seconds": seconds,
+            "float32_error_max": max(errors, default=0.0), "shards": len(folders)}
