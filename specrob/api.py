@@ -59,7 +59,7 @@ class TrainResult(_Result):
 
     model: Path | None
     metrics: list = field(default_factory=list)
-    onnx_difference: float = 0.0
+    onnx_difference: float | None = None
     curve: Path | None = None
     property: str = ""
     resumed_after: int = 0
@@ -345,6 +345,7 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
     prop_ir = pick_property(checked, property)
     dataset = data if isinstance(data, Dataset) else load_data(data)
     data_name = dataset.name if isinstance(data, Dataset) else data
+    was_training = isinstance(model, torch.nn.Module) and model.training
     if isinstance(model, torch.nn.Module):
         net, model_file, what = model, None, "the network"
     else:
@@ -371,15 +372,17 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
             log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
                 f"regime {config.regime}, logic {config.logic}")
         metrics = trainer.fit()
-        onnx, diff = None, 0.0
+        onnx, diff = None, None
         if export:
             onnx = out / "model.onnx"
-            diff = export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), onnx)
+            diff = float(export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), onnx))
             _runs_exported(onnx)
         curve = plot_training(metrics, out)
     finally:
         trainer.close()
-    return TrainResult(onnx, metrics, float(diff), curve, prop_ir.name, resumed)
+        if isinstance(model, torch.nn.Module):
+            model.train(was_training)  # the caller's module comes back in the mode it had
+    return TrainResult(onnx, metrics, diff, curve, prop_ir.name, resumed)
 
 
 # --- evaluate -------------------------------------------------------------------------------
@@ -492,7 +495,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     if centres is None:
         x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
     else:
-        x0, y = _given_centres(centres, net.input_size, config.points)
+        x0, y = _given_centres(centres, prop_ir, net, config.points)
         index, info = torch.arange(len(y)), {"given": len(y)}
     verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
                         index=index.tolist())
@@ -551,10 +554,16 @@ def _run_blocks(verifier, config) -> None:
         verifier.run()
 
 
-def _given_centres(centres, inputs: int, points: int | None):
-    """Explicit centres as float32 x0 (N, inputs) and int64 y (N,), the first `points`."""
+def _given_centres(centres, prop_ir: Property, net, points: int | None):
+    """Explicit centres as float32 x0 (N, inputs) and int64 y (N,), the first `points`: at
+    least one, finite, inside the property's domain, labels whole classes of the model.
+    Raises UsageError, DataError or CentreError (SpecrobError) naming what is wrong."""
     import numpy as np
     import torch
+
+    from specrob.data import check_labels
+    from specrob.estimate.evaluation import check_inside, domain_of
+    inputs = net.input_size
     try:
         x0, y = centres
         # copies: the caller's arrays stay theirs (and read-only arrays are fine)
@@ -562,16 +571,27 @@ def _given_centres(centres, inputs: int, points: int | None):
             x0 = x0.detach().to("cpu", torch.float32).clone()
         else:
             x0 = torch.from_numpy(np.array(x0, dtype=np.float32))
-        if isinstance(y, torch.Tensor):
-            y = y.detach().to("cpu", torch.int64).clone()
-        else:
-            y = torch.from_numpy(np.array(y, dtype=np.int64))
+        y_given = (y.detach().cpu().numpy() if isinstance(y, torch.Tensor)
+                   else np.asarray(y))
+        if y_given.dtype.kind == "f" and not bool(np.all(y_given == np.round(y_given))):
+            raise UsageError("centres: y must be whole class labels, got non-integer values")
+        if y_given.dtype.kind not in "biuf":
+            raise UsageError(f"centres: y must be class labels, got dtype {y_given.dtype}")
+        y = torch.from_numpy(np.array(y_given, dtype=np.int64))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(f"centres: expected (x0, y) tensors or arrays ({exc})") from None
     if x0.ndim != 2 or x0.shape[1] != inputs or y.shape != (len(x0),):
         raise UsageError(f"centres: expected x0 of shape (N, {inputs}) and y of shape (N,), "
                          f"got {tuple(x0.shape)} and {tuple(y.shape)}")
-    return (x0, y) if points is None else (x0[:points], y[:points])
+    if len(x0) == 0:
+        raise UsageError("centres: no points; give at least one centre")
+    if not bool(torch.isfinite(x0).all()):
+        raise UsageError("centres: x0 contains NaN or infinite values")
+    check_labels(y_given, net.output_size, "centres: y")
+    if points is not None:
+        x0, y = x0[:points], y[:points]
+    check_inside(x0, torch.arange(len(x0)), domain_of(prop_ir, inputs), "centres")
+    return x0, y
 
 
 def _device_available(device: str) -> None:

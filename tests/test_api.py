@@ -46,12 +46,13 @@ def test_a_notebook_module_trains_in_place_under_one_property_of_a_spec(tmp_path
     from specrob.data import load_data
     data = load_data("digits")
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    net = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
     before = [p.detach().clone() for p in net.parameters()]
     spec = specrob.load(SPEC, eps=0.01)
     result = specrob.train(net, spec["CR"], data=data, export=False, progress=False,
                            config=TrainConfig(epochs=1, steps=2), out=tmp_path / "t")
     assert result.model is None and not (tmp_path / "t" / "model.onnx").exists()
+    assert result.onnx_difference is None and not net.training  # the mode it came in
     assert result.property == "CR" and len(result.metrics) == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))  # in place
     again = specrob.train(net, spec["CR"], data=data, export=False, progress=False,
@@ -79,6 +80,24 @@ def test_verify_given_centres_checks_exactly_those_points(tmp_path):
     with pytest.raises(specrob.UsageError, match=r"x0 of shape \(N, 64\)"):
         specrob.verify(model, SPEC, progress=False, out=tmp_path / "w",
                        centres=(x0[:, :10], y), config=VerifyConfig(timeout=5))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda x, y: (x[:0], y[:0]), "no points"),
+    (lambda x, y: (x, y + 0.5), "whole class labels"),
+    (lambda x, y: (x, np.full_like(y, 10)), r"y\[0\] = 10 is not a class of the model"),
+    (lambda x, y: (x, np.full_like(y, -1)), "is not a class of the model"),
+    (lambda x, y: (x + 1.5, y), "outside the domain"),
+    (lambda x, y: (np.where(x > 0.5, np.nan, x), y), "NaN or infinite"),
+])
+def test_bad_explicit_centres_are_specrob_errors_before_any_work(tmp_path, bad, message):
+    from specrob.data import load_data
+    model = export_mlp(tmp_path / "m.onnx")
+    data = load_data("digits")
+    x0, y = bad(data.x_test[:4].copy(), data.y_test[:4].copy())
+    with pytest.raises(specrob.SpecrobError, match=message):
+        specrob.verify(model, SPEC, progress=False, out=tmp_path / "v", centres=(x0, y),
+                       data=data, config=VerifyConfig(timeout=5))
 
 
 def test_the_cli_and_the_api_give_the_same_verdicts(tmp_path):

@@ -85,8 +85,9 @@ def test_steepest_ascent_in_the_box_skips_coordinates_the_box_would_clamp_back()
     x = torch.tensor([[0.3, 0.0, 1.0]])  # the largest |g| pushes x_2 below 0, x_3 above 1
     assert torch.equal(ascent_step(g, 1, 0.3, x=x, low=0.0, high=1.0),
                        torch.tensor([[0.3, 0.0, 0.0]]))
+    # l_inf: blocked coordinates step outward and the projection clamps them back (see below)
     assert torch.equal(ascent_step(g, math.inf, 0.1, x=x, low=0.0, high=1.0),
-                       torch.tensor([[0.1, 0.0, 0.0]]))
+                       torch.tensor([[0.1, -0.1, 0.1]]))
     step = ascent_step(g, 2, 1.0, x=x, low=0.0, high=1.0)  # all of the length goes to x_1
     assert torch.allclose(step, torch.tensor([[1.0, 0.0, 0.0]]))
 
@@ -111,3 +112,21 @@ def test_uniform_slices_for_l2_stay_in_the_ball_and_the_box():
     assert pts.shape == (9, 20, 5) and len(slices) == 5
     assert bool(((pts - x0).norm(dim=-1) <= 0.3 + 1e-6).all())
     assert bool(((pts >= 0) & (pts <= 1)).all())
+
+
+def test_an_l_inf_step_lands_where_the_masked_step_lands_after_projection():
+    # ascent_step skips the box-face mask for l_inf: the projection clamps a blocked
+    # coordinate back onto its face, so the projected point is the masked step's
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(64, 30, generator=gen)
+    x0[:, :10] = 0.0  # saturated pixels: on the box's faces
+    x0[:, 10:20] = 1.0
+    region = Region(0.1, math.inf, 0.0, 1.0)
+    project = region.projector(x0)
+    x = project(region.random(x0, gen))
+    grad = torch.randn(64, 30, generator=gen)
+    blocked = ((x >= 1.0) & (grad > 0)) | ((x <= 0.0) & (grad < 0))
+    assert blocked.any()
+    masked = 0.03 * grad.masked_fill(blocked, 0.0).sign()
+    fast = ascent_step(grad, math.inf, 0.03, x=x, low=0.0, high=1.0)
+    assert torch.equal(project(x + fast), project(x + masked))
