@@ -52,11 +52,19 @@ def _call(fn, path, what: str, **available) -> nn.Module:
     return module
 
 
-def build_model(path: str | Path, input_dim: int, classes: int) -> nn.Module:
+def build_model(path: str | Path, input_dim: int, classes: int, **options) -> nn.Module:
+    """The network of a model file: its `build(input_dim, classes, ...)` (it may take any of
+    these; `options` are passed by name, e.g. hidden=64 for examples/mlp_two_hidden.py).
+    Raises ModelFileError for a file without build(), an option build() does not take, a
+    build() that fails or returns something other than a torch.nn.Module."""
     module = load_module(path)
     if not callable(getattr(module, "build", None)):
         raise ModelFileError(f"{path}: defines no build() function",)
-    return _call(module.build, path, "build", input_dim=input_dim, classes=classes)
+    params = inspect.signature(module.build).parameters
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ModelFileError(f"{path}: build() takes no {', '.join(unknown)}")
+    return _call(module.build, path, "build", input_dim=input_dim, classes=classes, **options)
 
 
 def build_generator(path: str | Path, input_dim: int) -> nn.Module | None:

@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from specrob.reproduce.common import Options, ReproduceError
+from specrob.reproduce.common import Options
 from specrob.reproduce.shaham import run
 from specrob.reproduce.shaham.claims import PAPER_TABLE1, clearly_above
 from specrob.reproduce.shaham.experiment import (
     NETS,
     SETS,
-    ShahamNet,
     adversarial_set,
     ce_gradient,
     fgsm_accuracy,
@@ -72,11 +71,16 @@ def test_ce_gradient_matches_autograd_per_point_and_keeps_weights_clean():
 
 
 def test_shaham_net_builds_for_digits_and_mnist_sizes():
+    from specrob.network.model_file import ModelFileError, build_model
+    from specrob.resources import examples_dir
+    path = examples_dir() / "shaham_convnet.py"
     for n in (64, 784):
-        net = ShahamNet(n, channels=(4, 8), hidden=16)
+        net = build_model(path, n, 10, channels=(4, 8), hidden=16)
         assert net(torch.rand(3, n)).shape == (3, 10)
-    with pytest.raises(ReproduceError):
-        ShahamNet(10)
+    with pytest.raises(ModelFileError, match="square images"):
+        build_model(path, 10, 10)
+    with pytest.raises(ModelFileError, match="takes no width"):
+        build_model(path, 64, 10, width=3)
 
 
 def test_adversarial_set_fools_the_model_from_correct_points_only():

@@ -20,7 +20,9 @@ from torch import nn
 import specrob
 from specrob.data import Dataset, load_data
 from specrob.estimate.lipschitz import alpha_curve, incompatibility_curve, noise_accuracy
+from specrob.network.model_file import build_model
 from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.resources import examples_dir
 from specrob.training.trainer import TrainConfig
 
 # PGD training (Madry et al., the paper's "PGD"): l_inf like the paper's PGD net (its Table 1),
@@ -81,8 +83,7 @@ def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0)
     """The small net of all three regimes: an MLP on flat (B, n) inputs, the same initial
     weights for a given seed (so the regimes differ only in training)."""
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                         nn.ReLU(), nn.Linear(hidden, classes))
+    return build_model(examples_dir() / "mlp_two_hidden.py", input_dim, classes, hidden=hidden)
 
 
 # --- stages -----------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import specrob
-from specrob.reproduce.common import ReproduceError, Run, accuracy, describe_data, tensors
+from specrob.network.model_file import build_model
+from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.resources import examples_dir
 from specrob.search.region import ascent_step
 from specrob.training.trainer import TrainConfig
 
@@ -81,35 +83,6 @@ FULL = Budget(train=None, test=None, epochs=4, batch_size=128, lr=1e-3, channels
 SMOKE = Budget(train=1000, test=300, epochs=2, batch_size=64, lr=3e-3, channels=(8, 16),
                hidden=64, eps_values=(0.0, 0.05, 0.1, 0.2), eval_points=64,
                calibration_points=200)
-
-
-# --- the network -----------------------------------------------------------------------------
-class ShahamNet(nn.Module):
-    """The paper's convnet shape (§5.1): conv 5x5 - ReLU - max-pool 3x3 - conv 5x5 - ReLU -
-    max-pool 2x2 - FC - ReLU - FC, on flat (B, side²) inputs of one channel. Convolutions are
-    unpadded (28 -> 24 -> 8 -> 4 -> 2), except for images too small for that (side < 22,
-    e.g. the 8x8 digits), which are padded to keep their size."""
-
-    def __init__(self, input_dim: int, *, channels: tuple[int, int] = (32, 64),
-                 hidden: int = 200, classes: int = 10):
-        super().__init__()
-        side = math.isqrt(input_dim)
-        if side * side != input_dim or side < 6:
-            raise ReproduceError(f"shaham: the convnet needs square images of side >= 6, got "
-                                 f"{input_dim} features")
-        pad = 0 if side >= 22 else 2
-        c1, c2 = channels
-        features = nn.Sequential(
-            nn.Unflatten(1, (1, side, side)),
-            nn.Conv2d(1, c1, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(3),
-            nn.Conv2d(c1, c2, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-        with torch.no_grad():
-            width = features(torch.zeros(1, input_dim)).shape[-1]
-        self.layers = nn.Sequential(*features, nn.Linear(width, hidden), nn.ReLU(),
-                                    nn.Linear(hidden, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
 
 
 # --- steepest ascent on the CE loss (eqs. 2 and 11) -------------------------------------------
@@ -216,8 +189,8 @@ def train_net(run: Run, data, budget: Budget, regime: str, s: UncertaintySet) ->
     """The baseline (plain CE; its property only sets the trainer's PGD check) or a
     robustified net (Algorithm 1 in the ball of `s`); every net starts from the same weights."""
     torch.manual_seed(run.options.seed)
-    net = ShahamNet(data.input_dim, channels=budget.channels, hidden=budget.hidden,
-                    classes=data.classes)
+    net = build_model(examples_dir() / "shaham_convnet.py", data.input_dim, data.classes,
+                      channels=budget.channels, hidden=budget.hidden)
     config = TrainConfig(regime=regime, adv_steps=1, epochs=budget.epochs,
                          batch_size=budget.batch_size, lr=budget.lr, seed=run.options.seed,
                          eval_points=budget.eval_points, eval_steps=10)

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from specrob.network.model_file import build_model
 from specrob.reproduce.common import Run, accuracy, describe_data, pct, tensors
+from specrob.resources import examples_dir
 
 # The trainer needs a property: its box [0, 1] bounds the generator's output, and its
 # l_2 ball is where the per-epoch PGD check in the training metrics looks.
@@ -46,24 +48,12 @@ SMOKE = Budget(train=3000, test=300, margin_points=100, epochs=2, lams=(1.0, 3.0
                hidden=64, eval_points=64, eval_steps=3)
 
 
-class MLP(nn.Module):
-    """f: flat (B, n) inputs -> logits, two ReLU hidden layers (the paper's f is a convnet
-    with 128-channel 5x5 convolutions and a 1024-unit layer: far slower on a CPU)."""
-
-    def __init__(self, input_dim: int, classes: int, *, hidden: int = 256):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> MLP:
-    """The same initial weights for every network of a run (only training differs)."""
+def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> nn.Module:
+    """f: examples/mlp_two_hidden.py (the paper's f is a convnet with 128-channel 5x5
+    convolutions and a 1024-unit layer: far slower on a CPU), the same initial weights for
+    every network of a run (only training differs)."""
     torch.manual_seed(seed)
-    return MLP(input_dim, classes, hidden=hidden)
+    return build_model(examples_dir() / "mlp_two_hidden.py", input_dim, classes, hidden=hidden)
 
 
 def closest_to(baseline: float, accuracies: dict[str, float]) -> str:
@@ -126,7 +116,7 @@ def measure(run: Run, budget: Budget) -> dict:
                            batch_size=budget.batch_size, lr=budget.lr, seed=options.seed,
                            eval_points=budget.eval_points, eval_steps=budget.eval_steps)
 
-    def net() -> MLP:
+    def net() -> nn.Module:
         return build_net(data.input_dim, data.classes, hidden=budget.hidden, seed=options.seed)
 
     nets = {"NO REG": run.train("noreg", net(), prop, data, config("baseline"))}
