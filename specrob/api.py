@@ -336,6 +336,7 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
     from specrob.report import plot_training
     from specrob.training.export import export_onnx
     from specrob.network.model_file import adapt_to_data, build_model
+    from specrob.training.distributed import from_environment
     from specrob.training.trainer import TrainConfig, Trainer
 
     log = log or (lambda message: None)
@@ -359,9 +360,14 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
         raise UsageError(f"{what}: the network returns shape (2, {classes}) for 2 inputs; "
                          f"expected (2, {dataset.classes}) logits for --data {data_name}")
     check_class_indices(checked, dataset.classes)
-    trainer = Trainer(net, prop_ir, dataset, config, out=out,
+    # under torchrun: one process per device, rank 0 keeps the folder (training/distributed.py)
+    group = from_environment(config.device)
+    leader = group is None or group.leader
+    if not leader:
+        log = (lambda message: None)
+    trainer = Trainer(net, prop_ir, dataset, config, out=out if leader else None,
                       model_file=None if model_file is None else str(model_file),
-                      progress=progress)
+                      progress=progress and leader, group=group)
     try:
         resumed = trainer.epoch if trainer.resume(fresh=fresh) else 0
         if resumed >= config.epochs:
@@ -372,7 +378,9 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
             log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
                 f"regime {config.regime}, logic {config.logic}")
         metrics = trainer.fit()
-        onnx, diff = None, None
+        onnx, diff, curve = None, None, None
+        if not leader:  # the other processes: the same weights, nothing to write
+            return TrainResult(None, metrics, None, None, prop_ir.name, resumed)
         if export:
             onnx = out / "model.onnx"
             diff = float(export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), onnx))

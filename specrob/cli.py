@@ -252,6 +252,8 @@ def train(
         result = api.train(model, spec, config=config, property=prop, data=data, out=out,
                            set=set_ or [], fresh=fresh, progress=not quiet,
                            log=lambda message: console.print(message))
+    if result.model is None:  # another process of a torchrun group: rank 0 reports
+        return
     if result.metrics:
         last = result.metrics[-1]
         console.print(f"epoch {last['epoch']}: CE {last['ce']:.4f}, test accuracy "

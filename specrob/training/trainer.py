@@ -21,11 +21,23 @@ from specrob.lang import ir
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.searches import PGD
 from specrob.training.config import TrainConfig
+from specrob.training.distributed import Group, average_gradients, from_leader, share, total
 from specrob.training.regimes import REGIMES, Context
 
 
 class TrainError(SpecrobError):
     """A training run that cannot start or go on; the message says why and what to do."""
+
+
+def _to_cpu(value):
+    """A (nested) state dict with its tensors on the CPU, to send between processes."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    return value
 
 
 def _seed(seed: int, epoch: int) -> int:
@@ -41,11 +53,18 @@ class Trainer:
     out: Path | None = None
     model_file: str | None = None
     progress: bool = True
+    # data-parallel under torchrun (`training/distributed.py`); None: one process. Only rank
+    # 0 is given `out`.
+    group: Group | None = None
 
     def __post_init__(self):
         if self.config.regime not in REGIMES:
             raise TrainError(f"unknown regime '{self.config.regime}': choose one of "
                              f"{', '.join(REGIMES)}")
+        if self.group is not None and self.config.regime == "cotrain":
+            raise TrainError("--regime cotrain under torchrun: its generator has its own "
+                             "optimiser, which is not averaged across processes; run it in "
+                             "one process")
         if self.config.device.startswith("cuda") and not torch.cuda.is_available():
             raise TrainError("--device cuda: no CUDA device here; use --device cpu")
         import re
@@ -54,7 +73,8 @@ class Trainer:
         if not any(p.requires_grad for p in self.model.parameters()):
             raise TrainError("the model has no trainable parameters (its build() returns a "
                              "module without nn.Linear / nn.Conv2d / ... layers)")
-        self.device = torch.device(self.config.device)
+        self.device = torch.device(self.config.device if self.group is None
+                                   else self.group.device)
         self.model.to(self.device)
         n = self.data.input_dim
         try:
@@ -127,13 +147,43 @@ class Trainer:
         """Open the run folder `out` (bound to `identity()`, locked against a second writer)
         and continue from its checkpoint when it holds this same run. Returns whether it
         resumed. Raises RunFolderError for another run's folder (unless `fresh`, which
-        discards it), TrainError for an unreadable checkpoint."""
-        if self.out is None:
+        discards it), TrainError for an unreadable checkpoint. Under torchrun, rank 0 reads
+        the folder and every process continues from its state (or from rank 0's weights)."""
+        state, error = None, None
+        if self.out is not None:
+            try:
+                state = self._read_checkpoint(fresh)
+            except SpecrobError as exc:
+                if self.group is None:
+                    raise
+                error = exc
+        if self.group is not None:
+            # every process learns rank 0's outcome: no process waits for one that failed
+            shared = from_leader((None if state is None else _to_cpu(state),
+                                  None if error is None else str(error),
+                                  None if state is not None else _to_cpu(self.model.state_dict())),
+                                 self.group)
+            state, message, weights = shared
+            if error is not None:
+                raise error
+            if message is not None:
+                raise TrainError(f"rank 0: {message}")
+            if weights is not None:  # a fresh run: every process starts from rank 0's weights
+                self.model.load_state_dict(weights)
+        if state is None:
             return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.regime.load_state_dict(state["regime"])
+        self.epoch, self.metrics = state["epoch"], state["metrics"]
+        return True
+
+    def _read_checkpoint(self, fresh: bool) -> dict | None:
+        """Open the run folder; its checkpoint when it holds this same run, else None."""
         self.open_folder(fresh)
         path = self._checkpoint()
         if not self.folder.resumed or not path.exists():
-            return False
+            return None
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as exc:
@@ -142,11 +192,7 @@ class Trainer:
         if state.get("identity") != self.identity():
             raise TrainError(f"{path} belongs to a run with other settings; use another --out "
                              f"or --fresh to start over")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.regime.load_state_dict(state["regime"])
-        self.epoch, self.metrics = state["epoch"], state["metrics"]
-        return True
+        return state
 
     def open_folder(self, fresh: bool = False) -> None:
         """Bind `out` to this run and lock it (see `specrob.runfolder.RunFolder`)."""
@@ -208,7 +254,7 @@ class Trainer:
         self.model.train()
         for start in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
                           disable=not self.progress, unit="batch"):
-            idx = order[start:start + cfg.batch_size]
+            idx = share(order[start:start + cfg.batch_size], self.group)
             x, y = self.x_train[idx], self.y_train[idx]
             loss, logs = self.regime.loss(self.model, x, y, self.ctx)
             if not torch.isfinite(loss):
@@ -218,12 +264,13 @@ class Trainer:
                                  f"check the network and the property")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(self.model, self.group)
             self.optimizer.step()
             self.regime.after_step(self.model, x, y, self.ctx,
                                    self.x_train[other[start:start + cfg.batch_size]])
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
-        self.last_train = {k: v / len(order) for k, v in sums.items()}
+        self.last_train = {k: v / len(order) for k, v in total(sums, self.group).items()}
 
     def evaluate(self) -> dict[str, float]:
         """Clean accuracy, constraint loss at the PGD point and the fraction of points whose
