@@ -67,9 +67,13 @@ class CompiledProperty:
         towards the violation where the body still holds (DL2's counterexample search
         minimises L(not body))."""
         fx0 = None if fx0 is None else fx0.detach()
+        repeated: dict[int, list] = {}  # rows -> the centre data repeated once, not per step
 
         def J(x: torch.Tensor) -> torch.Tensor:
-            c0, cf0, cy = self._repeat(x.shape[0], x0, fx0, y)
+            rows = x.shape[0]
+            if rows not in repeated:
+                repeated[rows] = self._repeat(rows, x0, fx0, y)
+            c0, cf0, cy = repeated[rows]
             body, negated = self._search.run(self._search_fns,
                                              self.points(x, model(x), c0, cf0, cy))
             return body - negated
