@@ -302,6 +302,10 @@ def evaluate(
     margins: Annotated[bool, typer.Option(help="Margin curves for margin scores.")] = EvalConfig.margins,
     lipschitz: Annotated[bool, typer.Option(help="alpha_lim(r) for Lipschitz-shaped "
                                                  "properties.")] = EvalConfig.lipschitz,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Run the properties' blocks of 2048 centres (attacks and uniform samples) on a "
+             "Dask cluster: local, local:N or tcp://host:port; the same estimates as one "
+             "process. Scores and Lipschitz curves run here.", show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the results in --out (of "
                                                         "another run) and start over.")] = False,
     only: Annotated[Optional[str], typer.Option(
@@ -331,7 +335,7 @@ def evaluate(
     with _user_errors(f"finished declarations are in {out / 'results.json'}"):
         config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                             restarts=restarts, grid=grid, seed=seed, margins=margins,
-                            lipschitz=lipschitz)
+                            lipschitz=lipschitz, cluster=cluster)
         result = api.evaluate(model, spec, config=config, checkpoint=checkpoint, data=data,
                               out=out, set=set_ or [], only=only, fresh=fresh, log=say)
     print_results(result.results, console)

@@ -23,3 +23,12 @@ def need(options, ok: bool, name: str, what: str) -> None:
     `options`)."""
     if not ok:
         raise OptionError(f"{name} = {getattr(options, name)!r}: expected {what}")
+
+
+def cluster_ok(cluster: str) -> bool:
+    """A --cluster address: local, local:N (N >= 1) or tcp://host:port."""
+    if cluster == "local":
+        return True
+    if cluster.startswith("local:"):
+        return cluster[6:].isdigit() and int(cluster[6:]) >= 1
+    return cluster.startswith("tcp://") and len(cluster) > 6

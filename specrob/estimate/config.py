@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from specrob.options import need, number as _number, whole as _whole
+from specrob.options import cluster_ok, need, number as _number, whole as _whole
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class EvalConfig:
     margins: bool = True            # margin curves for margin scores (uniform ball, H = 1)
     lipschitz: bool = True          # alpha_lim(r) for Lipschitz-shaped properties
     extras: dict = field(default_factory=dict)
+    # where the properties' blocks of centres run: None (here), "local" / "local:N" or
+    # "tcp://host:port" (a Dask cluster, see specrob/cluster.py); not part of the results
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.eps is not None:
@@ -32,7 +35,14 @@ class EvalConfig:
             need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
         need(self, _whole(self.steps, 0), "steps", "a whole number >= 0")
         need(self, _whole(self.grid, 2), "grid", "a whole number >= 2")
+        need(self, self.cluster is None or (isinstance(self.cluster, str)
+                                            and cluster_ok(self.cluster)),
+             "cluster", "local, local:N or tcp://host:port")
+
+    def result_options(self) -> dict:
+        """The options that determine the results (not where they are computed)."""
+        return {k: v for k, v in self.__dict__.items() if k != "cluster"}
 
     def key(self) -> str:
-        return hashlib.sha1(json.dumps(self.__dict__, sort_keys=True, default=str)
+        return hashlib.sha1(json.dumps(self.result_options(), sort_keys=True, default=str)
                             .encode()).hexdigest()[:12]

@@ -149,10 +149,11 @@ class Evaluation:
         self.progress = progress or (lambda message: None)
         self.spec_dir = Path(spec.path).resolve().parent if Path(spec.path).exists() else None
         self.results = {"spec": spec.path, "model": describe_model, "data": data.name,
-                        "config": {**config.__dict__}, "key": config.key(),
+                        "config": config.result_options(), "key": config.key(),
                         "properties": {}, "scores": {}}
         self.model_identity = model_identity
         self.fresh = fresh
+        self.client = None  # a Dask client while properties run on --cluster
         self.folder = None
         self.checked = False
 
@@ -164,7 +165,7 @@ class Evaluation:
         return {"model": self.model_identity, "data": {
             "name": self.data.name, "sha256": array_identity(
                 self.data.x_train, self.data.y_train, self.data.x_test, self.data.y_test)},
-            "spec": printer.spec(self.spec), "config": self.config.__dict__}
+            "spec": printer.spec(self.spec), "config": self.config.result_options()}
 
     def __enter__(self) -> "Evaluation":
         """Open the run folder: bound to `identity()` and locked; finished declarations of the
@@ -219,11 +220,20 @@ class Evaluation:
 
     def run(self) -> dict:
         self.check_centres()
-        for prop in self.spec.properties:
-            if prop.name not in self.results["properties"]:
+        todo = [p for p in self.spec.properties if p.name not in self.results["properties"]]
+        if todo and self.config.cluster is not None:
+            from specrob.cluster import open_client
+            self.client = open_client(self.config.cluster)
+        try:
+            for prop in todo:
                 self.progress(f"property {prop.name}")
                 self.results["properties"][prop.name] = self.property(prop)
                 self.save()
+        finally:
+            if self.client is not None:
+                from specrob.cluster import close_client
+                close_client(self.client)
+                self.client = None
         for score in self.spec.scores:
             if score.name not in self.results["scores"]:
                 self.progress(f"score {score.name}")
@@ -242,10 +252,17 @@ class Evaluation:
         search_model, note = attack_model(prop, self.model)
         with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
                   disable=not self.show_bars) as bar:
-            curve = security_curve(prop, self.model, x0, y, eps_values,
-                                   attacks=default_attacks(cfg.steps, cfg.restarts),
-                                   samples=cfg.samples, seed=cfg.seed, progress=bar.update,
-                                   search_model=search_model)
+            attacks = default_attacks(cfg.steps, cfg.restarts)
+            if self.client is not None:
+                from specrob.estimate.distributed import security_curve_on_cluster
+                curve = security_curve_on_cluster(
+                    self.client, prop, self.model, x0, y, eps_values, attacks=attacks,
+                    samples=cfg.samples, seed=cfg.seed, progress=bar.update,
+                    search_model=search_model)
+            else:
+                curve = security_curve(prop, self.model, x0, y, eps_values, attacks=attacks,
+                                       samples=cfg.samples, seed=cfg.seed, progress=bar.update,
+                                       search_model=search_model)
         entry = {"norm": norm_name(prop.ball.p), "centres": info,
                  "points": [r.as_dict() for r in curve]}
         if note:

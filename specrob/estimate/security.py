@@ -23,7 +23,7 @@ from specrob.stats import Estimate, bool_proportion, mean
 from specrob.lang import ir
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import Region
-from specrob.search.attacks import Attack, attack_once, default_attacks
+from specrob.search.attacks import Attack, attack_once, block_seed, default_attacks
 
 
 def at_radius(compiled: CompiledProperty, eps: float) -> CompiledProperty:
@@ -46,6 +46,10 @@ class SecurityResult:
     found_by: list[str]  # per centre: the attack whose counterexample counts, or ""
     counterexamples: torch.Tensor | None = field(default=None, repr=False)
     acceptance: dict | None = None  # the uniform sampler's acceptance rate (accuracy)
+    # per centre: the fraction of samples where the body holds, and the sampler's acceptance
+    # rate (what blocks of centres combine from)
+    accuracy_values: torch.Tensor | None = field(default=None, repr=False)
+    rates: torch.Tensor | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         wins: dict[str, int] = {}
@@ -70,6 +74,25 @@ def accuracy_with_rate(compiled: CompiledProperty, model: nn.Module, x0: torch.T
     """`accuracy_at` and the acceptance rate of the exact uniform sampler of ball ∩ domain
     (min and mean over centres; 1 for l_inf, where ball ∩ box is a box). The samples are
     drawn and checked in slices of about `max_elements` numbers (`Region.uniform_slices`)."""
+    values, rate = accuracy_values(compiled, model, x0, y, samples, generator,
+                                   max_elements=max_elements)
+    return _accuracy(values), _acceptance(rate)
+
+
+def _accuracy(values: torch.Tensor) -> Estimate:
+    return mean(values, bounds=(0.0, 1.0))
+
+
+def _acceptance(rate: torch.Tensor) -> dict:
+    return {"min": float(rate.min()) if rate.numel() else 1.0,
+            "mean": float(rate.mean()) if rate.numel() else 1.0}
+
+
+def accuracy_values(compiled: CompiledProperty, model: nn.Module, x0: torch.Tensor,
+                    y: torch.Tensor, samples: int, generator=None, *,
+                    max_elements: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per centre, the fraction of `samples` uniform points of ball ∩ domain where the body
+    holds (B,), and the sampler's acceptance rate (B,)."""
     oks, rates = [], []
     with torch.no_grad():
         fx0 = compiled.centre_output(model, x0)
@@ -80,10 +103,18 @@ def accuracy_with_rate(compiled: CompiledProperty, model: nn.Module, x0: torch.T
             rates.append(rate)
     ok = torch.stack(oks)  # (S, B)
     rate = torch.stack(rates).mean(0)  # each slice's rate, averaged (one slice: its own)
-    est = mean(ok.float().mean(0), bounds=(0.0, 1.0))
-    acceptance = {"min": float(rate.min()) if rate.numel() else 1.0,
-                  "mean": float(rate.mean()) if rate.numel() else 1.0}
-    return est, acceptance
+    return ok.float().mean(0), rate
+
+
+# centres per block: each block draws from its own seed (`block_seed`), so blocks may run in
+# any process (`estimate/distributed.py`) and give the curve of one process; a run of up to
+# BLOCK centres draws what it drew before blocks existed
+BLOCK = 2048
+
+
+def blocks(count: int) -> list[slice]:
+    """The blocks of `count` centres (one, possibly empty, when count <= BLOCK)."""
+    return [slice(k, k + BLOCK) for k in range(0, max(count, 1), BLOCK)]
 
 
 def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
@@ -91,7 +122,45 @@ def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: tor
                    samples: int = 0, seed: int = 0, progress=None,
                    search_model: nn.Module | None = None) -> list[SecurityResult]:
     """Security (and, with samples > 0, accuracy) at each eps, in increasing order of eps;
-    the attacks search on `search_model` when given (see `attack_once`)."""
+    the attacks search on `search_model` when given (see `attack_once`). Centres go in
+    blocks of BLOCK (`curve_block`), whose results `combine` joins.
+
+    Shape: x0 (B, n), y (B,); each result's `violated` (B,). Source: Casadio et al. 2022,
+    Defs. 6-7 (constraint security and accuracy)."""
+    parts = blocks(len(y))
+    step = None if progress is None else (lambda: progress(1 / len(parts)))
+    return combine([curve_block(prop, model, x0[s], y[s], eps_values, attacks=attacks,
+                                samples=samples, seed=block_seed(seed, k), progress=step,
+                                search_model=search_model)
+                    for k, s in enumerate(parts)])
+
+
+def combine(parts: list[list[SecurityResult]]) -> list[SecurityResult]:
+    """The curve of all centres from the curves of its blocks (in block order): per eps,
+    security over every centre, accuracy the mean of every centre's fraction."""
+    if len(parts) == 1:
+        return parts[0]
+    out = []
+    for rows in zip(*parts):
+        violated = torch.cat([r.violated for r in rows])
+        found_by = [name for r in rows for name in r.found_by]
+        points = (None if any(r.counterexamples is None for r in rows)
+                  else torch.cat([r.counterexamples for r in rows]))
+        acc = acceptance = values = rates = None
+        if all(r.accuracy_values is not None for r in rows):
+            values = torch.cat([r.accuracy_values for r in rows])
+            rates = torch.cat([r.rates for r in rows])
+            acc, acceptance = _accuracy(values), _acceptance(rates)
+        out.append(SecurityResult(rows[0].eps, bool_proportion(~violated), acc, violated,
+                                  found_by, points, acceptance, values, rates))
+    return out
+
+
+def curve_block(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.Tensor,
+                eps_values: list[float], *, attacks: list[Attack] | None = None,
+                samples: int = 0, seed: int = 0, progress=None,
+                search_model: nn.Module | None = None) -> list[SecurityResult]:
+    """`security_curve` on one block of centres, its random draws from `seed` alone."""
     attacks = attacks or default_attacks()
     base = CompiledProperty(prop, x0.shape[-1])
     was = model.training
@@ -107,10 +176,12 @@ def security_curve(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: tor
                                                  search_model)
         found_by = [c or f for c, f in zip(carried_by, found_by)]
         violated = violated | carried
-        acc, acceptance = (accuracy_with_rate(compiled, model, x0, y, samples, gen)
-                           if samples > 0 else (None, None))
+        acc = acceptance = values = rates = None
+        if samples > 0:
+            values, rates = accuracy_values(compiled, model, x0, y, samples, gen)
+            acc, acceptance = _accuracy(values), _acceptance(rates)
         results.append(SecurityResult(eps, bool_proportion(~violated), acc, violated,
-                                      found_by, points, acceptance))
+                                      found_by, points, acceptance, values, rates))
         carried, carried_by = violated, found_by
         if progress is not None:
             progress()

@@ -19,6 +19,12 @@ from specrob.search.searches import PGD, Search, fgsm
 # floats plus the model's activations), not the number of centres
 CHUNK = 2048
 
+
+def block_seed(seed: int, k: int) -> int:
+    """The seed of block k of a run's centres (block 0: the run's seed itself), for work
+    split into blocks that may run in any process (verify's and eval's blocks)."""
+    return seed + 1_000_003 * k
+
 if TYPE_CHECKING:  # the compiled property (logic) calls the searches; not imported at run time
     from specrob.logic.compiled import CompiledProperty
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from specrob.errors import OptionError
-from specrob.options import number, whole
+from specrob.options import cluster_ok, number, whole
 
 BACKENDS = ("auto", "bounds", "bab", "marabou")
 
@@ -14,15 +14,6 @@ BACKENDS = ("auto", "bounds", "bab", "marabou")
 def device_ok(device: str) -> bool:
     """cpu, cuda, or cuda:N (N a whole number)."""
     return device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-def cluster_ok(cluster: str) -> bool:
-    """local, local:N (N >= 1) or tcp://host:port."""
-    if cluster == "local":
-        return True
-    if cluster.startswith("local:"):
-        return cluster[6:].isdigit() and int(cluster[6:]) >= 1
-    return cluster.startswith("tcp://") and len(cluster) > 6
-
-
 def shard_of(shard: str) -> tuple[int, int] | None:
     """"i/N" as (i, N) with 0 <= i < N, else None."""
     i, sep, n = shard.partition("/")

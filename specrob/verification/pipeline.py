@@ -31,6 +31,7 @@ from specrob.verification.config import VerifyConfig
 from specrob.network.ir import Network
 from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
+from specrob.search.attacks import block_seed
 from specrob.lang import query as q
 from specrob.verification.encode import Centre, Encoder, Unsupported
 
@@ -195,14 +196,9 @@ def count_verdicts(rows: list[dict]) -> dict:
             "by_method": by_method}
 
 
-# centres per block: the unit of random draws, shards and cluster tasks (`Verifier.run`)
+# centres per block: the unit of random draws (`block_seed`: block 0 draws with the run's
+# seed, as before blocks existed), shards and cluster tasks (`Verifier.run`)
 BLOCK = 256
-
-
-def block_seed(seed: int, k: int) -> int:
-    """The seed of block k's random draws (block 0: the run's seed, so a run of up to BLOCK
-    centres draws what it drew before blocks existed)."""
-    return seed + 1_000_003 * k
 
 
 class Verifier:
