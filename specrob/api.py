@@ -507,13 +507,16 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         index, info = torch.arange(len(y)), {"given": len(y)}
     verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
                         index=index.tolist())
-    bar = None
+    bar = client = None
     try:
+        if config.cluster is not None:  # before the run folder: an unreachable one leaves none
+            from specrob.cluster import open_client
+            client = open_client(config.cluster)
         resumed = verifier.resume(fresh=fresh)
         bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point",
                    disable=not progress, initial=resumed)
         verifier.progress = bar.update
-        _run_blocks(verifier, config)
+        _run_blocks(verifier, config, client)
         summary = verifier.write_summary({"model": str(model), "centres": info})
         if len(dataset.shape) in (2, 3):  # images: x0 beside x* for the first counterexamples
             pictures = plot_counterexamples(list(verifier.done.values()), x0.numpy(),
@@ -523,6 +526,9 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            from specrob.cluster import close_client
+            close_client(client)
         verifier.close()
     notes = [verifier.attack_note] if verifier.attack_note else []
     if verifier.final is not None and verifier.nets:  # a final Softmax / LogSoftmax
@@ -541,17 +547,12 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
     return _merge(out, shards, fresh=fresh)
 
 
-def _run_blocks(verifier, config) -> None:
-    """The verifier's blocks here, on a Dask cluster (`config.cluster`), or a shard of them
-    (`config.shard`: blocks k with k % N == i)."""
-    if config.cluster is not None:
-        from specrob.cluster import close_client, open_client
+def _run_blocks(verifier, config, client) -> None:
+    """The verifier's blocks here, on the Dask cluster of `client` (`config.cluster`), or a
+    shard of them (`config.shard`: blocks k with k % N == i)."""
+    if client is not None:
         from specrob.verification.distributed import run_on_cluster
-        client = open_client(config.cluster)
-        try:
-            run_on_cluster(verifier, client, list(range(verifier.blocks)))
-        finally:
-            close_client(client)
+        run_on_cluster(verifier, client, list(range(verifier.blocks)))
     elif config.shard is not None:
         from specrob.verification.config import shard_of
         shard = shard_of(config.shard)

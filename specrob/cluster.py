@@ -8,7 +8,10 @@ files (the ONNX model) at the same paths: on a cluster, a shared file system.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
 from typing import Any
 
 from specrob.errors import SpecrobError
@@ -36,12 +39,15 @@ def open_client(address: str, *, timeout: float = 30.0) -> Any:
     if address == "local" or address.startswith("local:"):
         workers = int(address[6:]) if address.startswith("local:") else (os.cpu_count() or 1)
         try:
-            # processes: each worker has its own interpreter (torch, onnxruntime, Marabou's
-            # solver are not shared); no dashboard: nothing to serve on a compute node
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                # dask documents None as "no dashboard"; its annotation says str
-                dashboard_address=None)  # pyright: ignore[reportArgumentType]
+            # the workers ignore Ctrl-C (inherited): this process stops them, quietly
+            with _sigint_ignored():
+                # processes: each worker has its own interpreter (torch, onnxruntime,
+                # Marabou's solver are not shared); no dashboard: nothing to serve here
+                cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    silence_logs=logging.CRITICAL,  # shutdown races are not news
+                    # dask documents None as "no dashboard"; its annotation says str
+                    dashboard_address=None)  # pyright: ignore[reportArgumentType]
         except Exception as exc:  # noqa: BLE001 - ports, permissions, resources
             raise ClusterError(f"--cluster {address}: cannot start a local Dask cluster "
                                f"({type(exc).__name__}: {exc})") from None
@@ -52,6 +58,20 @@ def open_client(address: str, *, timeout: float = 30.0) -> Any:
         raise ClusterError(f"--cluster {address}: no Dask scheduler answers there "
                            f"({type(exc).__name__}: {exc}); start one with `dask scheduler` "
                            f"and workers with `dask worker {address}`") from None
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while worker processes start (they inherit it); restored after."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave the signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def close_client(client: Any) -> None:

@@ -31,4 +31,5 @@ def cluster_ok(cluster: str) -> bool:
         return True
     if cluster.startswith("local:"):
         return cluster[6:].isdigit() and int(cluster[6:]) >= 1
-    return cluster.startswith("tcp://") and len(cluster) > 6
+    host, sep, port = cluster.removeprefix("tcp://").rpartition(":")
+    return cluster.startswith("tcp://") and bool(sep and host and port.isdigit())

@@ -94,7 +94,7 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """The dotted names of the items that differ between two identities."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
@@ -103,7 +103,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             if k not in old or k not in new:
                 out.append(name)
             else:
-                out.extend(_differences(old[k], new[k], name))
+                out.extend(differences(old[k], new[k], name))
         return out
     return [] if old == new else [prefix or "(all)"]
 
@@ -342,7 +342,7 @@ class RunFolder:
                 raise RunFolderError(
                     f"--out {self.path} holds a '{old.get('kind') if isinstance(old, dict) else '?'}'"
                     f" run, not a {self.kind} run; choose another --out")
-            differ = _differences({"specrob": old.get("specrob"), **(old.get("identity") or {})},
+            differ = differences({"specrob": old.get("specrob"), **(old.get("identity") or {})},
                                   {"specrob": __version__, **self.identity})
             if differ:
                 shown = ", ".join(differ[:8]) + (", ..." if len(differ) > 8 else "")

@@ -171,6 +171,10 @@ class Evaluation:
         """Open the run folder: bound to `identity()` and locked; finished declarations of the
         same run are kept. Raises RunFolderError on another run's folder (unless fresh)."""
         self.check_centres()  # before the run folder is touched (--fresh discards it)
+        todo = [p for p in self.spec.properties if p.name not in self.results["properties"]]
+        if todo and self.config.cluster is not None:  # before the folder, as for verify
+            from specrob.cluster import open_client
+            self.client = open_client(self.config.cluster)
         if self.out is None:
             return self
         from specrob.runfolder import RunFolder, read_json
@@ -186,6 +190,10 @@ class Evaluation:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            from specrob.cluster import close_client
+            close_client(self.client)
+            self.client = None
         if self.folder is not None:
             self.folder.close()
 
@@ -220,20 +228,11 @@ class Evaluation:
 
     def run(self) -> dict:
         self.check_centres()
-        todo = [p for p in self.spec.properties if p.name not in self.results["properties"]]
-        if todo and self.config.cluster is not None:
-            from specrob.cluster import open_client
-            self.client = open_client(self.config.cluster)
-        try:
-            for prop in todo:
+        for prop in self.spec.properties:
+            if prop.name not in self.results["properties"]:
                 self.progress(f"property {prop.name}")
                 self.results["properties"][prop.name] = self.property(prop)
                 self.save()
-        finally:
-            if self.client is not None:
-                from specrob.cluster import close_client
-                close_client(self.client)
-                self.client = None
         for score in self.spec.scores:
             if score.name not in self.results["scores"]:
                 self.progress(f"score {score.name}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from specrob.runfolder import RUN_FILE, JsonLines, RunFolder, RunFolderError, read_json, write_json
+from specrob.runfolder import (RUN_FILE, JsonLines, RunFolder, RunFolderError, differences,
+                               read_json, write_json)
 from specrob.verification.config import shard_of
-from specrob.verification.pipeline import count_verdicts
+from specrob.verification.pipeline import BLOCK, count_verdicts
 
 FILES = ("results.jsonl", "summary.json", "verify.json", "counterexamples.png")
 
@@ -59,17 +60,32 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
         if i in seen:
             raise MergeError(f"{folder} and {seen[i]} are both shard {i}/{n}")
         seen[i] = folder
-        if _without_shard(record) != _without_shard(first):
-            raise MergeError(f"{folder} belongs to another run than {folders[0]} (other "
-                             f"model, property, settings or specrob version)")
+        differ = differences(_without_shard(first), _without_shard(record))
+        if differ:
+            raise MergeError(f"{folder} belongs to another run than {folders[0]} (differing: "
+                             f"{', '.join(differ[:8])})")
     missing = sorted(set(range(n)) - set(seen))
     if missing:
         raise MergeError(f"shard{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(f'{i}/{n}' for i in missing)} missing; run `specrob "
-                         f"verify ... --shard i/{n}` for {'them' if len(missing) > 1 else 'it'}")
+                         f"verify ... --shard {missing[0]}/{n}`"
+                         + (" (and the others)" if len(missing) > 1 else ""))
     rows: dict[int, dict] = {}
-    for folder in folders:
-        for row in JsonLines(folder / "results.jsonl").rows():
+    total = None
+    for folder, (_, (i, _)) in zip(folders, records):
+        shard_rows = JsonLines(folder / "results.jsonl").rows()
+        centres = _centres_of(folder, i, n)
+        if total is not None and centres != total:
+            raise MergeError(f"{folder} verified {centres} centres in all, another shard "
+                             f"{total} (other --points or data); rerun the shards alike")
+        total = centres
+        expected = sum(len(range(k * BLOCK, min((k + 1) * BLOCK, centres)))
+                       for k in range(i, -(-centres // BLOCK), n))
+        if len(shard_rows) < expected:
+            raise MergeError(f"{folder}: shard {i}/{n} is unfinished ({len(shard_rows)} of "
+                             f"{expected} centres); run its `specrob verify ... --shard "
+                             f"{i}/{n}` again to finish it")
+        for row in shard_rows:
             old = rows.get(row["index"])
             if old is not None and old.get("centre") != row.get("centre"):
                 raise MergeError(f"{folder}: centre {row['index']} differs from another "
@@ -85,6 +101,19 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
         summary = _summary(folders, merged)
         write_json(folder.file("summary.json"), summary)
     return summary, merged
+
+
+def _centres_of(folder: Path, i: int, n: int) -> int:
+    """How many centres the whole run has, from a finished shard's summary.json."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        raise MergeError(f"{folder}: shard {i}/{n} is unfinished (no summary.json); run its "
+                         f"`specrob verify ... --shard {i}/{n}` again to finish it")
+    centres = read_json(path).get("centres") or {}
+    total = centres.get("used", centres.get("given"))
+    if not isinstance(total, int):
+        raise MergeError(f"{path}: no count of the run's centres; rerun the shard")
+    return total
 
 
 def _without_shard(record: dict) -> dict:

@@ -68,11 +68,11 @@ def test_merge_refuses_shards_that_do_not_make_one_run(one_process, tmp_path):
     for name, eps, shard in (("a", "0.02", "0/2"), ("b", "0.03", "1/2"), ("c", "0.02", "0/3")):
         specrob.verify(model, SPEC, set=[f"eps={eps}"], progress=False, out=tmp_path / name,
                        config=VerifyConfig(backend="bounds", shard=shard, points=40))
-    with pytest.raises(MergeError, match="shard 1/2 missing"):
+    with pytest.raises(MergeError, match=r"shard 1/2 missing; run .*--shard 1/2"):
         specrob.merge(tmp_path / "m1", [tmp_path / "a"])
     with pytest.raises(MergeError, match="both shard 0/2"):
         specrob.merge(tmp_path / "m2", [tmp_path / "a", tmp_path / "a"])
-    with pytest.raises(MergeError, match="another run"):
+    with pytest.raises(MergeError, match=r"another run .*differing: identity\.property"):
         specrob.merge(tmp_path / "m3", [tmp_path / "a", tmp_path / "b"])
     with pytest.raises(MergeError, match="one of 2"):
         specrob.merge(tmp_path / "m4", [tmp_path / "a", tmp_path / "c"])
@@ -80,9 +80,30 @@ def test_merge_refuses_shards_that_do_not_make_one_run(one_process, tmp_path):
         specrob.merge(tmp_path / "m5", [tmp_path])
 
 
+def test_merge_refuses_unfinished_shards_and_shards_of_other_centres(one_process, tmp_path):
+    import shutil
+    model, _ = one_process
+    for name, shard, points in (("s0", "0/2", None), ("s1", "1/2", None), ("p1", "1/2", 300)):
+        specrob.verify(model, SPEC, set=["eps=0.02"], progress=False, out=tmp_path / name,
+                       config=VerifyConfig(backend="bounds", shard=shard, points=points))
+    with pytest.raises(MergeError, match=r"verified 300 centres in all|other --points"):
+        specrob.merge(tmp_path / "m1", [tmp_path / "s0", tmp_path / "p1"])
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "s1", cut)
+    lines = (cut / "results.jsonl").read_text().splitlines(keepends=True)
+    (cut / "results.jsonl").write_text("".join(lines[:-1]))  # one centre short
+    with pytest.raises(MergeError, match=r"shard 1/2 is unfinished \(\d+ of \d+ centres\)"):
+        specrob.merge(tmp_path / "m2", [tmp_path / "s0", cut])
+    (cut / "summary.json").unlink()  # interrupted before its summary
+    with pytest.raises(MergeError, match="unfinished \\(no summary.json\\)"):
+        specrob.merge(tmp_path / "m3", [tmp_path / "s0", cut])
+    assert not (tmp_path / "m3").exists()  # nothing written for a refused merge
+
+
 @pytest.mark.parametrize("options, message", [
     ({"cluster": "local:0"}, "--cluster local:0"),
     ({"cluster": "http://x"}, "--cluster http://x"),
+    ({"cluster": "tcp://127.0.0.1"}, "tcp://host:port"),
     ({"shard": "2/2"}, "--shard 2/2"),
     ({"shard": "1-2"}, "--shard 1-2"),
     ({"shard": "0/2", "cluster": "local"}, "give one of them"),

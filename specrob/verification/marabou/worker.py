@@ -89,6 +89,10 @@ def _serve():
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)
     except Exception:  # noqa: BLE001, S110 - elsewhere the atexit kill has to do
         pass
+    import signal
+    # Ctrl-C reaches the whole process group: the parent decides (it stops this worker), so
+    # the worker does not die with a KeyboardInterrupt traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     saved = (os.dup(1), os.dup(2))
