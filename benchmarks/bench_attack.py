@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -30,12 +29,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 import specrob  # noqa: E402
-from specrob.data import DataError, load_data  # noqa: E402
+from specrob.data import load_data  # noqa: E402
 from specrob.estimate.security import security_curve  # noqa: E402
 from specrob.logic import CompiledProperty  # noqa: E402
 from specrob.search import PGD  # noqa: E402
 from specrob.network.model_file import build_model  # noqa: E402
-from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
+from common import cpu_times, model_cases, train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 EPS = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1]
@@ -84,14 +83,7 @@ def timing(net, x, y, repeat: int) -> None:
     diff = (xa - xb).abs().max().item()
     print(f"  check: |x* specrob - x* hand| = {diff:.1e} "
           f"({'same' if diff <= 1e-5 else 'DIFFERENT'} search)")
-    for _ in range(3):
-        run_a(), run_b()
-    a, b = [], []
-    for i in range(repeat):
-        for run, times in ((run_a, a), (run_b, b)) if i % 2 == 0 else ((run_b, b), (run_a, a)):
-            t = time.process_time()  # CPU time: the machine is shared
-            run()
-            times.append(time.process_time() - t)
+    a, b = cpu_times(run_a, run_b, repeat)
     ma, mb = statistics.median(a) * 1000, statistics.median(b) * 1000
     low = min(a) / min(b)
     print(f"  CR PGD-20, batch {len(y)}, CPU time over {repeat}:  specrob {ma:7.2f} ms   "
@@ -134,13 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    cases = [("digits", ROOT / "examples" / "digits_mlp.py", 5)]
-    try:
-        load_data("fashion-mnist")
-        cases.append(("fashion-mnist", ROOT / "examples" / "fashion_mnist_net.py", 1))
-    except DataError:
-        print("Fashion-MNIST absent (apt-get install dataset-fashion-mnist): digits only")
-    for name, model_file, epochs in cases:
+    for name, model_file, epochs in model_cases(ROOT):
         data = load_data(name)
         net = train_model(model_file, data, epochs)
         print(f"{name}: {model_file.name}, {epochs} epoch(s) of plain training")

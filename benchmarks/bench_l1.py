@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -25,27 +24,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 import specrob  # noqa: E402
-from specrob.data import DataError, load_data  # noqa: E402
+from specrob.data import load_data  # noqa: E402
 from specrob.estimate.security import security_curve  # noqa: E402
 from specrob.network.model_file import build_model  # noqa: E402
 from specrob.search import PGD  # noqa: E402
 from specrob.search.attacks import Attack  # noqa: E402
-from common import train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
+from common import cpu_times, model_cases, train_quickly  # noqa: E402 - benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 RADII = {"digits": [1.0, 2.0, 4.0], "fashion-mnist": [2.0, 5.0, 10.0]}
-
-
-def cpu_times(run_a, run_b, repeat: int) -> tuple[list[float], list[float]]:
-    for _ in range(2):
-        run_a(), run_b()
-    a, b = [], []
-    for i in range(repeat):
-        for run, times in ((run_a, a), (run_b, b)) if i % 2 == 0 else ((run_b, b), (run_a, a)):
-            t = time.process_time()  # CPU time: the machine is shared
-            run()
-            times.append(time.process_time() - t)
-    return a, b
 
 
 def compare(name: str, net, x, y, repeat: int) -> None:
@@ -65,7 +52,7 @@ def compare(name: str, net, x, y, repeat: int) -> None:
         theirs = 1 - success.float().mean().item()
         run_a = lambda: security_curve(prop, net, x, y, [eps], attacks=pgd)  # noqa: E731
         run_b = lambda: attack(fmodel, x, y, epsilons=[eps])  # noqa: E731
-        a, b = cpu_times(run_a, run_b, repeat)
+        a, b = cpu_times(run_a, run_b, repeat, warmup=2)
         print(f"  {eps:>6g} {ours:>9.3f} {theirs:>9.3f}   median "
               f"{statistics.median(a) / statistics.median(b):.2f}x / min {min(a) / min(b):.2f}x "
               f"({statistics.median(a) * 1000:.1f} ms vs {statistics.median(b) * 1000:.1f} ms)")
@@ -83,13 +70,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); security = "
           f"robust accuracy of the attack (lower: stronger)")
-    cases = [("digits", ROOT / "examples" / "digits_mlp.py", 5)]
-    try:
-        load_data("fashion-mnist")
-        cases.append(("fashion-mnist", ROOT / "examples" / "fashion_mnist_net.py", 1))
-    except DataError:
-        print("Fashion-MNIST absent (apt-get install dataset-fashion-mnist): digits only")
-    for name, model_file, epochs in cases:
+    for name, model_file, epochs in model_cases(ROOT):
         data = load_data(name)
         torch.manual_seed(0)
         net = train_quickly(build_model(model_file, data.input_dim, data.classes), data, epochs)

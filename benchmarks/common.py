@@ -6,6 +6,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def cpu_times(run_a, run_b, repeat: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """CPU seconds of each of two callables over `repeat` rounds, the sides interleaved (the
+    order alternating each round), after `warmup` rounds of both."""
+    import time
+    for _ in range(warmup):
+        run_a(), run_b()
+    a, b = [], []
+    for i in range(repeat):
+        for run, times in ((run_a, a), (run_b, b)) if i % 2 == 0 else ((run_b, b), (run_a, a)):
+            t = time.process_time()  # CPU time: the machine is shared
+            run()
+            times.append(time.process_time() - t)
+    return a, b
+
+
+def model_cases(root) -> list[tuple]:
+    """(data name, model file, plain-training epochs): the digits MLP, and the seed-003
+    Fashion-MNIST network when Debian's dataset-fashion-mnist is installed."""
+    from specrob.data import DataError, load_data
+    cases = [("digits", root / "examples" / "digits_mlp.py", 5)]
+    try:
+        load_data("fashion-mnist")
+        cases.append(("fashion-mnist", root / "examples" / "fashion_mnist_net.py", 1))
+    except DataError:
+        print("Fashion-MNIST absent (apt-get install dataset-fashion-mnist): digits only")
+    return cases
+
+
 def train_quickly(net: nn.Module, data, epochs: int, batch: int = 64, seed: int = 0) -> nn.Module:
     """A few epochs of Adam on cross-entropy; returns the network frozen, in eval mode."""
     torch.manual_seed(seed)
