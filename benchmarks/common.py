@@ -22,10 +22,12 @@ def cpu_times(run_a, run_b, repeat: int, warmup: int = 3) -> tuple[list[float], 
 
 
 def model_cases(root) -> list[tuple]:
-    """(data name, model file, plain-training epochs): the digits MLP, and the seed-003
-    Fashion-MNIST network when Debian's dataset-fashion-mnist is installed."""
+    """(data name, model file, plain-training epochs): the digits MLP, a CNN on digits (the
+    Shaham et al. convnet, padded for 8x8 images), and the seed-003 Fashion-MNIST network
+    (784-100-10) when Debian's dataset-fashion-mnist is installed."""
     from specrob.data import DataError, load_data
-    cases = [("digits", root / "examples" / "digits_mlp.py", 5)]
+    cases = [("digits", root / "examples" / "digits_mlp.py", 5),
+             ("digits", root / "examples" / "shaham_convnet.py", 3)]
     try:
         load_data("fashion-mnist")
         cases.append(("fashion-mnist", root / "examples" / "fashion_mnist_net.py", 1))
