@@ -170,7 +170,14 @@ class CompiledProperty:
         with torch.no_grad():
             if fx0 is None:
                 fx0 = self.centre_output(model, x0)
-            (value,) = self._holds.run([self._holds_fn], self.points(x, model(x), x0, fx0, y))
+            fx = model(x)
+            if self.margin_body and not bool(torch.isnan(fx).any()):
+                # f(x)[y] > f(x)[j] for every j != y, as the engine's Boolean logic computes it
+                # (a NaN output takes the engine's path, which names the term and refuses it)
+                cy = y.reshape(-1, 1).to(fx.device)
+                excluded = torch.arange(fx.shape[-1], device=fx.device) == cy
+                return (fx.gather(1, cy) > fx).masked_fill(excluded, True).all(1)
+            (value,) = self._holds.run([self._holds_fn], self.points(x, fx, x0, fx0, y))
             return self._check_crisp(value, x.shape[0])
 
 

@@ -144,6 +144,13 @@ def test_the_margin_objective_is_the_engines_to_the_bit(ties):
         (ga,) = torch.autograd.grad(a.sum(), x)
         (gb,) = torch.autograd.grad(b.sum(), x)
         assert torch.equal(a, b) and torch.equal(ga, gb)
+    x = torch.rand(25, 6)
+    compiled.margin_body = True
+    direct = compiled.holds(net, x, x0, y)
+    compiled.margin_body = False
+    assert torch.equal(direct, compiled.holds(net, x, x0, y))
+    if ties:
+        assert not bool(direct[:5].any())  # a tie with the label's logit is a violation
 
 
 def test_only_the_exact_margin_body_takes_the_direct_objective():
