@@ -264,18 +264,41 @@ class _RejectionSampler:
         return out, rate
 
 
-def project_l1(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Euclidean projection of each row onto the l_1 ball of radius eps (Duchi et al. 2008)."""
+def project_l1(delta: torch.Tensor, eps: torch.Tensor, max_rounds: int = 100) -> torch.Tensor:
+    """Euclidean projection of each row onto the l_1 ball of radius eps: sign(d) (|d| - theta)+
+    with the threshold theta of Duchi et al. 2008, found by Michelot's iteration (1986)
+    instead of their sort: theta = (sum of the active |d_i| - eps) / (their count), the
+    active set {|d_i| > theta} shrinking until it is stable (a few rounds of O(n) each; the
+    sort of 784 pixels was half of an l_1 attack's time). The sort-based threshold is the
+    fallback for rows still moving after `max_rounds`."""
     a = delta.abs()
     inside = a.sum(-1, keepdim=True) <= eps
-    u, _ = a.sort(-1, descending=True)
-    css = u.cumsum(-1)
-    k = torch.arange(1, delta.shape[-1] + 1, device=delta.device, dtype=delta.dtype)
-    cond = u - (css - eps) / k > 0  # true for a prefix of the sorted magnitudes
-    rho = cond.sum(-1, keepdim=True).clamp_min(1) - 1
-    theta = (css.gather(-1, rho) - eps) / (rho + 1).to(delta.dtype)
+    active = torch.ones_like(a, dtype=torch.bool)
+    theta = (a.sum(-1, keepdim=True) - eps) / a.shape[-1]
+    for _ in range(max_rounds):
+        new = a > theta
+        if torch.equal(new, active):
+            break
+        count = new.sum(-1, keepdim=True)
+        # an empty active set (eps = 0, ties at the top) keeps theta: the largest |d_i|
+        theta = torch.where(count > 0, ((a * new).sum(-1, keepdim=True) - eps)
+                            / count.clamp_min(1), theta)
+        active = new
+    else:
+        theta = torch.where((a > theta).eq(active).all(-1, keepdim=True), theta,
+                            _sorted_threshold(a, eps))
     projected = delta.sign() * torch.relu(a - theta)
     return torch.where(inside, delta, projected)
+
+
+def _sorted_threshold(a: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Duchi et al.'s threshold per row from the magnitudes sorted in decreasing order."""
+    u, _ = a.sort(-1, descending=True)
+    css = u.cumsum(-1)
+    k = torch.arange(1, a.shape[-1] + 1, device=a.device, dtype=a.dtype)
+    cond = u - (css - eps) / k > 0  # true for a prefix of the sorted magnitudes
+    rho = cond.sum(-1, keepdim=True).clamp_min(1) - 1
+    return (css.gather(-1, rho) - eps) / (rho + 1).to(a.dtype)
 
 
 def ascent_step(grad: torch.Tensor, p: float, size: float | torch.Tensor,
