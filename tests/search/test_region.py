@@ -130,3 +130,22 @@ def test_an_l_inf_step_lands_where_the_masked_step_lands_after_projection():
     masked = 0.03 * grad.masked_fill(blocked, 0.0).sign()
     fast = ascent_step(grad, math.inf, 0.03, x=x, low=0.0, high=1.0)
     assert torch.equal(project(x + fast), project(x + masked))
+
+
+def test_michelots_threshold_is_the_sorted_threshold():
+    from specrob.search.region import _sorted_threshold
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        rows, n = 1 + trial % 7, 1 + (37 * trial) % 800
+        d = torch.randn(rows, n, generator=gen, dtype=torch.float64) * (5 if trial % 2 else 0.05)
+        if trial % 5 == 0:
+            d[:, : n // 2] = 0.0  # sparse rows
+        if trial % 9 == 0:
+            d[:] = d[:, :1]  # every magnitude tied
+        eps = torch.rand(rows, 1, generator=gen, dtype=torch.float64) * 3
+        if trial % 11 == 0:
+            eps[:] = 0.0  # the projection is the centre
+        a = d.abs()
+        reference = torch.where(a.sum(-1, keepdim=True) <= eps, d,
+                                d.sign() * torch.relu(a - _sorted_threshold(a, eps)))
+        assert torch.allclose(project_l1(d, eps), reference, rtol=1e-9, atol=1e-9), trial
