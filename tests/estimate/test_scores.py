@@ -130,3 +130,20 @@ def test_a_generator_that_is_not_a_python_file_is_a_clear_error(tmp_path):
     text.write_text("def encode(x): return x\ndef decode(z): return z\n")
     with pytest.raises(ScoreError, match=r"not a Python file \(\.py\)"):
         load_generator(text)
+
+
+@pytest.mark.parametrize("text", [
+    "score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = id; G = density\n",
+    "score s(eps = 0.2):\n    Q = uniform(ball(x0, eps, inf)); H = indicator; G = density\n",
+    "score s = gaussian_consistency(sigma = 0.2)\n",
+])
+def test_samples_in_slices_give_the_one_slice_estimate(monkeypatch, text):
+    import specrob.estimate.scores as scores
+    s = score(text)
+    x = torch.rand(30, 2, generator=torch.Generator().manual_seed(3))
+    y = torch.zeros(30, dtype=torch.long)
+    whole = estimate_score(s, Threshold(), x, y, samples=40, seed=2)
+    monkeypatch.setattr(scores, "SLICE", 30 * 2 * 3)  # 14 slices of 3 samples
+    sliced = estimate_score(s, Threshold(), x, y, samples=40, seed=2)
+    assert sliced.value == whole.value and sliced.curve == whole.curve
+    assert 0.0 < whole.value.value < 1.0  # the radius cuts the threshold: the check can tell
