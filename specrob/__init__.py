@@ -6,9 +6,10 @@ The public API (`specrob.api`, re-exported here): `load`, `train`, `evaluate`, `
 """
 from __future__ import annotations
 
-from specrob.api import (EvalResult, ExportResult, InstancesResult, TrainResult, UsageError,
-                         VerifyResult, backends, constraint_loss, describe, evaluate, export,
-                         load, merge, reproduce, train, verify, verify_instances)
+from specrob.api import (EvalResult, ExportResult, InstancesResult, MergeResult, TrainResult,
+                         UsageError, VerifyResult, backends, constraint_loss, describe,
+                         evaluate, export, load, merge, reproduce, train, verify,
+                         verify_instances)
 from specrob.errors import OptionError, SpecrobError
 from specrob.estimate.config import EvalConfig
 from specrob.training.config import TrainConfig
@@ -21,7 +22,7 @@ __all__ = ["load", "loads", "train", "evaluate", "verify", "verify_instances", "
            "reproduce", "constraint_loss", "describe", "backends", "TrainConfig", "EvalConfig",
            "VerifyConfig", "Spec", "Property", "Score", "SpecError", "SpecrobError",
            "UsageError", "OptionError", "TrainResult", "EvalResult", "VerifyResult",
-           "InstancesResult", "ExportResult", "__version__"]
+           "InstancesResult", "ExportResult", "MergeResult", "__version__"]
 
 
 def loads(text: str, path: str = "<spec>", base_dir=None, **overrides) -> Spec:

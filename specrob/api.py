@@ -105,6 +105,17 @@ class ExportResult(_Result):
     out: Path = Path()
 
 
+@dataclass(frozen=True)
+class MergeResult(_Result):
+    """`merge`'s outcome: the kind of run ("verify" or "eval"), its summary (verify's
+    summary.json, or eval's results.json), verify's rows, and the merged folder."""
+
+    kind: str
+    summary: dict
+    rows: list = field(default_factory=list)
+    out: Path = Path()
+
+
 # --- specs ----------------------------------------------------------------------------------
 
 def load(path: str | Path, **overrides) -> Spec:
@@ -539,12 +550,26 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
 
 
 def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
-          ) -> tuple[dict, list[dict]]:
-    """Join the N shard folders of one verify run (`verify(..., config=VerifyConfig(
-    shard="i/N"))`) into `out`; returns (summary, rows). See
-    `specrob.verification.merge.merge`. Raises MergeError, RunFolderError (SpecrobError)."""
-    from specrob.verification.merge import merge as _merge
-    return _merge(out, shards, fresh=fresh)
+          ) -> MergeResult:
+    """Join the N shard folders of one verify or eval run (`VerifyConfig(shard="i/N")`,
+    `EvalConfig(shard="i/N")`) into `out`, the folder of the whole run. See
+    `specrob.verification.merge` and `specrob.estimate.merge`. Raises MergeError,
+    EvalMergeError, RunFolderError (SpecrobError)."""
+    from specrob.runfolder import RUN_FILE, read_json
+    folders = [Path(s) for s in shards]
+    if not folders:
+        raise UsageError("give the shard folders to merge")
+    first = folders[0] / RUN_FILE
+    kind = (read_json(first) or {}).get("kind") if first.is_file() else None
+    if kind == "eval":
+        from specrob.estimate.merge import merge as merge_eval
+        from specrob.report import plot_results
+        results = merge_eval(out, folders, fresh=fresh)
+        plot_results(results, Path(out))
+        return MergeResult("eval", results, [], Path(out))
+    from specrob.verification.merge import merge as merge_verify
+    summary, rows = merge_verify(out, folders, fresh=fresh)
+    return MergeResult("verify", summary, rows, Path(out))
 
 
 def _run_blocks(verifier, config, client) -> None:
@@ -554,7 +579,7 @@ def _run_blocks(verifier, config, client) -> None:
         from specrob.verification.distributed import run_on_cluster
         run_on_cluster(verifier, client, list(range(verifier.blocks)))
     elif config.shard is not None:
-        from specrob.verification.config import shard_of
+        from specrob.options import shard_of
         shard = shard_of(config.shard)
         assert shard is not None  # VerifyConfig checked it
         i, n = shard

@@ -306,6 +306,10 @@ def evaluate(
         help="Run the properties' blocks of 2048 centres (attacks and uniform samples) on a "
              "Dask cluster: local, local:N or tcp://host:port; the same estimates as one "
              "process. Scores and Lipschitz curves run here.", show_default=False)] = None,
+    shard: Annotated[Optional[str], typer.Option(
+        help="i/N: compute only the properties' blocks k with k mod N = i (shard 0 also the "
+             "scores and Lipschitz curves); join the N --out folders with `specrob merge`.",
+        show_default=False)] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard the results in --out (of "
                                                         "another run) and start over.")] = False,
     only: Annotated[Optional[str], typer.Option(
@@ -335,7 +339,7 @@ def evaluate(
     with _user_errors(f"finished declarations are in {out / 'results.json'}"):
         config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                             restarts=restarts, grid=grid, seed=seed, margins=margins,
-                            lipschitz=lipschitz, cluster=cluster)
+                            lipschitz=lipschitz, cluster=cluster, shard=shard)
         result = api.evaluate(model, spec, config=config, checkpoint=checkpoint, data=data,
                               out=out, set=set_ or [], only=only, fresh=fresh, log=say)
     print_results(result.results, console)
@@ -471,20 +475,27 @@ def merge(
         show_default=False)],
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard results in OUT.")] = False,
 ) -> None:
-    """Join the shard folders of one `specrob verify` run into one folder.
+    """Join the shard folders of one `specrob verify` or `specrob eval` run into one folder.
 
-    Checks that the folders are the N shards of one run (same model, property, settings,
-    specrob version; each shard once), then writes OUT/results.jsonl with every centre's row
-    and OUT/summary.json (counts and constraint satisfaction over all centres, seconds per
-    stage summed). OUT is then the folder of the whole run: `specrob verify` with the same
-    settings and --out OUT finds every centre done.
+    Checks that the folders are the N finished shards of one run (same model, spec,
+    settings, specrob version; each shard once). verify: OUT/results.jsonl with every
+    centre's row and OUT/summary.json (counts and constraint satisfaction over all centres,
+    seconds per stage summed). eval: OUT/results.json with every property's blocks joined
+    (the numbers of one process) and shard 0's scores, and the plots. OUT is then the folder
+    of the whole run: the same command with --out OUT finds everything done.
 
     Example:  specrob verify m.onnx specs/cr.rspec --shard 0/2 --out runs/s0   (and 1/2 to
     runs/s1, e.g. on two machines), then  specrob merge runs/all runs/s0 runs/s1
     """
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors():
-        summary, rows = api.merge(out, shards, fresh=fresh)
+        merged = api.merge(out, shards, fresh=fresh)
+    summary = merged.summary
+    if merged.kind == "eval":
+        from specrob.report import print_results
+        print_results(summary, console)
+        console.print(f"{len(shards)} shards joined; wrote {out / 'results.json'}")
+        return
     cs = summary["constraint_satisfaction"]
     console.print(f"{len(shards)} shards, {summary['points']} centres: verified "
                   f"{summary['verified']}, falsified {summary['falsified']}, unknown "

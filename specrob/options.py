@@ -33,3 +33,11 @@ def cluster_ok(cluster: str) -> bool:
         return cluster[6:].isdigit() and int(cluster[6:]) >= 1
     host, sep, port = cluster.removeprefix("tcp://").rpartition(":")
     return cluster.startswith("tcp://") and bool(sep and host and port.isdigit())
+
+
+def shard_of(shard: str) -> tuple[int, int] | None:
+    """A --shard value "i/N" as (i, N) with 0 <= i < N, else None."""
+    i, sep, n = shard.partition("/")
+    if not (sep and i.isdigit() and n.isdigit()):
+        return None
+    return (int(i), int(n)) if int(i) < int(n) else None

@@ -19,6 +19,11 @@ def print_results(results: dict, console: Console | None = None) -> None:
     console = console or Console(highlight=False)
     for name, entry in results["properties"].items():
         c = entry["centres"]
+        if "points" not in entry:  # a shard's part: its blocks are joined by `specrob merge`
+            console.print(f"property {name}: shard {entry.get('shard')}, blocks "
+                          f"{entry.get('blocks')} of {entry.get('block_count')} (join the "
+                          f"shards with `specrob merge`)")
+            continue
         table = Table(title=f"property {name} (l_{entry['norm']} ball; {c['used']} centres "
                             f"from {c['source']})", title_justify="left")
         radius = "r" if "alpha_lim" in entry else "eps"  # local Lipschitz: the radius r
@@ -58,7 +63,7 @@ def plot_results(results: dict, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written: list[Path] = []
-    props = {k: v for k, v in results["properties"].items() if len(v["points"]) > 1}
+    props = {k: v for k, v in results["properties"].items() if len(v.get("points", ())) > 1}
     by_norm: dict[str, dict] = {}
     for name, entry in props.items():  # radii of different norms never share an axis
         by_norm.setdefault(str(entry.get("norm", "inf")), {})[name] = entry

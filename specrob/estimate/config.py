@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from specrob.options import cluster_ok, need, number as _number, whole as _whole
+from specrob.options import cluster_ok, need, number as _number, shard_of, whole as _whole
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class EvalConfig:
     # where the properties' blocks of centres run: None (here), "local" / "local:N" or
     # "tcp://host:port" (a Dask cluster, see specrob/cluster.py); not part of the results
     cluster: str | None = None
+    # "i/N": this process computes the properties' blocks k with k % N == i and, for i = 0,
+    # the scores and Lipschitz curves; `specrob merge` joins the N shard folders
+    shard: str | None = None
 
     def __post_init__(self) -> None:
         if self.eps is not None:
@@ -38,10 +41,16 @@ class EvalConfig:
         need(self, self.cluster is None or (isinstance(self.cluster, str)
                                             and cluster_ok(self.cluster)),
              "cluster", "local, local:N or tcp://host:port")
+        need(self, self.shard is None or (isinstance(self.shard, str)
+                                          and shard_of(self.shard) is not None),
+             "shard", "i/N with 0 <= i < N, e.g. 0/4")
+        need(self, self.shard is None or self.cluster is None, "shard",
+             "no --cluster with it (a shard runs in this process)")
 
     def result_options(self) -> dict:
         """The options that determine the results (not where they are computed)."""
-        return {k: v for k, v in self.__dict__.items() if k != "cluster"}
+        return {k: v for k, v in self.__dict__.items()
+                if k != "cluster" and not (k == "shard" and v is None)}
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.result_options(), sort_keys=True, default=str)

@@ -19,6 +19,7 @@ from specrob.lang import ir
 from specrob.lang.walk import lipschitz_shape, mentions
 from specrob.lang.params import constant, resolve_params
 from specrob.numerics import norm_name
+from specrob.options import shard_of
 
 
 class CentreError(SpecrobError):
@@ -179,7 +180,7 @@ class Evaluation:
             return self
         from specrob.runfolder import RunFolder, read_json
         self.folder = RunFolder(self.out, "eval", self.identity(),
-                                files=("results.json", "*.png"), fresh=self.fresh)
+                                files=("results.json", "*.png", "blocks"), fresh=self.fresh)
         self.folder.open()
         path = self.results_path
         assert path is not None  # self.out is set
@@ -233,11 +234,15 @@ class Evaluation:
                 self.progress(f"property {prop.name}")
                 self.results["properties"][prop.name] = self.property(prop)
                 self.save()
-        for score in self.spec.scores:
+        shard = None if self.config.shard is None else shard_of(self.config.shard)
+        for score in self.spec.scores if shard is None or shard[0] == 0 else ():
             if score.name not in self.results["scores"]:
                 self.progress(f"score {score.name}")
                 self.results["scores"][score.name] = self.score(score)
                 self.save()
+        if shard is not None:  # `specrob merge` takes finished shards only
+            self.results["finished"] = True
+            self.save()
         return self.results
 
     def property(self, prop: ir.Property) -> dict:
@@ -249,6 +254,17 @@ class Evaluation:
         x0, y, info = self.centres(prop)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
         search_model, note = attack_model(prop, self.model)
+        if cfg.shard is not None:
+            entry = self.property_shard(prop, x0, y, eps_values, search_model)
+            entry = {"norm": norm_name(prop.ball.p), "centres": info, **entry}
+            if note:
+                entry["note"] = note
+            shape = lipschitz_shape(prop)
+            if entry["shard"].startswith("0/") and shape is not None and cfg.lipschitz \
+                    and len(y) > 0:
+                entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
+                entry.update(self.lipschitz_context(prop, shape))
+            return entry
         with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
                   disable=not self.show_bars) as bar:
             attacks = default_attacks(cfg.steps, cfg.restarts)
@@ -271,6 +287,27 @@ class Evaluation:
             entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
             entry.update(self.lipschitz_context(prop, shape))
         return entry
+
+    def property_shard(self, prop: ir.Property, x0: torch.Tensor, y: torch.Tensor,
+                       eps_values: list[float], search_model) -> dict:
+        """This shard's blocks of the property's security curve (`--shard i/N`: blocks k
+        with k % N == i), each saved to <out>/blocks/<property>-<k>.pt for `specrob merge`."""
+        from specrob.estimate.security import blocks, curve_block, save_block
+        from specrob.search.attacks import block_seed, default_attacks
+        cfg = self.config
+        shard = shard_of(cfg.shard or "")
+        assert shard is not None  # EvalConfig checked it
+        i, n = shard
+        parts = blocks(len(y))
+        mine = [k for k in range(len(parts)) if k % n == i]
+        for k in mine:
+            curve = curve_block(prop, self.model, x0[parts[k]], y[parts[k]], eps_values,
+                                attacks=default_attacks(cfg.steps, cfg.restarts),
+                                samples=cfg.samples, seed=block_seed(cfg.seed, k),
+                                search_model=search_model)
+            if self.out is not None:
+                save_block(self.out / "blocks" / f"{prop.name}-{k}.pt", curve)
+        return {"shard": cfg.shard, "blocks": mine, "block_count": len(parts)}
 
     def lipschitz_context(self, prop: ir.Property, shape) -> dict:
         """Lassance et al.'s other two views of the same data: the dataset-incompatibility

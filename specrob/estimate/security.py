@@ -187,3 +187,33 @@ def curve_block(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.
             progress()
     model.train(was)
     return results
+
+
+# --- blocks on disk: a shard's part of a curve (`specrob eval --shard`, `specrob merge`) ----
+
+def save_block(path, curve: list[SecurityResult]) -> None:
+    """One block's curve, per eps its per-centre results (violated, found_by, accuracy
+    fractions, acceptance rates; not the counterexamples), written atomically."""
+    import os
+    from pathlib import Path
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"eps": r.eps, "violated": r.violated.cpu(), "found_by": r.found_by,
+             "accuracy_values": None if r.accuracy_values is None else r.accuracy_values.cpu(),
+             "rates": None if r.rates is None else r.rates.cpu()} for r in curve]
+    tmp = path.with_suffix(".tmp")
+    torch.save(rows, tmp)
+    os.replace(tmp, path)
+
+
+def load_block(path) -> list[SecurityResult]:
+    """A block saved by `save_block`, as the curve `combine` joins."""
+    out = []
+    for row in torch.load(path, weights_only=True):
+        values, rates = row["accuracy_values"], row["rates"]
+        acc = None if values is None else _accuracy(values)
+        acceptance = None if rates is None else _acceptance(rates)
+        out.append(SecurityResult(row["eps"], bool_proportion(~row["violated"]), acc,
+                                  row["violated"], list(row["found_by"]), None, acceptance,
+                                  values, rates))
+    return out

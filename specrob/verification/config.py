@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from specrob.errors import OptionError
-from specrob.options import cluster_ok, number, whole
+from specrob.options import cluster_ok, number, shard_of, whole
 
 BACKENDS = ("auto", "bounds", "bab", "marabou")
 
@@ -14,14 +14,6 @@ BACKENDS = ("auto", "bounds", "bab", "marabou")
 def device_ok(device: str) -> bool:
     """cpu, cuda, or cuda:N (N a whole number)."""
     return device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-def shard_of(shard: str) -> tuple[int, int] | None:
-    """"i/N" as (i, N) with 0 <= i < N, else None."""
-    i, sep, n = shard.partition("/")
-    if not (sep and i.isdigit() and n.isdigit()):
-        return None
-    return (int(i), int(n)) if int(i) < int(n) else None
-
-
 BOUNDS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
 SEMANTICS = ("float32", "real")
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from specrob.runfolder import (RUN_FILE, JsonLines, RunFolder, RunFolderError, differences,
                                read_json, write_json)
-from specrob.verification.config import shard_of
+from specrob.options import shard_of
 from specrob.verification.pipeline import BLOCK, count_verdicts
 
 FILES = ("results.jsonl", "summary.json", "verify.json", "counterexamples.png")

@@ -58,3 +58,41 @@ def test_joined_blocks_are_the_blocks_side_by_side():
 def test_the_cluster_option_is_checked():
     with pytest.raises(OptionError, match="cluster"):
         EvalConfig(cluster="local:zero")
+
+
+def test_eval_shards_merged_are_the_run_in_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(security, "BLOCK", 100)  # 250 centres: blocks 0, 1, 2
+    model = export_mlp(tmp_path / "m.onnx")
+    spec = specrob.loads("property CR = CR(eps = 0.1)\n"
+                         "score s(eps = 0.05):\n"
+                         "    Q = uniform(ball(x0, eps, inf)); H = id; G = density\n")
+    config = dict(points=250, samples=20, steps=5, eps=[0.0, 0.05, 0.1])
+    one = specrob.evaluate(model, spec, out=tmp_path / "one", config=EvalConfig(**config))
+    for i in range(2):
+        specrob.evaluate(model, spec, out=tmp_path / f"s{i}",
+                         config=EvalConfig(**config, shard=f"{i}/2"))
+    shard1 = json.loads((tmp_path / "s1" / "results.json").read_text())
+    assert shard1["properties"]["CR"]["blocks"] == [1] and shard1["scores"] == {}
+    merged = specrob.merge(tmp_path / "all", [tmp_path / "s1", tmp_path / "s0"])
+    assert merged.kind == "eval"
+    assert merged.summary["properties"] == one.results["properties"]
+    assert merged.summary["scores"] == one.results["scores"]
+    assert merged.summary["key"] == one.results["key"]
+    # the merged folder is the whole run's: the same command there has nothing left to do
+    again = specrob.evaluate(model, spec, out=tmp_path / "all", config=EvalConfig(**config))
+    assert again.results["properties"] == one.results["properties"]
+
+
+def test_eval_merge_refuses_a_missing_or_unfinished_shard(tmp_path, monkeypatch):
+    from specrob.estimate.merge import EvalMergeError
+    monkeypatch.setattr(security, "BLOCK", 100)
+    model = export_mlp(tmp_path / "m.onnx")
+    config = dict(points=150, samples=5, steps=2, eps=[0.05])
+    for i in range(2):
+        specrob.evaluate(model, SPEC, out=tmp_path / f"s{i}",
+                         config=EvalConfig(**config, shard=f"{i}/2"))
+    with pytest.raises(EvalMergeError, match="shard 1/2 missing"):
+        specrob.merge(tmp_path / "m", [tmp_path / "s0"])
+    (tmp_path / "s1" / "blocks" / "CR-1.pt").unlink()
+    with pytest.raises(EvalMergeError, match="block 1 of property CR is missing"):
+        specrob.merge(tmp_path / "m", [tmp_path / "s0", tmp_path / "s1"])

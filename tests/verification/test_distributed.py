@@ -51,7 +51,9 @@ def test_shards_merged_are_the_run_in_one_process(one_process, tmp_path):
                        config=VerifyConfig(backend="bounds", shard=f"{i}/2"))
     first = _verdicts(tmp_path / "s0")
     assert 0 < len(first) < len(_verdicts(folder / "one"))  # a shard holds part of the run
-    summary, rows = specrob.merge(tmp_path / "all", [tmp_path / "s1", tmp_path / "s0"])
+    merged = specrob.merge(tmp_path / "all", [tmp_path / "s1", tmp_path / "s0"])
+    assert merged.kind == "verify"
+    summary, rows = merged.summary, merged.rows
     assert _verdicts(tmp_path / "all") == _verdicts(folder / "one")
     one = json.loads((folder / "one" / "summary.json").read_text())
     for key in ("points", "verified", "falsified", "unknown", "constraint_satisfaction"):
