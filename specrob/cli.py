@@ -205,7 +205,9 @@ def train(
         min=1, help="Samples per point for --search sample.")] = TrainConfig.samples,
     epochs: Annotated[int, typer.Option(
         min=1, help="Epochs in all (a resumed run continues).")] = TrainConfig.epochs,
-    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = TrainConfig.batch_size,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size (under torchrun: the "
+                                                        "global batch, shared by the "
+                                                        "processes).")] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = TrainConfig.lr,
     a: Annotated[float, typer.Option(
         min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = TrainConfig.a,
@@ -240,6 +242,10 @@ def train(
     clean accuracy, fraction of points whose PGD point satisfies the property); at the end
     model.onnx, checked against torch with onnxruntime. Run the same command again to resume
     an interrupted run.
+
+    Data-parallel: `torchrun --standalone --nproc_per_node N -m specrob train ...` runs one
+    process per device (with --device cuda, process r takes cuda:LOCAL_RANK); gradients are
+    averaged over the global batch and rank 0 keeps --out.
 
     Example:  specrob train examples/digits_mlp.py specs/cr.rspec --set eps=0.1 --epochs 10
     """
@@ -471,7 +477,8 @@ def merge(
     out: Annotated[Path, typer.Argument(help="The folder of the merged run.",
                                         show_default=False)],
     shards: Annotated[list[Path], typer.Argument(
-        help="The --out folders of `specrob verify --shard i/N`, all N of them.",
+        help="The --out folders of `specrob verify --shard i/N` or `specrob eval --shard i/N`, "
+             "all N of them.",
         show_default=False)],
     fresh: Annotated[bool, typer.Option("--fresh", help="Discard results in OUT.")] = False,
 ) -> None:

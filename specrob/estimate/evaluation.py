@@ -301,12 +301,15 @@ class Evaluation:
         parts = blocks(len(y))
         mine = [k for k in range(len(parts)) if k % n == i]
         for k in mine:
+            path = None if self.out is None else self.out / "blocks" / f"{prop.name}-{k}.pt"
+            if path is not None and path.exists():  # this run's (the folder is bound to it)
+                continue
             curve = curve_block(prop, self.model, x0[parts[k]], y[parts[k]], eps_values,
                                 attacks=default_attacks(cfg.steps, cfg.restarts),
                                 samples=cfg.samples, seed=block_seed(cfg.seed, k),
                                 search_model=search_model)
-            if self.out is not None:
-                save_block(self.out / "blocks" / f"{prop.name}-{k}.pt", curve)
+            if path is not None:
+                save_block(path, curve)
         return {"shard": cfg.shard, "blocks": mine, "block_count": len(parts)}
 
     def lipschitz_context(self, prop: ir.Property, shape) -> dict:

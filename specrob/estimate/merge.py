@@ -77,8 +77,8 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False)
             path = by_shard[k % n] / "blocks" / f"{name}-{k}.pt"
             if not path.is_file():
                 raise EvalMergeError(f"{by_shard[k % n]}: block {k} of property {name} is "
-                                     f"missing; run its `specrob eval ... --shard {k % n}/{n}` "
-                                     f"again to finish it")
+                                     f"missing; run its `specrob eval ... --shard {k % n}/{n} "
+                                     f"--fresh` again")
             parts.append(load_block(path))
         merged = {key: value for key, value in entry.items() if key not in SHARD_KEYS}
         merged["points"] = [r.as_dict() for r in combine(parts)]

@@ -208,8 +208,14 @@ def save_block(path, curve: list[SecurityResult]) -> None:
 
 def load_block(path) -> list[SecurityResult]:
     """A block saved by `save_block`, as the curve `combine` joins."""
+    from specrob.errors import SpecrobError
+    try:
+        rows = torch.load(path, weights_only=True)
+    except Exception as exc:  # a cut or foreign file: pickle, zip and type errors alike
+        raise SpecrobError(f"{path}: unreadable block ({type(exc).__name__}); rerun its shard "
+                           f"with --fresh") from None
     out = []
-    for row in torch.load(path, weights_only=True):
+    for row in rows:
         values, rates = row["accuracy_values"], row["rates"]
         acc = None if values is None else _accuracy(values)
         acceptance = None if rates is None else _acceptance(rates)

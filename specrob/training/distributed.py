@@ -23,6 +23,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from specrob.errors import SpecrobError
+
+
+class DistributedError(SpecrobError):
+    """A torchrun group that cannot be set up as asked."""
+
 
 @dataclass(frozen=True)
 class Group:
@@ -46,6 +52,9 @@ def from_environment(device: str) -> Group | None:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", str(rank)))
     if device.startswith("cuda"):
+        if not torch.cuda.is_available() or local >= torch.cuda.device_count():
+            raise DistributedError(f"--device cuda under torchrun: no CUDA device {local} here "
+                                   f"(LOCAL_RANK {local}); use --device cpu")
         device = f"cuda:{local}"
         torch.cuda.set_device(local)
     if not dist.is_initialized():
@@ -58,22 +67,34 @@ def share(rows: torch.Tensor, group: Group | None) -> torch.Tensor:
     return rows if group is None else rows[group.rank::group.world]
 
 
-def average_gradients(module: torch.nn.Module, group: Group | None) -> None:
-    """Each gradient replaced by its mean over the processes (what DDP's reducer computes)."""
+def average_gradients(module: torch.nn.Module, group: Group | None, rows: int,
+                      total: int) -> None:
+    """Each gradient, that of this process's mean loss over its `rows` of a global batch of
+    `total`, replaced by the gradient of the mean over the whole batch: the sum over the
+    processes of rows x gradient, divided by `total` (uneven shares weigh by their rows; a
+    process with no rows contributes zeros and still takes part)."""
     if group is None:
         return
     for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= group.world
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        p.grad *= rows
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= total
 
 
 def total(values: dict[str, float], group: Group | None) -> dict[str, float]:
     """Per key, the sum over the processes (every process gets it)."""
-    if group is None or not values:
+    if group is None:
         return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    gathered: list = [None] * group.world  # a process with no rows may lack a key
+    dist.all_gather_object(gathered, sorted(values))
+    keys = sorted(set().union(*gathered))
+    if not keys:
+        return values
+    t = torch.tensor([values.get(k, 0.0) for k in keys], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return dict(zip(keys, t.tolist()))
 

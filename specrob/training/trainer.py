@@ -254,17 +254,22 @@ class Trainer:
         self.model.train()
         for start in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False,
                           disable=not self.progress, unit="batch"):
-            idx = share(order[start:start + cfg.batch_size], self.group)
+            batch = order[start:start + cfg.batch_size]
+            idx = share(batch, self.group)
             x, y = self.x_train[idx], self.y_train[idx]
+            self.optimizer.zero_grad(set_to_none=True)
+            if len(idx) == 0:  # a torchrun process with no rows of a short last batch
+                average_gradients(self.model, self.group, 0, len(batch))
+                self.optimizer.step()
+                continue
             loss, logs = self.regime.loss(self.model, x, y, self.ctx)
             if not torch.isfinite(loss):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
                 raise TrainError(f"the training loss is not finite in epoch {epoch + 1}, batch "
                                  f"{start // cfg.batch_size + 1} ({shown}); lower --lr, or "
                                  f"check the network and the property")
-            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            average_gradients(self.model, self.group)
+            average_gradients(self.model, self.group, len(idx), len(batch))
             self.optimizer.step()
             self.regime.after_step(self.model, x, y, self.ctx,
                                    self.x_train[other[start:start + cfg.batch_size]])

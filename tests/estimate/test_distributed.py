@@ -94,5 +94,8 @@ def test_eval_merge_refuses_a_missing_or_unfinished_shard(tmp_path, monkeypatch)
     with pytest.raises(EvalMergeError, match="shard 1/2 missing"):
         specrob.merge(tmp_path / "m", [tmp_path / "s0"])
     (tmp_path / "s1" / "blocks" / "CR-1.pt").unlink()
-    with pytest.raises(EvalMergeError, match="block 1 of property CR is missing"):
+    with pytest.raises(EvalMergeError, match=r"block 1 of property CR is missing; .*--shard 1/2 --fresh"):
+        specrob.merge(tmp_path / "m", [tmp_path / "s0", tmp_path / "s1"])
+    (tmp_path / "s0" / "blocks" / "CR-0.pt").write_text("garbage")
+    with pytest.raises(specrob.SpecrobError, match="unreadable block"):
         specrob.merge(tmp_path / "m", [tmp_path / "s0", tmp_path / "s1"])

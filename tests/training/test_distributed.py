@@ -15,9 +15,10 @@ MODEL = REPO / "examples" / "digits_mlp.py"
 SPEC = REPO / "specs" / "cr.rspec"
 
 
-def _train(out, epochs: int, *, processes: int = 1, regime: str = "baseline"):
+def _train(out, epochs: int, *, processes: int = 1, regime: str = "baseline", batch: int = 64):
     command = [sys.executable, "-m", "specrob", "train", str(MODEL), str(SPEC), "--regime",
-               regime, "--epochs", str(epochs), "--out", str(out), "--quiet"]
+               regime, "--epochs", str(epochs), "--out", str(out), "--quiet", "--batch-size",
+               str(batch)]
     if processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    "--nproc_per_node", str(processes), *command[1:]]
@@ -46,6 +47,17 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
         assert s["test_accuracy"] == r["test_accuracy"]
         assert s["test_ce"] == pytest.approx(r["test_ce"], abs=1e-6)
     assert (tmp_path / "two" / "model.onnx").exists()
+
+
+def test_uneven_shares_and_an_empty_one_are_weighed_as_one_global_batch(tmp_path):
+    # 1 438 digits rows in batches of 479: shares of 240 and 239, and a last batch of one row
+    # that leaves one process without rows
+    one = _train(tmp_path / "one", 2, batch=479)
+    two = _train(tmp_path / "two", 2, processes=2, batch=479)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    for r, s in zip(_curve(tmp_path / "one"), _curve(tmp_path / "two")):
+        assert s["ce"] == pytest.approx(r["ce"], abs=1e-6)
+        assert s["test_accuracy"] == r["test_accuracy"]
 
 
 def test_cotrain_under_torchrun_is_refused_with_the_reason(tmp_path):
