@@ -46,6 +46,8 @@ class EvalConfig:
              "shard", "i/N with 0 <= i < N, e.g. 0/4")
         need(self, self.shard is None or self.cluster is None, "shard",
              "no --cluster with it (a shard runs in this process)")
+        if self.shard is not None:  # one spelling per shard ("00/02" is "0/2")
+            object.__setattr__(self, "shard", "{}/{}".format(*shard_of(self.shard) or ()))
 
     def result_options(self) -> dict:
         """The options that determine the results (not where they are computed)."""

@@ -78,6 +78,8 @@ class VerifyConfig:
         for ok, message in checks:
             if not ok:
                 raise OptionError(message)
+        if self.shard is not None:  # one spelling per shard ("00/02" is "0/2")
+            object.__setattr__(self, "shard", "{}/{}".format(*shard_of(self.shard) or ()))
 
     def verdict_options(self) -> dict:
         """The options as a dict without those that do not change verdicts: the number of
