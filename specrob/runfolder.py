@@ -370,3 +370,66 @@ class RunFolder:
                     target.unlink(missing_ok=True)
             except OSError as exc:
                 raise RunFolderError(f"{target}: cannot remove ({exc.strerror or exc})") from None
+
+
+# --- shard folders of one run (`--shard i/N`, joined by `specrob merge`) -------------------
+
+class ShardError(RunFolderError):
+    """Shard folders that do not make one run."""
+
+
+def without_shard(record: dict, options_key: str) -> dict:
+    """A shard's run.json as the run's own: its options without `shard`."""
+    identity = dict(record.get("identity") or {})
+    identity[options_key] = {k: v for k, v in (identity.get(options_key) or {}).items()
+                             if k != "shard"}
+    return {"specrob": record.get("specrob"), "identity": identity}
+
+
+def shard_folders(folders: list[Path], *, kind: str, options_key: str
+                  ) -> tuple[list[dict], list[int], int]:
+    """The run.json records of the N shard folders of one `specrob <kind>` run (their
+    identities' `options_key` holds "shard": "i/N"), each folder's shard i, and N. Raises
+    ShardError naming the folder: not a shard of this kind, another N, a repeated or missing
+    shard, another run (naming what differs)."""
+    from specrob.options import shard_of
+    if not folders:
+        raise ShardError("give the shard folders to merge")
+    article = "an" if kind[0] in "aeiou" else "a"
+    records, indices = [], []
+    for folder in folders:
+        path = folder / RUN_FILE
+        record = read_json(path) if path.is_file() else None
+        options = ((record or {}).get("identity") or {}).get(options_key) \
+            if isinstance(record, dict) else None
+        if not isinstance(record, dict) or record.get("kind") != kind or \
+                not isinstance(options, dict):
+            raise ShardError(f"{folder}: not {article} {kind} run folder (no {kind} "
+                             f"{RUN_FILE}); give the --out folders of `specrob {kind} "
+                             f"--shard i/N`")
+        shard = shard_of(str(options["shard"])) if options.get("shard") else None
+        if shard is None:
+            raise ShardError(f"{folder}: a whole run, not a shard (no --shard i/N); nothing "
+                             f"to merge")
+        records.append(record)
+        indices.append(shard)
+    n = indices[0][1]
+    seen: dict[int, Path] = {}
+    for folder, record, (i, count) in zip(folders, records, indices):
+        if count != n:
+            raise ShardError(f"{folder}: shard {i}/{count}, but {folders[0]} is one of {n}")
+        if i in seen:
+            raise ShardError(f"{folder} and {seen[i]} are both shard {i}/{n}")
+        seen[i] = folder
+        differ = differences(without_shard(records[0], options_key),
+                             without_shard(record, options_key))
+        if differ:
+            raise ShardError(f"{folder} belongs to another run than {folders[0]} (differing: "
+                             f"{', '.join(differ[:8])})")
+    missing = sorted(set(range(n)) - set(seen))
+    if missing:
+        raise ShardError(f"shard{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(f'{i}/{n}' for i in missing)} missing; run `specrob "
+                         f"{kind} ... --shard {missing[0]}/{n}`"
+                         + (" (and the others)" if len(missing) > 1 else ""))
+    return records, [i for i, _ in indices], n

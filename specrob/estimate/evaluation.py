@@ -246,47 +246,46 @@ class Evaluation:
         return self.results
 
     def property(self, prop: ir.Property) -> dict:
-        from tqdm.auto import tqdm
-
-        from specrob.estimate.security import security_curve
-        from specrob.search.attacks import attack_model, default_attacks
         cfg = self.config
         x0, y, info = self.centres(prop)
         eps_values = eps_grid(prop, x0.shape[-1], cfg)
+        from specrob.search.attacks import attack_model
         search_model, note = attack_model(prop, self.model)
-        if cfg.shard is not None:
-            entry = self.property_shard(prop, x0, y, eps_values, search_model)
-            entry = {"norm": norm_name(prop.ball.p), "centres": info, **entry}
-            if note:
-                entry["note"] = note
-            shape = lipschitz_shape(prop)
-            if entry["shard"].startswith("0/") and shape is not None and cfg.lipschitz \
-                    and len(y) > 0:
-                entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
-                entry.update(self.lipschitz_context(prop, shape))
-            return entry
+        if cfg.shard is not None:  # this shard's blocks, joined later by `specrob merge`
+            part = self.property_shard(prop, x0, y, eps_values, search_model)
+        else:
+            part = {"points": [r.as_dict() for r in
+                               self.curve(prop, x0, y, eps_values, search_model)]}
+        entry = {"norm": norm_name(prop.ball.p), "centres": info, **part}
+        if note:
+            entry["note"] = note
+        shape = lipschitz_shape(prop)
+        first = cfg.shard is None or cfg.shard.startswith("0/")  # shard 0 does the rest
+        if first and shape is not None and cfg.lipschitz and len(y) > 0:
+            entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
+            entry.update(self.lipschitz_context(prop, shape))
+        return entry
+
+    def curve(self, prop: ir.Property, x0: torch.Tensor, y: torch.Tensor,
+              eps_values: list[float], search_model):
+        """The property's security curve, here or on the Dask cluster of --cluster."""
+        from tqdm.auto import tqdm
+
+        from specrob.estimate.security import security_curve
+        from specrob.search.attacks import default_attacks
+        cfg = self.config
         with tqdm(total=len(eps_values), desc=prop.name, unit="eps", leave=False,
                   disable=not self.show_bars) as bar:
             attacks = default_attacks(cfg.steps, cfg.restarts)
             if self.client is not None:
                 from specrob.estimate.distributed import security_curve_on_cluster
-                curve = security_curve_on_cluster(
+                return security_curve_on_cluster(
                     self.client, prop, self.model, x0, y, eps_values, attacks=attacks,
                     samples=cfg.samples, seed=cfg.seed, progress=bar.update,
                     search_model=search_model)
-            else:
-                curve = security_curve(prop, self.model, x0, y, eps_values, attacks=attacks,
-                                       samples=cfg.samples, seed=cfg.seed, progress=bar.update,
-                                       search_model=search_model)
-        entry = {"norm": norm_name(prop.ball.p), "centres": info,
-                 "points": [r.as_dict() for r in curve]}
-        if note:
-            entry["note"] = note
-        shape = lipschitz_shape(prop)
-        if shape is not None and cfg.lipschitz and len(y) > 0:
-            entry["alpha_lim"] = self.alpha_curve(prop, x0, shape)
-            entry.update(self.lipschitz_context(prop, shape))
-        return entry
+            return security_curve(prop, self.model, x0, y, eps_values, attacks=attacks,
+                                  samples=cfg.samples, seed=cfg.seed, progress=bar.update,
+                                  search_model=search_model)
 
     def property_shard(self, prop: ir.Property, x0: torch.Tensor, y: torch.Tensor,
                        eps_values: list[float], search_model) -> dict:

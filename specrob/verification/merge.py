@@ -9,34 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from specrob.runfolder import (RUN_FILE, JsonLines, RunFolder, RunFolderError, differences,
-                               read_json, write_json)
-from specrob.options import shard_of
+from specrob.runfolder import (JsonLines, RunFolder, ShardError, read_json, shard_folders,
+                               without_shard, write_json)
 from specrob.verification.pipeline import BLOCK, count_verdicts
 
 FILES = ("results.jsonl", "summary.json", "verify.json", "counterexamples.png")
 
 
-class MergeError(RunFolderError):
-    """Shard folders that do not make one run."""
-
-
-def _shard_record(folder: Path) -> tuple[dict, tuple[int, int]]:
-    path = folder / RUN_FILE
-    if not path.is_file():
-        raise MergeError(f"{folder}: not a verify run folder (no {RUN_FILE}); give the --out "
-                         f"folders of `specrob verify --shard i/N`")
-    record = read_json(path)
-    identity = record.get("identity") if isinstance(record, dict) else None
-    options = identity.get("options") if isinstance(identity, dict) else None
-    if not isinstance(record, dict) or record.get("kind") != "verify" or \
-            not isinstance(options, dict):
-        raise MergeError(f"{folder}: not a verify run folder")
-    shard = shard_of(str(options.get("shard"))) if options.get("shard") else None
-    if shard is None:
-        raise MergeError(f"{folder}: a whole run, not a shard (no --shard i/N); nothing to "
-                         f"merge")
-    return record, shard
+MergeError = ShardError  # shard folders that do not make one run
 
 
 def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
@@ -49,30 +29,10 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
     model, property or specrob version; a missing or repeated shard; two rows of one centre
     that disagree), RunFolderError for an `out` that holds another run (unless `fresh`)."""
     folders = [Path(s) for s in shards]
-    if not folders:
-        raise MergeError("give the shard folders to merge")
-    records = [_shard_record(f) for f in folders]
-    first, (_, n) = records[0]
-    seen: dict[int, Path] = {}
-    for folder, (record, (i, count)) in zip(folders, records):
-        if count != n:
-            raise MergeError(f"{folder}: shard {i}/{count}, but {folders[0]} is one of {n}")
-        if i in seen:
-            raise MergeError(f"{folder} and {seen[i]} are both shard {i}/{n}")
-        seen[i] = folder
-        differ = differences(_without_shard(first), _without_shard(record))
-        if differ:
-            raise MergeError(f"{folder} belongs to another run than {folders[0]} (differing: "
-                             f"{', '.join(differ[:8])})")
-    missing = sorted(set(range(n)) - set(seen))
-    if missing:
-        raise MergeError(f"shard{'s' if len(missing) > 1 else ''} "
-                         f"{', '.join(f'{i}/{n}' for i in missing)} missing; run `specrob "
-                         f"verify ... --shard {missing[0]}/{n}`"
-                         + (" (and the others)" if len(missing) > 1 else ""))
+    records, indices, n = shard_folders(folders, kind="verify", options_key="options")
     rows: dict[int, dict] = {}
     total = None
-    for folder, (_, (i, _)) in zip(folders, records):
+    for folder, i in zip(folders, indices):
         shard_rows = JsonLines(folder / "results.jsonl").rows()
         centres = _centres_of(folder, i, n)
         if total is not None and centres != total:
@@ -92,7 +52,7 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
                                  f"shard's (other data?)")
             rows.setdefault(row["index"], row)
     merged = [rows[k] for k in sorted(rows)]
-    identity = _without_shard(first)["identity"]
+    identity = without_shard(records[0], "options")["identity"]
     with RunFolder(out, "verify", identity, files=FILES, fresh=fresh) as folder:
         lines = JsonLines(folder.file("results.jsonl"))
         lines.clear()
@@ -114,13 +74,6 @@ def _centres_of(folder: Path, i: int, n: int) -> int:
     if not isinstance(total, int):
         raise MergeError(f"{path}: no count of the run's centres; rerun the shard")
     return total
-
-
-def _without_shard(record: dict) -> dict:
-    identity = dict(record.get("identity") or {})
-    identity["options"] = {k: v for k, v in (identity.get("options") or {}).items()
-                           if k != "shard"}
-    return {"specrob": record.get("specrob"), "identity": identity}
 
 
 def _summary(folders: list[Path], rows: list[dict]) -> dict:
