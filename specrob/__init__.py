@@ -10,6 +10,7 @@ from specrob.api import (EvalResult, ExportResult, InstancesResult, MergeResult,
                          UsageError, VerifyResult, backends, constraint_loss, describe,
                          evaluate, export, load, merge, reproduce, train, verify,
                          verify_instances)
+from specrob.devices import DeviceError
 from specrob.errors import OptionError, SpecrobError
 from specrob.estimate.config import EvalConfig
 from specrob.training.config import TrainConfig
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = ["load", "loads", "train", "evaluate", "verify", "verify_instances", "merge", "export",
            "reproduce", "constraint_loss", "describe", "backends", "TrainConfig", "EvalConfig",
            "VerifyConfig", "Spec", "Property", "Score", "SpecError", "SpecrobError",
-           "UsageError", "OptionError", "TrainResult", "EvalResult", "VerifyResult",
+           "UsageError", "OptionError", "DeviceError", "TrainResult", "EvalResult", "VerifyResult",
            "InstancesResult", "ExportResult", "MergeResult", "__version__"]
 
 

@@ -256,12 +256,14 @@ def check_class_indices(spec: Spec, classes: int) -> None:
 def _check_finite(net, dataset, model: str | Path, data: str, count: int = 512) -> None:
     """The network's outputs on (the first `count` points of) the data are finite numbers."""
     import torch
+
+    from specrob.numerics import module_device
     for split, x in (("train", dataset.x_train[:count]), ("test", dataset.x_test[:count])):
         if len(x) == 0:
             continue
         try:
             with torch.no_grad():
-                out = net(torch.tensor(x))
+                out = net(torch.tensor(x, device=module_device(net)))
         except Exception as exc:  # the user's network fails on the data
             raise UsageError(f"{model}: the network fails on the {split} points of --data "
                              f"{data}: {type(exc).__name__}: {exc}") from None
@@ -278,10 +280,12 @@ def model_outputs(net, dataset, model: str | Path, data: str) -> int:
     inputs (not the labels present in the data, which may be a few points of a few classes).
     Raises UsageError when the network fails on them or its outputs there are not finite."""
     import torch
+
+    from specrob.numerics import module_device
     x = dataset.x_test[:2] if len(dataset.x_test) else dataset.x_train[:2]
     try:
         with torch.no_grad():
-            logits = net(torch.tensor(x))
+            logits = net(torch.tensor(x, device=module_device(net)))
     except Exception as exc:  # the user's network cannot take this data
         raise UsageError(f"{model}: the network fails on inputs of shape ({len(x)}, "
                          f"{dataset.input_dim}) from --data {data}: {type(exc).__name__}: "
@@ -352,6 +356,7 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
 
     log = log or (lambda message: None)
     config = _config(config, TrainConfig, "train")
+    config = dataclasses.replace(config, device=_device(config.device))  # auto -> cpu / cuda:N
     out = Path(out)
     checked = _spec(spec, set)
     prop_ir = pick_property(checked, property)
@@ -394,7 +399,8 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
             return TrainResult(None, metrics, None, None, prop_ir.name, resumed)
         if export:
             onnx = out / "model.onnx"
-            diff = float(export_onnx(trainer.model, torch.tensor(dataset.x_test[:256]), onnx))
+            example = torch.tensor(dataset.x_test[:256], device="cpu")
+            diff = float(export_onnx(trainer.model, example, onnx))
             _runs_exported(onnx)
         curve = plot_training(metrics, out)
     finally:
@@ -507,7 +513,9 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     from specrob.verification.pipeline import Verifier, VerifyConfig
 
     config = _config(config, VerifyConfig, "verify")
-    _device_available(config.device)
+    # the device used (auto -> cpu or cuda:N) is the one in the run's identity
+    config = dataclasses.replace(config, device="cpu" if config.cluster is not None
+                                 else _device(config.device))
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
@@ -515,14 +523,15 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
         x0, y, index, info = _centres(prop_ir, dataset, module, net, config.points, spec)
     else:
         x0, y = _given_centres(centres, prop_ir, net, config.points)
-        index, info = torch.arange(len(y)), {"given": len(y)}
+        index, info = torch.arange(len(y), device="cpu"), {"given": len(y)}
     verifier = Verifier(prop_ir, model, net, module, x0, y, config, out=out,
                         index=index.tolist())
     bar = client = None
+    address = config.cluster or _local_cluster(config.workers, verifier.blocks, config)
     try:
-        if config.cluster is not None:  # before the run folder: an unreachable one leaves none
+        if address is not None:  # before the run folder: an unreachable one leaves none
             from specrob.cluster import open_client
-            client = open_client(config.cluster)
+            client = open_client(address)
         resumed = verifier.resume(fresh=fresh)
         bar = tqdm(total=len(y), desc=f"verify {prop_ir.name}", unit="point",
                    disable=not progress, initial=resumed)
@@ -570,6 +579,15 @@ def merge(out: str | Path, shards: Sequence[str | Path], *, fresh: bool = False
     from specrob.verification.merge import merge as merge_verify
     summary, rows = merge_verify(out, folders, fresh=fresh)
     return MergeResult("verify", summary, rows, Path(out))
+
+
+def _local_cluster(workers: int, blocks: int, config) -> str | None:
+    """--workers N > 1 without --cluster: a LocalCluster of N processes ("local:N") when the
+    run has more than one block of centres on the CPU and is no shard; else None (the N
+    processes then serve one block: Marabou's queries for verify)."""
+    if workers > 1 and blocks > 1 and config.shard is None and config.device == "cpu":
+        return f"local:{workers}"
+    return None
 
 
 def _run_blocks(verifier, config, client) -> None:
@@ -624,24 +642,14 @@ def _given_centres(centres, prop_ir: Property, net, points: int | None):
     check_labels(y_given, net.output_size, "centres: y")
     if points is not None:
         x0, y = x0[:points], y[:points]
-    check_inside(x0, torch.arange(len(x0)), domain_of(prop_ir, inputs), "centres")
+    check_inside(x0, torch.arange(len(x0), device="cpu"), domain_of(prop_ir, inputs), "centres")
     return x0, y
 
 
-def _device_available(device: str) -> None:
-    """Raise UsageError for a CUDA device this machine does not have."""
-    from specrob.verification.config import device_ok
-    if not device_ok(device):
-        raise UsageError(f"--device {device}: choose cpu, cuda or cuda:N")
-    if device != "cpu":
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device here (torch.cuda.is_available() "
-                             f"is False); use --device cpu")
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} "
-                             f"CUDA device(s)")
+def _device(device: str) -> str:
+    """The device a run uses ("cpu" or "cuda:N"); DeviceError for one this machine lacks."""
+    from specrob.devices import resolve_device
+    return resolve_device(device)
 
 
 def verify_instances(*, instances: str | Path | None = None, model: str | Path | None = None,
@@ -660,7 +668,7 @@ def verify_instances(*, instances: str | Path | None = None, model: str | Path |
         stem_name
 
     out = Path(out)
-    _device_available(device)
+    device = _device(device)
     if semantics not in ("float32", "real"):
         raise UsageError(f"--semantics {semantics}: choose float32 or real")
     if timeout is not None and not timeout > 0:
@@ -743,11 +751,12 @@ def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib"
 
 def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
               work: str | Path = "runs/reproduce", data: str | None = None, seed: int = 0,
-              fresh: bool = False, progress: bool = True) -> Path:
+              fresh: bool = False, progress: bool = True, device: str = "cpu") -> Path:
     """Reproduce a seed paper's experiments (casadio, shaham, tibo, lassance) and write its
     results page; returns the page's path. `smoke`: a tiny budget that checks the script end
-    to end. Raises UsageError for an unknown paper, ReproduceError and the errors of the
-    functions above."""
+    to end. `device`: where the networks train and the estimators run (cpu | cuda | cuda:N |
+    auto); the work folder is bound to it. Raises UsageError for an unknown paper,
+    DeviceError, ReproduceError and the errors of the functions above."""
     from specrob.reproduce import PAPERS, paper_module
     from specrob.reproduce.common import Options
 
@@ -761,7 +770,8 @@ def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
     if out is None:  # a smoke run never overwrites the real pages
         out = work / "smoke-results" if smoke else Path("docs/results")
     options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
-                      progress=progress, fresh=fresh)
+                      progress=progress, fresh=fresh, device=_device(device))
     command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
-               + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else ""))
+               + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else "")
+               + (f" --device {options.device}" if options.device != "cpu" else ""))
     return paper_module(paper).run(options, command)

@@ -29,6 +29,12 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
+def _device_option(what: str):
+    """--device: one spelling and help for every command (`what`: what runs there)."""
+    return typer.Option(help=f"Where {what} run: cpu | cuda | cuda:N | auto (cuda when torch "
+                             f"sees a GPU, else cpu).")
+
+
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="NAME=VALUE",
@@ -224,7 +230,8 @@ def train(
         min=0.0, callback=_finite,
         help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = TrainConfig.lam,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = TrainConfig.device,
+    device: Annotated[str, _device_option("the network, its searches and the losses")
+                      ] = TrainConfig.device,
     out: Annotated[Path, typer.Option(help="Output folder: checkpoint.pt, metrics.json, "
                                            "model.onnx.")] = Path("runs/train"),
     set_: SetOption = None,
@@ -321,6 +328,13 @@ def evaluate(
     only: Annotated[Optional[str], typer.Option(
         "--property", help="Evaluate only this property or score (default: every "
                            "declaration of the spec).")] = None,
+    device: Annotated[str, _device_option(
+        "the network (ONNX executed in torch), the attacks and the samplers")
+                      ] = EvalConfig.device,
+    workers: Annotated[int, typer.Option(
+        min=1, max=256, help="Processes on this machine: with a property of more than 2048 "
+                             "centres, a Dask LocalCluster of N workers (as --cluster "
+                             "local:N); the same estimates.")] = EvalConfig.workers,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
 ) -> None:
     """Evaluate a network against every property and score of a spec.
@@ -345,7 +359,8 @@ def evaluate(
     with _user_errors(f"finished declarations are in {out / 'results.json'}"):
         config = EvalConfig(eps=eps_values, points=points, samples=samples, steps=steps,
                             restarts=restarts, grid=grid, seed=seed, margins=margins,
-                            lipschitz=lipschitz, cluster=cluster, shard=shard)
+                            lipschitz=lipschitz, cluster=cluster, shard=shard, device=device,
+                            workers=workers)
         result = api.evaluate(model, spec, config=config, checkpoint=checkpoint, data=data,
                               out=out, set=set_ or [], only=only, fresh=fresh, log=say)
     print_results(result.results, console)
@@ -381,12 +396,14 @@ def verify(
              "any float32 execution of it (as deployed: sound float32 error margins); real = "
              "exact arithmetic only (VNN-COMP's reading). Default: float32 for .rspec, real "
              "for VNN-LIB.", show_default=False)] = None,
-    workers: Annotated[int, typer.Option(min=1, max=256, help="Marabou processes (one single-threaded query "
-                                              "each).")] = VerifyConfig.workers,
+    workers: Annotated[int, typer.Option(min=1, max=256, help=(
+        "Processes on this machine: with more than one block of 256 centres a Dask "
+        "LocalCluster of N workers (as --cluster local:N), else N Marabou processes (one "
+        "single-threaded query each)."))] = VerifyConfig.workers,
     seed: Annotated[int, typer.Option(help="Random seed of the attacks.")] = VerifyConfig.seed,
-    device: Annotated[str, typer.Option(help="Where branch and bound bounds its subdomains: cpu "
-                                             "| cuda | cuda:N (batched on the GPU).")
-                      ] = VerifyConfig.device,
+    device: Annotated[str, _device_option(
+        "the attacks, CROWN and branch and bound (batched; counterexamples are re-checked on "
+        "onnxruntime, Marabou is on the CPU)")] = VerifyConfig.device,
     cluster: Annotated[Optional[str], typer.Option(
         help="Run the blocks of 256 centres on a Dask cluster: local or local:N (a "
              "LocalCluster of N one-thread workers on this machine), or tcp://host:port (a "
@@ -587,6 +604,8 @@ def reproduce(
     threads: Annotated[int, typer.Option(min=1, max=256, help="torch threads (1 is fastest on a busy "
                                               "2-core machine).")] = 1,
     fresh: Annotated[bool, typer.Option(help="Retrain and recompute everything.")] = False,
+    device: Annotated[str, _device_option(
+        "the networks (training) and the estimators")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
 ) -> None:
     """Reproduce a seed paper's experiments; write its results page with the paper's numbers.
@@ -613,7 +632,7 @@ def reproduce(
     torch.set_num_threads(max(1, threads))
     with _user_errors(f"trained networks and finished stages are in {work / paper}"):
         page = api.reproduce(paper, smoke=smoke, out=out, work=work, data=data, seed=seed,
-                             fresh=fresh, progress=not quiet)
+                             fresh=fresh, progress=not quiet, device=device)
     Console(highlight=False).print(f"wrote {page}")
 
 

@@ -31,6 +31,25 @@ def norm(v: torch.Tensor, p: float, *, safe: bool = True) -> torch.Tensor:
     return safe_l2(v) if safe else v.norm(dim=-1)
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's parameters (else buffers) live; the CPU for a module without any."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device` seeded with `seed`: random draws happen where the data
+    is (on the CPU the numbers of `torch.Generator().manual_seed(seed)`)."""
+    return torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+
+def draw_device(generator: torch.Generator | None, like: torch.Tensor) -> torch.device:
+    """Where to draw random numbers for a tensor like `like`: on the generator's device (a
+    draw must happen there), else on `like`'s."""
+    return generator.device if generator is not None else like.device
+
+
 def norm_name(p: float) -> str:
     """"1", "2" or "inf": how results and pages name the norm p."""
     return "inf" if math.isinf(p) else str(int(p))

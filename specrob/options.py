@@ -41,3 +41,13 @@ def shard_of(shard: str) -> tuple[int, int] | None:
     if not (sep and i.isdigit() and n.isdigit()):
         return None
     return (int(i), int(n)) if int(i) < int(n) else None
+
+
+DEVICES = "cpu, cuda, cuda:N or auto"
+
+
+def device_ok(device: str) -> bool:
+    """A --device value: cpu, cuda, cuda:N (N a whole number) or auto (cuda when torch sees
+    one, else cpu); resolved by `specrob.devices.resolve_device`."""
+    return device in ("cpu", "cuda", "auto") or (device.startswith("cuda:")
+                                                  and device[5:].isdigit())

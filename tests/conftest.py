@@ -55,3 +55,35 @@ def export_mlp(path, inputs: int = 64, hidden: int = 16, classes: int = 10, seed
                           dynamo=False)
     return Path(path)
 
+
+
+def explicit_devices():
+    """A context in which specrob's code creating a tensor of more than 0 dimensions without
+    `device=` raises AssertionError naming the call: the oracle of `--device` on a machine
+    without CUDA. On a GPU, such a tensor would land on the CPU beside CUDA data (0-dim
+    tensors mix freely, torch.from_numpy / *_like follow their source, and modules are built
+    on the CPU and moved). Use as `with explicit_devices(): ...`."""
+    import sys
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    factories = {torch.tensor, torch.as_tensor, torch.zeros, torch.ones, torch.full,
+                 torch.empty, torch.arange, torch.linspace, torch.eye, torch.rand, torch.randn,
+                 torch.randint, torch.randperm}
+
+    class ExplicitDevices(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            if func in factories and kwargs.get("device") is None \
+                    and not (args and isinstance(args[0], torch.Tensor)) \
+                    and isinstance(out, torch.Tensor) and out.dim() > 0:
+                caller = sys._getframe(1)  # the code that called the factory
+                where = caller.f_code.co_filename.replace("\\", "/")
+                if "/specrob/" in where:
+                    raise AssertionError(f"{func.__name__} without device= at {where}:"
+                                         f"{caller.f_lineno}")
+            return out
+
+    return ExplicitDevices()

@@ -137,25 +137,6 @@ def test_constraint_loss_is_the_api_for_a_training_loop():
     assert np.isfinite(net[0].weight.grad.numpy()).all()
 
 
-def test_branch_and_bound_on_a_device_that_exists_or_a_clear_refusal(tmp_path):
-    """--device cuda: on a machine without CUDA a UsageError that says so; with CUDA the same
-    verdicts as on the CPU."""
-    import torch
-    model = export_mlp(tmp_path / "m.onnx")
-    kwargs = dict(set=["eps=0.03"], progress=False)
-    cpu = specrob.verify(model, SPEC, out=tmp_path / "cpu", **kwargs,
-                         config=VerifyConfig(points=4, timeout=5, backend="bab"))
-    if not torch.cuda.is_available():
-        with pytest.raises(specrob.UsageError, match="no CUDA device"):
-            specrob.verify(model, SPEC, out=tmp_path / "gpu", **kwargs,
-                           config=VerifyConfig(points=4, timeout=5, backend="bab",
-                                               device="cuda"))
-        return
-    gpu = specrob.verify(model, SPEC, out=tmp_path / "gpu", **kwargs,
-                         config=VerifyConfig(points=4, timeout=5, backend="bab", device="cuda"))
-    assert [r["verdict"] for r in gpu.rows] == [r["verdict"] for r in cpu.rows]
-
-
 def test_wrong_api_arguments_are_specrob_errors(tmp_path):
     """What a notebook user gets wrong is a SpecrobError naming the argument (found by a
     new-user pass): a config of another kind, a non-integer count, an unknown logic, a

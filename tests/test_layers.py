@@ -1,7 +1,7 @@
 """The package's layers hold: every `import specrob.X` in specrob's source (at module level or
 inside a function; not under `if TYPE_CHECKING:`) goes from a package to one it may use.
 
-    errors, numerics, resources, options the base: no other specrob module
+    errors, numerics, resources, options the base: no other specrob module (devices: --device)
     lang                                 the language: text -> checked IR, torch-free
     network, data, stats                 networks (ONNX, model files), datasets, estimates
     runfolder, models                    run identity and resume; loading a model
@@ -19,8 +19,9 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-BASE = {"errors", "numerics", "resources", "options"}
+BASE = {"errors", "numerics", "resources", "options", "devices"}
 ALLOWED: dict[str, set[str]] = {
+    "devices": {"errors", "options"},  # resolving --device (cpu, cuda:N, auto)
     "process": set(),  # process-wide settings of the command line (malloc)
     "cluster": {"errors"},  # Dask clients for --cluster
     "errors": set(),

@@ -5,7 +5,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from specrob.options import cluster_ok, need, number as _number, shard_of, whole as _whole
+from specrob.options import (DEVICES, cluster_ok, device_ok, need, number as _number, shard_of,
+                             whole as _whole)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,13 @@ class EvalConfig:
     # "i/N": this process computes the properties' blocks k with k % N == i and, for i = 0,
     # the scores and Lipschitz curves; `specrob merge` joins the N shard folders
     shard: str | None = None
+    # processes on this machine: > 1 starts a LocalCluster of that many workers ("local:N")
+    # when a property has more than one block of centres on the CPU; not part of the results
+    workers: int = 1
+    # where the network, the attacks and the samplers run: cpu | cuda | cuda:N | auto (an
+    # Evaluation resolves it, see specrob/devices.py); part of the results unless "cpu"
+    # (random draws on a CUDA device follow another stream)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.eps is not None:
@@ -38,12 +46,17 @@ class EvalConfig:
             need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
         need(self, _whole(self.steps, 0), "steps", "a whole number >= 0")
         need(self, _whole(self.grid, 2), "grid", "a whole number >= 2")
+        need(self, _whole(self.workers, 1), "workers", "a whole number >= 1")
         need(self, self.cluster is None or (isinstance(self.cluster, str)
                                             and cluster_ok(self.cluster)),
              "cluster", "local, local:N or tcp://host:port")
         need(self, self.shard is None or (isinstance(self.shard, str)
                                           and shard_of(self.shard) is not None),
              "shard", "i/N with 0 <= i < N, e.g. 0/4")
+        need(self, isinstance(self.device, str) and device_ok(self.device), "device", DEVICES)
+        need(self, self.cluster is None or self.device in ("cpu", "auto"), "device",
+             "cpu with --cluster (its workers compute on their CPUs); for GPUs run one "
+             "--shard i/N per device and join them with `specrob merge`")
         need(self, self.shard is None or self.cluster is None, "shard",
              "no --cluster with it (a shard runs in this process)")
         if self.shard is not None:  # one spelling per shard ("00/02" is "0/2")
@@ -52,7 +65,8 @@ class EvalConfig:
     def result_options(self) -> dict:
         """The options that determine the results (not where they are computed)."""
         return {k: v for k, v in self.__dict__.items()
-                if k != "cluster" and not (k == "shard" and v is None)}
+                if k not in ("cluster", "workers") and not (k == "shard" and v is None)
+                and not (k == "device" and v == "cpu")}
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(self.result_options(), sort_keys=True, default=str)

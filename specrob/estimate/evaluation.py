@@ -5,6 +5,7 @@ run keeps its finished work and a rerun with the same settings continues where i
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Callable, cast
@@ -15,10 +16,11 @@ from torch import nn
 from specrob.data import Dataset, load_data, subset
 from specrob.errors import SpecrobError
 from specrob.estimate.config import EvalConfig
+from specrob.estimate import security
 from specrob.lang import ir
 from specrob.lang.walk import lipschitz_shape, mentions
 from specrob.lang.params import constant, resolve_params
-from specrob.numerics import norm_name
+from specrob.numerics import generator, norm_name
 from specrob.options import shard_of
 
 
@@ -57,26 +59,28 @@ def check_inside(x: torch.Tensor, index: torch.Tensor, domain: tuple[float, floa
 
 def select_centres(centres: ir.Centres, data: Dataset, model: nn.Module, points: int | None,
                    spec_dir: Path | None = None, domain: tuple[float, float] | None = None,
-                   what: str = "centres", classes: int | None = None
+                   what: str = "centres", classes: int | None = None,
+                   device: torch.device | str = "cpu"
                    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The centres R of a declaration: its source, `where correct`, its point count (capped
     by `points`). With `domain` (see `domain_of`), centres that will be used but lie outside
     the domain box raise CentreError (with their indices in the data and the domain); `what`
     names the declaration in that message. With `classes` (the model's number of outputs),
-    labels of the source that are no class of the model raise CentreError. See
-    `select_centres_indexed` for the centres' indices in the data."""
+    labels of the source that are no class of the model raise CentreError. The centres
+    x (N, n) and labels y (N,) are on `device` (the model's). See `select_centres_indexed`
+    for the centres' indices in the data."""
     x, y, _, info = select_centres_indexed(centres, data, model, points, spec_dir, domain,
-                                           what, classes)
+                                           what, classes, device)
     return x, y, info
 
 
 def select_centres_indexed(centres: ir.Centres, data: Dataset, model: nn.Module,
                            points: int | None, spec_dir: Path | None = None,
                            domain: tuple[float, float] | None = None, what: str = "centres",
-                           classes: int | None = None
+                           classes: int | None = None, device: torch.device | str = "cpu"
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """`select_centres` and each centre's index in its source (the user's file for an .npz of
-    x and y, read as given; the split otherwise)."""
+    x and y, read as given; the split otherwise), on the CPU."""
     from specrob.data import DataError, check_labels
     if centres.is_file:
         path = Path(centres.source)
@@ -93,13 +97,13 @@ def select_centres_indexed(centres: ir.Centres, data: Dataset, model: nn.Module,
             check_labels(y, classes, labels)
         except DataError as error:
             raise CentreError(f"{what}: {error}") from None
-    x, y = torch.tensor(x), torch.tensor(y)
-    index = torch.arange(len(y))
+    x, y = torch.tensor(x, device=device), torch.tensor(y, device=device)
+    index = torch.arange(len(y), device="cpu")
     info = {"source": centres.source, "available": len(y)}
     if centres.correct_only:
         with torch.no_grad():
             keep = model(x).argmax(-1) == y
-        x, y, index = x[keep], y[keep], index[keep]
+        x, y, index = x[keep], y[keep], index[keep.cpu()]
         info["correct"] = int(keep.sum())
     count = centres.count
     if points is not None:
@@ -143,6 +147,12 @@ class Evaluation:
                  progress: Callable[[str], None] | None = None,
                  model_identity: list | None = None, fresh: bool = False,
                  classes: int | None = None):
+        from specrob.devices import resolve_device
+        # the device in the run's identity is the one used (auto -> cpu or cuda:N)
+        config = dataclasses.replace(config, device="cpu" if config.cluster is not None
+                                     else resolve_device(config.device))
+        self.device = torch.device(config.device)
+        model.to(self.device)
         self.spec, self.model, self.data, self.config = spec, model, data, config
         self.classes = classes  # the model's outputs: labels beyond them are refused
         self.show_bars = progress is not None
@@ -157,6 +167,7 @@ class Evaluation:
         self.client = None  # a Dask client while properties run on --cluster
         self.folder = None
         self.checked = False
+        self.largest = 0  # the most centres of a property (known after check_centres)
 
     def identity(self) -> dict:
         """Everything that determines the results: the model's files, the data, the spec text
@@ -173,9 +184,13 @@ class Evaluation:
         same run are kept. Raises RunFolderError on another run's folder (unless fresh)."""
         self.check_centres()  # before the run folder is touched (--fresh discards it)
         todo = [p for p in self.spec.properties if p.name not in self.results["properties"]]
-        if todo and self.config.cluster is not None:  # before the folder, as for verify
+        address = self.config.cluster
+        if address is None and self.config.workers > 1 and self.config.shard is None \
+                and self.device.type == "cpu" and self.largest > security.BLOCK:
+            address = f"local:{self.config.workers}"  # --workers N: blocks on N processes
+        if todo and address is not None:  # before the folder, as for verify
             from specrob.cluster import open_client
-            self.client = open_client(self.config.cluster)
+            self.client = open_client(address)
         if self.out is None:
             return self
         from specrob.runfolder import RunFolder, read_json
@@ -217,14 +232,16 @@ class Evaluation:
                               self.spec_dir,
                               domain=domain_of(decl, self.data.input_dim) if used else None,
                               what=f"{type(decl).__name__.lower()} {decl.name}",
-                              classes=self.classes)
+                              classes=self.classes, device=self.device)
 
     def check_centres(self) -> None:
         """Every declaration's centres, checked against its domain before any work (raises
         CentreError)."""
         if not self.checked:
             for decl in (*self.spec.properties, *self.spec.scores):
-                self.centres(decl)
+                count = len(self.centres(decl)[1])
+                if isinstance(decl, ir.Property):
+                    self.largest = max(self.largest, count)
             self.checked = True
 
     def run(self) -> dict:
@@ -318,16 +335,17 @@ class Evaluation:
         from specrob.estimate import lipschitz
         params = resolve_params(prop, self.data.input_dim)
         alpha = params.get(shape[0], 1.0)
-        x, y = torch.tensor(self.data.x_train[:1000]), torch.tensor(self.data.y_train[:1000])
+        x, y = (torch.tensor(self.data.x_train[:1000], device=self.device),
+                torch.tensor(self.data.y_train[:1000], device=self.device))
         top = params["diameter"] / 2
         distances = [top * k / 20 for k in range(21)]
         incompatible = lipschitz.incompatibility_curve(x, y, distances, alpha=[alpha],
                                                        p=shape[1])
-        xt, yt = torch.tensor(self.data.x_test), torch.tensor(self.data.y_test)
+        xt, yt = torch.tensor(self.data.x_test, device=self.device), torch.tensor(self.data.y_test, device=self.device)
         if self.config.points is not None:
             xt, yt = xt[:self.config.points], yt[:self.config.points]
         noise = lipschitz.noise_accuracy(self.model, xt, yt, [-10, -5, 0, 5, 10, 15, 20, 30],
-                                         generator=torch.Generator().manual_seed(self.config.seed))
+                                         generator=generator(self.config.seed, self.device))
         return {"incompatibility": incompatible.as_dict(), "noise_accuracy": noise.as_dict()}
 
     def alpha_curve(self, prop: ir.Property, x0: torch.Tensor, shape) -> dict:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from specrob.stats import Estimate, bool_proportion, proportion
-from specrob.numerics import correct, norm, norm_name
+from specrob.numerics import correct, draw_device, generator, norm, norm_name
 from specrob.search.region import Region
 from specrob.search.searches import PGD
 
@@ -120,7 +120,8 @@ def _gaussian(F, x0, f0, r, *, p, q, samples, low, high, generator) -> torch.Ten
     best = torch.zeros(b, dtype=x0.dtype, device=x0.device)
     for start in range(0, samples, chunk):
         s = min(chunk, samples - start)
-        z = torch.randn((s, b, n), generator=generator, dtype=x0.dtype).to(x0.device)
+        z = torch.randn((s, b, n), generator=generator, dtype=x0.dtype,
+                        device=draw_device(generator, x0)).to(x0.device)
         zn = norm(z, p)
         e = z * (r / zn.mean().clamp_min(1e-12))
         e = e * (r / norm(e, p).clamp_min(1e-12)).clamp(max=1.0).unsqueeze(-1)  # into the ball
@@ -153,7 +154,7 @@ def alpha_curve_summary(model: nn.Module, centres: torch.Tensor, radii: Sequence
     """`alpha_curve` as plain data; with `alpha`, per radius whether the estimate refutes
     F in Robust_alpha(R, r) (alpha_hat > alpha: certain, alpha_hat being a lower bound) and the
     fraction of centres whose own estimate stays <= alpha (an upper bound)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, centres.device)
     curve = alpha_curve(model, centres, radii, p=p, q=q, softmax=softmax, samples=samples,
                         steps=steps, generator=gen)
     out = curve.as_dict()
@@ -211,8 +212,8 @@ def incompatibility_curve(x: torch.Tensor, y: torch.Tensor, distances: Sequence[
     gap = onehot_distance(q)
     # a pair is incompatible iff its distance is below min(d, gap / alpha)
     limit = torch.tensor([[min(d, gap / a if a > 0 else math.inf) for d in dists] for a in alphas],
-                         dtype=torch.float64).reshape(len(alphas), len(dists))
-    counts = torch.zeros(limit.shape, dtype=torch.long)
+                         dtype=torch.float64, device="cpu").reshape(len(alphas), len(dists))
+    counts = torch.zeros(limit.shape, dtype=torch.long, device="cpu")  # the sorting is on the CPU
     pairs = 0
     y = y.reshape(-1)
     N = x.shape[0]
@@ -267,7 +268,8 @@ def noise_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, snr_db: S
                 sigma = (power / 10.0 ** (float(snr) / 10.0)).sqrt()
                 right = 0
                 for _ in range(samples):
-                    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+                    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype,
+                                        device=draw_device(generator, x)).to(x.device)
                     noisy = x + sigma * noise
                     if low is not None or high is not None:
                         noisy = noisy.clamp(low, high)

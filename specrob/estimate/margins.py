@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from specrob.numerics import norm, norm_name
+from specrob.numerics import generator, norm, norm_name
 from specrob.stats import Estimate, mean, proportion
 from specrob.search.region import Region
 from specrob.search.searches import PGD, fgsm
@@ -222,10 +222,11 @@ def _margins_batch(model, x, *, p, attacks, fractions, steps, restarts, deepfool
     for a in range(len(attacks)):
         distances[a] = dist[owner_t == a].amin(0)
     best = dist.argmin(0)  # candidate order follows the attack order: ties go to the earlier
-    margin = dist[best, torch.arange(b)]
+    every = torch.arange(b, device=x.device)
+    margin = dist[best, every]
     found = torch.isfinite(margin)
     winner = torch.where(found, owner_t[best], torch.full_like(best, -1))
-    boundary = torch.where(found[:, None], hat[best, torch.arange(b)],
+    boundary = torch.where(found[:, None], hat[best, every],
                            torch.full_like(x, math.nan))
     return Margins(margin, winner, boundary, distances, label, attacks, p)
 
@@ -312,10 +313,11 @@ def margin_score_summary(score, model: nn.Module, x0: torch.Tensor, y: torch.Ten
     fam = next(f for f in score.families if f.var == ball.radius.name)
     a, d = constant(fam.low, params), constant(fam.high, params)
     lo, hi = constant(score.domain.low, params), constant(score.domain.high, params)
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, x0.device)
     torch.manual_seed(seed)
     if not score.G.density:
-        x0 = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype)
+        x0 = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype,
+                                         device=x0.device)
     found = ensemble_margins(model, x0, p=p, low=lo, high=hi, generator=gen, **options)
     eps = [a + (d - a) * i / grid for i in range(grid + 1)]
     curve = margin_curve(found, d=d, eps=eps)

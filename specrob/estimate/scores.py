@@ -19,12 +19,13 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from specrob.stats import Estimate, mean, proportion
+from specrob.numerics import draw_device, generator
 from specrob.lang import ir
 from specrob.lang.params import constant, resolve_params
 from specrob.search.region import Region
@@ -50,7 +51,8 @@ class ScoreResult:
 
 def load_generator(path: str | Path):
     """A generator module for on-manifold kernels: it defines `encode(x)` and `decode(z)`
-    (torch functions), or `load()` returning an object with both."""
+    (torch functions), or `load()` returning an object with both. They receive tensors on the
+    evaluation's device (--device); an object that is an nn.Module is moved there."""
     p = Path(path)
     if not p.is_file():
         raise ScoreError(f"generator module '{path}' not found (give it with "
@@ -102,19 +104,24 @@ class _Kernel:
             region = self.region()
             assert region is not None  # a uniform ball kernel has a ball
             pts = region.uniform(x0, count, gen)
-            return pts, torch.ones(pts.shape[:2], dtype=torch.bool)
+            return pts, torch.ones(pts.shape[:2], dtype=torch.bool, device=x0.device)
         sigma = constant(k.sigma, self.params)
         if isinstance(k, ir.Gaussian):
             pts = truncated_gaussian(x0, sigma, self.low, self.high, count, gen)
-            return pts, torch.ones((count, x0.shape[0]), dtype=torch.bool)
-        assert self.generator is not None  # a Manifold kernel: loaded in __init__
+            return pts, torch.ones((count, x0.shape[0]), dtype=torch.bool, device=x0.device)
+        # the user's object (encode/decode, maybe an nn.Module): typed by its protocol only
+        generator = cast(Any, self.generator)
+        assert generator is not None  # a Manifold kernel: loaded in __init__
+        if isinstance(self.generator, nn.Module):  # on the data's device (--device)
+            self.generator.to(x0.device)
         with torch.no_grad():  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
-            z = self.generator.encode(x0)
-            noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype)
-            pts = torch.stack([self.generator.decode(z + sigma * noise[i]) for i in range(count)])
+            z = generator.encode(x0)
+            noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype,
+                                device=draw_device(gen, z)).to(z.device)
+            pts = torch.stack([generator.decode(z + sigma * noise[i]) for i in range(count)])
         pts = pts.reshape(count, *x0.shape).clamp(self.low, self.high)
         region = self.region()
-        valid = torch.ones(pts.shape[:2], dtype=torch.bool)
+        valid = torch.ones(pts.shape[:2], dtype=torch.bool, device=x0.device)
         if region is not None:
             valid = region.contains(pts.reshape(-1, x0.shape[-1]),
                                     x0.repeat(count, 1)).reshape(count, -1)
@@ -134,7 +141,8 @@ def truncated_gaussian(x0: torch.Tensor, sigma: float, low: float, high: float, 
     flip = a > 0  # both ends in the upper tail: sample the mirror image (precision)
     a, b = torch.where(flip, -b, a), torch.where(flip, -a, b)
     fa, fb = torch.special.ndtr(a), torch.special.ndtr(b)
-    u = torch.rand((count, *x0.shape), generator=gen, dtype=torch.float64)
+    u = torch.rand((count, *x0.shape), generator=gen, dtype=torch.float64,
+                   device=draw_device(gen, x0)).to(x0.device)
     z = torch.special.ndtri((fa + u * (fb - fa)).clamp(1e-300, 1 - 1e-16))
     z = torch.minimum(torch.maximum(z, a), b)  # rounding at the ends of the interval
     z = torch.where(flip, -z, z)
@@ -167,12 +175,13 @@ def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch
     """The score's Monte Carlo estimate. `x0`, `y`: data centres (G = density); with G = 1
     the centres are `domain_points` (uniform in the domain box; drawn here if not given)."""
     params = resolve_params(score, x0.shape[-1])
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, x0.device)
     torch.manual_seed(seed)
     if not score.G.density:
         if domain_points is None:
             lo, hi = constant(score.domain.low, params), constant(score.domain.high, params)
-            domain_points = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype)
+            domain_points = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype,
+                                                        device=x0.device)
         x0 = domain_points
     with torch.no_grad():
         predicted = model(x0).argmax(-1)
@@ -184,9 +193,9 @@ def estimate_score(score: ir.Score, model: nn.Module, x0: torch.Tensor, y: torch
         kernel = _Kernel(score, p, spec_dir)
         # the samples in slices of about SLICE numbers: memory bounded by the slice, the
         # same draws as one call whenever they fit in one
-        counts = torch.zeros(len(x0), dtype=torch.long)
-        kept_valid = torch.zeros(len(x0), dtype=torch.long)
-        all_kept = torch.ones(len(x0), dtype=torch.bool)
+        counts = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        kept_valid = torch.zeros(len(x0), dtype=torch.long, device=x0.device)
+        all_kept = torch.ones(len(x0), dtype=torch.bool, device=x0.device)
         per = max(1, SLICE // max(1, x0.numel()))
         for start in range(0, samples, per):
             pts, valid = kernel.sample(x0, min(per, samples - start), gen)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from specrob.stats import Estimate, bool_proportion, mean
+from specrob.numerics import generator
 from specrob.lang import ir
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import Region
@@ -171,7 +172,7 @@ def curve_block(prop: ir.Property, model: nn.Module, x0: torch.Tensor, y: torch.
     for eps in sorted(eps_values):
         compiled = at_radius(base, eps)
         torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed, x0.device)
         violated, found_by, points = attack_once(compiled, model, x0, y, attacks, gen,
                                                  search_model)
         found_by = [c or f for c, f in zip(carried_by, found_by)]

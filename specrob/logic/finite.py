@@ -47,7 +47,7 @@ def culprit(terms, memo: dict, batch: int, nan_only: bool = False):
 
     for term, values in bad_terms.items():
         if not has_bad_inside(term):
-            rows = torch.zeros(batch, dtype=torch.bool)
+            rows = torch.zeros(batch, dtype=torch.bool, device="cpu")
             for v in values:
                 rows |= _rows(v, _bad(v, nan_only), batch).cpu()
             return term, rows

@@ -12,6 +12,7 @@ from specrob.network.ir import Network, NetworkError
 from specrob.network.onnx_import import load_onnx
 from specrob.network.oracle import Oracle
 from specrob.network.torch_exec import to_torch
+from specrob.numerics import module_device
 
 __all__ = ["load_onnx_checked", "check_against_onnxruntime", "input_shape", "sizes",
            "external_data_files"]
@@ -48,7 +49,7 @@ def check_against_onnxruntime(path: str | Path, net: Network, module: nn.Module,
         raise NetworkError(f"{path}: the model's outputs are not finite (inf or NaN) on {bad} "
                            f"of {len(x)} random inputs in [0, 1] (onnxruntime): its weights "
                            f"or its arithmetic overflow float32; specrob refuses such a model")
-    device = next(iter(module.buffers()), torch.zeros(())).device
+    device = module_device(module)
     with torch.no_grad():
         got = module(torch.as_tensor(x, dtype=torch.float32, device=device))
     got = got.double().cpu().numpy()

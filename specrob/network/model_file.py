@@ -80,6 +80,8 @@ def adapt_to_data(net: nn.Module, shape: tuple[int, ...], classes: int) -> nn.Mo
     (B, 1, *shape) for 2-D data (a channel axis), then (B, *shape); the first whose output is
     (B, classes) wins. Returns `net` (hooked or not)."""
     import torch
+
+    from specrob.numerics import module_device
     n = 1
     for d in shape:
         n *= int(d)
@@ -94,11 +96,13 @@ def adapt_to_data(net: nn.Module, shape: tuple[int, ...], classes: int) -> nn.Mo
 
     was_training = net.training
     net.eval()
+    # probes on the network's device (a module the caller already moved to a GPU)
+    device = module_device(net)
     try:
-        if works(torch.zeros(2, n)):
+        if works(torch.zeros(2, n, device=device)):
             return net
         for layout in ([(1, *shape)] if len(shape) == 2 else []) + [tuple(shape)]:
-            if len(layout) > 1 and works(torch.zeros(2, *layout)):
+            if len(layout) > 1 and works(torch.zeros(2, *layout, device=device)):
                 net.register_forward_pre_hook(
                     lambda module, args, layout=layout: (
                         args[0].reshape(args[0].shape[0], *layout), *args[1:])

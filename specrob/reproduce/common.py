@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from specrob.errors import SpecrobError
 
+import dataclasses
 import math
 import platform
 import time
@@ -46,6 +47,7 @@ class Options:
     seed: int = 0
     progress: bool = True
     fresh: bool = False           # forget trained networks and finished stages
+    device: str = "cpu"           # where networks train and run: cpu | cuda | cuda:N | auto
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class Run:
                                  f"({exc.strerror or exc}); choose a writable folder") from None
         self.notes: list[str] = []
         self.data_spec = self.options.data or ""
+        from specrob.devices import resolve_device
+        # where the networks train and the estimators run; cached networks and stages are
+        # bound to it (random draws on a CUDA device follow another stream than on the CPU)
+        self.device = torch.device(resolve_device(self.options.device))
+        self.settings(device=str(self.device))
 
     def settings(self, **values) -> None:
         """Declare what the cached networks and stages depend on (the data, the budget). When
@@ -147,6 +154,7 @@ class Run:
         from specrob.runfolder import RunFolderError
         from specrob.training.trainer import TrainError
         start = time.perf_counter()
+        config = dataclasses.replace(config, device=str(self.device))
         try:
             result = specrob.train(model, prop, data=data, config=config,
                                    out=self.work / name, progress=self.options.progress,
@@ -156,8 +164,13 @@ class Run:
         if result.resumed_after < config.epochs:
             self.seconds[f"train {name}"] = round(time.perf_counter() - start, 1)
         self.results.setdefault("training", {})[name] = result.metrics
-        model.eval()
+        model.to(self.device).eval()  # (exporting to ONNX moved it to the CPU)
         return model
+
+    def tensors(self, data: Dataset, split: str, count: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`tensors` on the run's device."""
+        return tensors(data, split, count, self.device)
 
     def record(self, results: dict, *, page_only: Sequence[str] = ()) -> None:
         """Keep an experiment's results for <paper>.json, all but the `page_only` keys (what
@@ -264,13 +277,13 @@ def shrink(data: Dataset, train: int | None, test: int | None) -> Dataset:
                    data.x_test[:test], data.y_test[:test], data.shape, data.classes)
 
 
-def tensors(data: Dataset, split: str, count: int | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, y) of a split as float32 / int64 tensors, the first `count` points."""
+def tensors(data: Dataset, split: str, count: int | None = None,
+            device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a split as float32 / int64 tensors on `device`, the first `count` points."""
     x = getattr(data, f"x_{split}")[:count]
     y = getattr(data, f"y_{split}")[:count]
-    return torch.tensor(np.asarray(x), dtype=torch.float32), torch.tensor(np.asarray(y),
-                                                                          dtype=torch.long)
+    return (torch.tensor(np.asarray(x), dtype=torch.float32, device=device),
+            torch.tensor(np.asarray(y), dtype=torch.long, device=device))
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:

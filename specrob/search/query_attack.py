@@ -26,18 +26,19 @@ import numpy as np
 import torch
 
 from specrob.lang import query as q
+from specrob.numerics import generator
 
 __all__ = ["attack_queries", "truth_margin"]
 
 
 def _atom_value(a: q.Atom, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """lin + norms at a batch: z (K, m), x (K, n) -> (K,)."""
-    dt = z.dtype
-    v = z @ torch.as_tensor(a.lin.out[0], dtype=dt) + x @ torch.as_tensor(a.lin.inp[0], dtype=dt) \
+    dt, dev = z.dtype, z.device
+    v = z @ torch.as_tensor(a.lin.out[0], dtype=dt, device=dev) + x @ torch.as_tensor(a.lin.inp[0], dtype=dt, device=dev) \
         + float(a.lin.const[0])
     for t in a.norms:
-        vec = z @ torch.as_tensor(t.vec.out.T, dtype=dt) + x @ torch.as_tensor(t.vec.inp.T, dtype=dt) \
-            + torch.as_tensor(t.vec.const, dtype=dt)
+        vec = z @ torch.as_tensor(t.vec.out.T, dtype=dt, device=dev) + x @ torch.as_tensor(t.vec.inp.T, dtype=dt, device=dev) \
+            + torch.as_tensor(t.vec.const, dtype=dt, device=dev)
         norm = vec.abs().amax(-1) if t.p == math.inf else vec.abs().sum(-1)
         v = v + t.weight * norm
     return v
@@ -46,7 +47,8 @@ def _atom_value(a: q.Atom, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def truth_margin(f: q.Formula, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """How far the formula is from failing, per row (K,): > 0 where it holds robustly."""
     if isinstance(f, q.Const):
-        return torch.full((z.shape[0],), math.inf if f.value else -math.inf, dtype=z.dtype)
+        return torch.full((z.shape[0],), math.inf if f.value else -math.inf, dtype=z.dtype,
+                          device=z.device)
     if isinstance(f, q.Atom):
         v = _atom_value(f, z, x)
         return {">": v, ">=": v, "<": -v, "<=": -v, "==": -v.abs(), "!=": v.abs()}[f.op]
@@ -106,7 +108,8 @@ def _linear_dnf(f: q.Formula, limit: int = 64):
     return out, inp, const
 
 
-def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype):
+def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype,
+                     device: torch.device | str = "cpu"):
     """A function of (z (K, m), x (K, n)) -> margins (K,) for the targets of every row
     (K = Q*R, row k*R + r is target r of query k), when all are linear DNFs; else None."""
     linear = [_linear_dnf(t) for ts in targets for t in ts]
@@ -126,8 +129,8 @@ def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype):
         out[k, :d, :a], inp[k, :d, :a] = o, x
         const[k, :d] = math.inf  # padded atoms of a real disjunct: never the min
         const[k, :d, :a] = c
-    out_t, const_t = torch.tensor(out, dtype=dtype), torch.tensor(const, dtype=dtype)
-    inp_t = torch.tensor(inp, dtype=dtype) if np.any(inp != 0) else None
+    out_t, const_t = torch.tensor(out, dtype=dtype, device=device), torch.tensor(const, dtype=dtype, device=device)
+    inp_t = torch.tensor(inp, dtype=dtype, device=device) if np.any(inp != 0) else None
 
     def margins(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         v = torch.einsum("kdam,km->kda", out_t, z) + const_t
@@ -140,21 +143,23 @@ def _batched_margins(targets: list[list[q.Formula]], dtype: torch.dtype):
 
 def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts: int = 10,
                    steps: int = 100, seed: int = 0, deadline: float | None = None,
-                   dtype: torch.dtype = torch.float32, odi_steps: int = 10
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   dtype: torch.dtype = torch.float32, odi_steps: int = 10,
+                   device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Per query, the best point of each restart and its violation margin (>= 0: violated on
     `module` in `dtype`): arrays (Q, R, n) and (Q, R), restarts sorted best first. Points lie
     in the query's box (`region.box_low/box_high`; an l_p ball is searched through its box
     only when p = inf). `deadline` (time.perf_counter()) stops early. `odi_steps`: steps of
     output-diversified initialisation before the margin steps (0: uniform random starts only;
-    a-b-CROWN's "diversed_PGD" does the same)."""
+    a-b-CROWN's "diversed_PGD" does the same). `device`: where the search runs (the module's
+    device; its random starts are drawn there)."""
     if not queries:
         return np.zeros((0, restarts, 0)), np.zeros((0, restarts))
-    gen = torch.Generator().manual_seed(seed)
+    device = torch.device(device)
+    gen = generator(seed, device)
     module = module.eval()
     Q, R = len(queries), max(1, restarts)
-    low = torch.tensor(np.stack([qq.region.box_low for qq in queries]), dtype=dtype)
-    high = torch.tensor(np.stack([qq.region.box_high for qq in queries]), dtype=dtype)
+    low = torch.tensor(np.stack([qq.region.box_low for qq in queries]), dtype=dtype, device=device)
+    high = torch.tensor(np.stack([qq.region.box_high for qq in queries]), dtype=dtype, device=device)
     n = low.shape[1]
     # targets: per query, R disjuncts of the violation (cycled), restart 0 the whole violation
     targets = []
@@ -164,10 +169,10 @@ def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts:
         targets.append([violation] + [parts[r % len(parts)] for r in range(R - 1)])
     lo, hi = low.repeat_interleave(R, 0), high.repeat_interleave(R, 0)  # (Q*R, n)
     width = hi - lo
-    x = lo + torch.rand(lo.shape, generator=gen, dtype=dtype) * width
+    x = lo + torch.rand(lo.shape, generator=gen, dtype=dtype, device=device) * width
     x[::R] = (lo[::R] + hi[::R]) / 2  # restart 0 starts at the centre
 
-    batched = _batched_margins(targets, dtype)
+    batched = _batched_margins(targets, dtype, device)
 
     def margins(points: torch.Tensor) -> torch.Tensor:
         z = module(points).reshape(points.shape[0], -1)
@@ -186,7 +191,7 @@ def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts:
         # (restart 0 keeps the centre), so the restarts start from different output regions
         with torch.no_grad():
             m = module(x[:1]).reshape(1, -1).shape[1]
-        w = torch.rand((x.shape[0], m), generator=gen, dtype=dtype) * 2 - 1
+        w = torch.rand((x.shape[0], m), generator=gen, dtype=dtype, device=device) * 2 - 1
         for _ in range(odi_steps):
             x = x.detach().requires_grad_(True)
             z = module(x).reshape(x.shape[0], -1)
@@ -228,8 +233,8 @@ def attack_queries(module: torch.nn.Module, queries: list[q.Query], *, restarts:
         z = module(best_x).reshape(best_x.shape[0], -1)
         full = torch.cat([truth_margin(targets[k][0], z[k * R:(k + 1) * R],
                                        best_x[k * R:(k + 1) * R]) for k in range(Q)])
-    full = full.reshape(Q, R).double().numpy()
-    points = best_x.reshape(Q, R, n).double().numpy()
+    full = full.reshape(Q, R).double().cpu().numpy()
+    points = best_x.reshape(Q, R, n).double().cpu().numpy()
     order = np.argsort(-full, axis=1)
     return (np.take_along_axis(points, order[:, :, None], 1),
             np.take_along_axis(full, order, 1))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from specrob.numerics import safe_l2
+from specrob.numerics import draw_device, safe_l2
 from specrob.errors import SpecrobError
 
 
@@ -68,19 +68,20 @@ class Region:
     def random(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A point drawn uniformly from the ball, clamped into the box (a random start)."""
         n = x0.shape[-1]
+        dev = draw_device(generator, x0)
         if self.p == math.inf:
-            unit = torch.rand(x0.shape, generator=generator, dtype=x0.dtype) * 2 - 1
+            unit = torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device=dev) * 2 - 1
         else:
             # radius^(1/n) times a uniform direction on the unit sphere of the norm
             if self.p == 2:
-                d = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+                d = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=dev)
                 d = d / safe_l2(d).clamp_min(1e-12).unsqueeze(-1)
             else:  # uniform on the l_1 sphere: normalised exponentials with random signs
-                e = -torch.log(torch.rand(x0.shape, generator=generator, dtype=x0.dtype)
-                               .clamp_min(1e-12))
-                sign = torch.randint(0, 2, x0.shape, generator=generator).to(x0.dtype) * 2 - 1
+                e = -torch.log(torch.rand(x0.shape, generator=generator, dtype=x0.dtype, device=dev).clamp_min(1e-12))
+                sign = torch.randint(0, 2, x0.shape, generator=generator,
+                                     device=dev).to(x0.dtype) * 2 - 1
                 d = sign * e / e.sum(-1, keepdim=True)
-            r = torch.rand((x0.shape[0], 1), generator=generator, dtype=x0.dtype) ** (1.0 / n)
+            r = torch.rand((x0.shape[0], 1), generator=generator, dtype=x0.dtype, device=dev) ** (1.0 / n)
             unit = d * r
         return (x0 + unit.to(x0.device) * self.radius(x0)).clamp(self.low, self.high)
 
@@ -135,8 +136,10 @@ class Region:
             eps = big.radius(xs)
             lo = torch.maximum(xs - eps, torch.full_like(xs, self.low))
             hi = torch.minimum(xs + eps, torch.full_like(xs, self.high))
-            u = torch.rand(xs.shape, generator=generator, dtype=xs.dtype).to(xs.device)
-            return (lo + u * (hi - lo)).reshape(count, B, n), torch.ones(B, dtype=torch.float64)
+            u = torch.rand(xs.shape, generator=generator, dtype=xs.dtype,
+                           device=draw_device(generator, xs)).to(xs.device)
+            return ((lo + u * (hi - lo)).reshape(count, B, n),
+                    torch.ones(B, dtype=torch.float64, device="cpu"))
         return _RejectionSampler(self, x0, generator, min_acceptance,
                                  max_elements).run(count)
 
@@ -152,18 +155,18 @@ def _log_ball_volume(n: int, p: float, r: torch.Tensor) -> torch.Tensor:
     return n * torch.log(2 * r) - math.lgamma(n + 1)
 
 
-def _unit_ball(shape, p: float, dtype, generator) -> torch.Tensor:
+def _unit_ball(shape, p: float, dtype, generator, device) -> torch.Tensor:
     """Points uniform in the unit l_p ball (p = 1, 2): a direction uniform for the cone
-    measure of the unit sphere times a radius U^(1/n)."""
+    measure of the unit sphere times a radius U^(1/n), drawn on `device`."""
     rows, n = shape
     if p == 2:
-        d = torch.randn(shape, generator=generator, dtype=dtype)
+        d = torch.randn(shape, generator=generator, dtype=dtype, device=device)
         d = d / safe_l2(d).clamp_min(1e-300).unsqueeze(-1)
     else:  # normalised exponentials (uniform on the simplex) with random signs
-        e = -torch.log(torch.rand(shape, generator=generator, dtype=dtype).clamp_min(1e-300))
-        sign = torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1
+        e = -torch.log(torch.rand(shape, generator=generator, dtype=dtype, device=device).clamp_min(1e-300))
+        sign = torch.randint(0, 2, shape, generator=generator, device=device).to(dtype) * 2 - 1
         d = sign * e / e.sum(-1, keepdim=True)
-    r = torch.rand((rows, 1), generator=generator, dtype=dtype) ** (1.0 / n)
+    r = torch.rand((rows, 1), generator=generator, dtype=dtype, device=device) ** (1.0 / n)
     return d * r
 
 
@@ -195,12 +198,14 @@ class _RejectionSampler:
         box = self.use_box[rows]
         if box.any():
             lo, hi = self.box_lo[rows[box]], self.box_hi[rows[box]]
-            u = torch.rand(lo.shape, generator=self.gen, dtype=x0.dtype).to(x0.device)
+            u = torch.rand(lo.shape, generator=self.gen, dtype=x0.dtype,
+                           device=draw_device(self.gen, x0)).to(x0.device)
             out[box] = lo + u * (hi - lo)
         ball = ~box
         if ball.any():
             r = rows[ball]
-            d = _unit_ball((len(r), x0.shape[-1]), self.region.p, x0.dtype, self.gen)
+            d = _unit_ball((len(r), x0.shape[-1]), self.region.p, x0.dtype, self.gen,
+                           draw_device(self.gen, x0))
             d = d.to(x0.device) * self.eps[r, None]
             fold = self.fold[r]
             d = torch.where(fold != 0, fold * d.abs(), d)
@@ -218,9 +223,10 @@ class _RejectionSampler:
         x0 = self.x0
         B, n = x0.shape
         out = x0.unsqueeze(0).expand(count, B, n).clone()
-        have = torch.zeros(B, dtype=torch.long)
-        proposed = torch.zeros(B, dtype=torch.float64)
-        accepted = torch.zeros(B, dtype=torch.float64)
+        # the bookkeeping per centre stays on the CPU (small; read every round)
+        have = torch.zeros(B, dtype=torch.long, device="cpu")
+        proposed = torch.zeros(B, dtype=torch.float64, device="cpu")
+        accepted = torch.zeros(B, dtype=torch.float64, device="cpu")
         todo = (self.eps > 0).cpu() & (count > 0)  # radius 0: the ball is x0 itself
         budget = math.ceil(count / self.min_acceptance)
         per_round = max(self.max_elements // max(n, 1), 1)
@@ -242,7 +248,7 @@ class _RejectionSampler:
             counts = torch.bincount(got, minlength=B)
             accepted += counts.to(torch.float64)
             # keep the first `count - have` accepted points of each centre
-            rank = torch.arange(len(got)) - (torch.cumsum(counts, 0) - counts)[got]
+            rank = torch.arange(len(got), device="cpu") - (torch.cumsum(counts, 0) - counts)[got]
             slot = have[got] + rank
             keep = slot < count
             out[slot[keep].to(x0.device), got[keep].to(x0.device)] = pts[ok_dev][keep.to(x0.device)]

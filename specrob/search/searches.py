@@ -31,7 +31,7 @@ def _worst_over_restarts(xs: torch.Tensor, values: torch.Tensor, batch: int):
     """Per centre, the restart with the largest objective (the worst case for the property)."""
     values = values.reshape(-1, batch)
     best = values.argmax(0)
-    picked = xs.reshape(values.shape[0], batch, -1)[best, torch.arange(batch)]
+    picked = xs.reshape(values.shape[0], batch, -1)[best, torch.arange(batch, device=xs.device)]
     return picked, values.max(0).values
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from specrob.options import need, number as _number, whole as _whole
+from specrob.options import DEVICES, device_ok, need, number as _number, whole as _whole
 
 SEARCHES = ("pgd", "sample", "fgsm")
 AUGMENTS = ("uniform", "fgsm")
@@ -58,8 +58,9 @@ class TrainConfig:
         for name in ("a", "b", "lam", "xi"):
             need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a finite number >= 0")
-        for name in ("regime", "logic", "device"):
+        for name in ("regime", "logic"):
             need(self, isinstance(getattr(self, name), str), name, "a name")
+        need(self, isinstance(self.device, str) and device_ok(self.device), "device", DEVICES)
         need(self, self.search in SEARCHES, "search", " | ".join(SEARCHES))
         need(self, self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
 

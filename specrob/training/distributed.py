@@ -94,7 +94,9 @@ def total(values: dict[str, float], group: Group | None) -> dict[str, float]:
     keys = sorted(set().union(*gathered))
     if not keys:
         return values
-    t = torch.tensor([values.get(k, 0.0) for k in keys], dtype=torch.float64)
+    # on the process's device: NCCL reduces CUDA tensors only (gloo: CPU)
+    t = torch.tensor([values.get(k, 0.0) for k in keys], dtype=torch.float64,
+                     device=group.device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return dict(zip(keys, t.tolist()))
 

@@ -65,16 +65,12 @@ class Trainer:
             raise TrainError("--regime cotrain under torchrun: its generator has its own "
                              "optimiser, which is not averaged across processes; run it in "
                              "one process")
-        if self.config.device.startswith("cuda") and not torch.cuda.is_available():
-            raise TrainError("--device cuda: no CUDA device here; use --device cpu")
-        import re
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.config.device):
-            raise TrainError(f"--device {self.config.device}: choose cpu or cuda (cuda:N)")
+        from specrob.devices import resolve_device
+        resolved = resolve_device(self.config.device)  # DeviceError: unknown, or no CUDA
         if not any(p.requires_grad for p in self.model.parameters()):
             raise TrainError("the model has no trainable parameters (its build() returns a "
                              "module without nn.Linear / nn.Conv2d / ... layers)")
-        self.device = torch.device(self.config.device if self.group is None
-                                   else self.group.device)
+        self.device = torch.device(resolved if self.group is None else self.group.device)
         self.model.to(self.device)
         n = self.data.input_dim
         try:
@@ -91,7 +87,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.metrics: list[dict] = []
         self.epoch = 0
-        tensors = lambda a: torch.tensor(a).to(self.device)  # noqa: E731 - copies: data is read-only
+        tensors = lambda a: torch.tensor(a, device=self.device)  # noqa: E731 - copies: data is read-only
         self.x_train, self.y_train = tensors(self.data.x_train), tensors(self.data.y_train)
         self.x_test, self.y_test = tensors(self.data.x_test), tensors(self.data.y_test)
 
@@ -246,9 +242,10 @@ class Trainer:
     def run_epoch(self, epoch: int, tqdm) -> None:
         cfg = self.config
         torch.manual_seed(_seed(cfg.seed, epoch))
+        # the data order is drawn on the CPU: the same batches on every device
         gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch))
-        order = torch.randperm(len(self.y_train), generator=gen).to(self.device)
-        other = torch.randperm(len(self.y_train), generator=gen).to(self.device)
+        order = torch.randperm(len(self.y_train), generator=gen, device="cpu").to(self.device)
+        other = torch.randperm(len(self.y_train), generator=gen, device="cpu").to(self.device)
         batches = range(0, len(order), cfg.batch_size)
         sums: dict[str, float] = {}
         self.model.train()

@@ -6,14 +6,9 @@ import json
 from dataclasses import asdict, dataclass
 
 from specrob.errors import OptionError
-from specrob.options import cluster_ok, number, shard_of, whole
+from specrob.options import DEVICES, cluster_ok, device_ok, number, shard_of, whole
 
 BACKENDS = ("auto", "bounds", "bab", "marabou")
-
-
-def device_ok(device: str) -> bool:
-    """cpu, cuda, or cuda:N (N a whole number)."""
-    return device in ("cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 BOUNDS = ("ibp", "crown", "alpha-crown", "alpha-crown-all")
 SEMANTICS = ("float32", "real")
 
@@ -26,7 +21,9 @@ class VerifyConfig:
     bounds: str = "crown"      # ibp | crown | alpha-crown | alpha-crown-all
     timeout: float = 60.0      # per centre: branch and bound and Marabou together, seconds
     bab_bounds: str = "alpha-crown"  # the bounds inside branch and bound: crown | alpha-crown
-    workers: int = 1           # Marabou processes
+    # processes on this machine: with more than one block of centres (and no --cluster or
+    # --shard, on the CPU) a LocalCluster of that many workers, else Marabou processes
+    workers: int = 1
     points: int | None = None
     steps: int = 20            # attack PGD steps
     restarts: int = 10         # PGD restarts (2 before the margin attack came)
@@ -41,8 +38,9 @@ class VerifyConfig:
     # arithmetic AND for any float32 execution of it (every proof carries a sound float32 error
     # margin, `floaterror.py`); "real" exact arithmetic only, as VNN-COMP's tools read it
     semantics: str = "float32"
-    # where branch and bound bounds its subdomains: "cpu", or "cuda" / "cuda:N" (batched on
-    # the GPU); attacks, CROWN and Marabou stay on the CPU
+    # where the attacks, CROWN and branch and bound run: cpu | cuda | cuda:N | auto (resolved
+    # by `specrob.devices.resolve_device` before the run; part of the run's identity). The
+    # counterexamples' checks (onnxruntime, float64) and Marabou stay on the CPU
     device: str = "cpu"
     # where the centres' blocks run: None (this process), "local" / "local:N" (a Dask
     # LocalCluster of N one-thread workers) or "tcp://host:port" (a running Dask scheduler)
@@ -65,13 +63,17 @@ class VerifyConfig:
              if isinstance(self.timeout, (int, float)) else
              f"--timeout {self.timeout!r}: give seconds per centre, a number in (0, 1e6]"),
             (whole(self.workers, 1), f"--workers {self.workers}: give a whole number >= 1"),
-            (isinstance(self.device, str) and device_ok(self.device), f"--device {self.device}: choose cpu, cuda or cuda:N"),
+            (isinstance(self.device, str) and device_ok(self.device), f"--device {self.device}: choose {DEVICES}"),
             (self.points is None or whole(self.points, 1),
              f"--points {self.points}: give a whole number >= 1"),
             (self.cluster is None or (isinstance(self.cluster, str) and cluster_ok(self.cluster)),
              f"--cluster {self.cluster}: give local, local:N or tcp://host:port"),
             (self.shard is None or (isinstance(self.shard, str) and shard_of(self.shard) is not None),
              f"--shard {self.shard}: give i/N with 0 <= i < N, e.g. 0/4"),
+            (self.cluster is None or self.device in ("cpu", "auto"),
+             f"--device {self.device} with --cluster: the cluster's workers compute on their "
+             f"CPUs; for GPUs run one --shard i/N per device and join them with `specrob "
+             f"merge`"),
             (self.shard is None or self.cluster is None,
              "--shard and --cluster: a shard runs in this process; give one of them"),
         ]

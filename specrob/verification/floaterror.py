@@ -74,13 +74,13 @@ def _node_error(node, errs: list[Tensor], mags: list[Tensor], net: Network) -> T
     r = _extra_ops(node.op_type)
     e, M = errs[0], mags[0]
     if isinstance(node, Affine):
-        W = torch.tensor(np.array(node.weight), dtype=e.dtype).abs()
-        b = torch.tensor(np.array(node.bias), dtype=e.dtype).abs()
+        W = torch.tensor(np.array(node.weight), dtype=e.dtype, device=e.device).abs()
+        b = torch.tensor(np.array(node.bias), dtype=e.dtype, device=e.device).abs()
         k = node.in_features + 1 + r
         return e @ W.T + _gamma(k) * (M @ W.T + b) + k * _TINY
     if isinstance(node, Conv):
-        W = torch.tensor(np.array(node.weight), dtype=e.dtype).abs()
-        b = torch.tensor(np.array(node.bias), dtype=e.dtype).abs()
+        W = torch.tensor(np.array(node.weight), dtype=e.dtype, device=e.device).abs()
+        b = torch.tensor(np.array(node.bias), dtype=e.dtype, device=e.device).abs()
         top, left, bottom, right = node.pads
 
         def conv(v: Tensor, bias: Tensor | None) -> Tensor:
@@ -91,7 +91,7 @@ def _node_error(node, errs: list[Tensor], mags: list[Tensor], net: Network) -> T
         return conv(e, None) + _gamma(k) * conv(M, b) + k * _TINY
     if isinstance(node, (Elementwise, BatchNorm)):
         a, b = node.scale_shift() if isinstance(node, BatchNorm) else (node.scale, node.shift)
-        a, b = torch.tensor(np.array(a), dtype=e.dtype), torch.tensor(np.array(b), dtype=e.dtype)
+        a, b = torch.tensor(np.array(a), dtype=e.dtype, device=e.device), torch.tensor(np.array(b), dtype=e.dtype, device=e.device)
         if isinstance(node, BatchNorm):  # per channel: (C,) -> (C, 1, 1, ...)
             a = a.reshape(-1, *([1] * (e.dim() - 2)))
             b = b.reshape(-1, *([1] * (e.dim() - 2)))

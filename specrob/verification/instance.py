@@ -106,7 +106,7 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
                     ) -> InstanceResult:
     """Decide one instance: is the property (every query's body) true on every query's box?
     `timeout` covers everything (attack, bounds, branch and bound, Marabou); `device`: where
-    branch and bound runs (cpu, cuda)."""
+    the attack, the bounds and branch and bound run (cpu, cuda:N; checks and Marabou: CPU)."""
     from specrob.search.query_attack import attack_queries
     from specrob.verification.pipeline import bounds_stage
 
@@ -151,9 +151,10 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
     # (a) attack
     with timed("attack"):
         torch.manual_seed(seed)
-        points, values = attack_queries(copy.deepcopy(module).float(), queries,
+        points, values = attack_queries(copy.deepcopy(module).float().to(device), queries,
                                         restarts=restarts, steps=attack_steps, seed=seed,
-                                        deadline=start + min(0.25 * timeout, 30.0))
+                                        deadline=start + min(0.25 * timeout, 30.0),
+                                        device=device)
         for k, query in enumerate(queries):
             promising = points[k][values[k] >= -1e-6]
             found = check(query, promising) if len(promising) else None
@@ -172,7 +173,7 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
     # (b) bound propagation
     with timed("bounds"):
         try:
-            proved = bounds_stage(net, open_queries, bounds, tol)
+            proved = bounds_stage(net, open_queries, bounds, tol, device)
         except NotImplementedError:
             proved = [False] * len(open_queries)
     open_queries = [query for query, ok in zip(open_queries, proved) if not ok]
@@ -181,7 +182,7 @@ def verify_instance(onnx_path: str | Path, net, module: torch.nn.Module, queries
     if bounds != "alpha-crown" and left() > 0:  # optimised slopes: often enough on small nets
         with timed("bounds"):
             try:
-                proved = bounds_stage(net, open_queries, "alpha-crown", tol)
+                proved = bounds_stage(net, open_queries, "alpha-crown", tol, device)
             except NotImplementedError:
                 proved = [False] * len(open_queries)
         open_queries = [query for query, ok in zip(open_queries, proved) if not ok]

@@ -50,7 +50,7 @@ def _stable(node, lo: torch.Tensor, hi: torch.Tensor) -> bool:
 def jacobian(net: Network, x0: np.ndarray) -> np.ndarray:
     """df/dx at x0 in float64 (m, n): on a stable box the network's exact linear part."""
     module = to_torch(net).double()
-    x = torch.tensor(x0, dtype=torch.float64)[None]
+    x = torch.tensor(x0, dtype=torch.float64, device="cpu")[None]
     J = torch.autograd.functional.jacobian(lambda v: module(v)[0], x)
     return J.reshape(net.output_size, net.input_size).numpy()
 

@@ -32,6 +32,7 @@ from specrob.network.ir import Network
 from specrob.network.oracle import Oracle
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.attacks import block_seed
+from specrob.numerics import generator
 from specrob.lang import query as q
 from specrob.verification.encode import Centre, Encoder, Unsupported
 
@@ -59,15 +60,20 @@ def confirm(compiled: CompiledProperty, oracle: Oracle, x: np.ndarray, x0: np.nd
     Points are first rounded to float32, the precision the ONNX model reads, so that the
     property's x - x0 is the difference of the inputs the model really sees."""
     x = as_model_input(x)
-    xt, x0t = torch.tensor(x, dtype=torch.float64), torch.tensor(x0, dtype=torch.float64)
-    yt = torch.tensor(y)
+    xt, x0t, yt = host(x, np.float64), host(x0, np.float64), host(y)
     inside = compiled.region.contains(xt, x0t, tol=0.0).numpy()
-    fx, fx0 = torch.tensor(oracle(x)), torch.tensor(oracle(x0))
+    fx, fx0 = host(oracle(x)), host(oracle(x0))
     violated = ~compiled.holds_at(xt, fx, x0t, fx0, yt).numpy()
     if exact is not None:
         with torch.no_grad():
             violated &= ~compiled.holds_at(xt, exact(xt), x0t, exact(x0t), yt).numpy()
     return inside & violated
+
+
+def host(array, dtype=None) -> torch.Tensor:
+    """A CPU tensor holding a copy of `array`: the checks of candidates (onnxruntime, float64)
+    and the bookkeeping run on the CPU whatever --device is."""
+    return torch.from_numpy(np.array(array, dtype=dtype))
 
 
 def as_model_input(x: np.ndarray) -> np.ndarray:
@@ -81,7 +87,7 @@ def snap(x: np.ndarray, x0: np.ndarray, region) -> np.ndarray:
     Coordinates are rounded inwards; for l_1 / l_2 balls the step from x0 is shrunk a little
     (1e-6, 1e-5, ... of itself) until the rounded point is inside."""
     x, x0 = np.asarray(x, dtype=np.float64), np.asarray(x0, dtype=np.float64)
-    eps = np.asarray(region.radius(torch.tensor(x0)).squeeze(-1).numpy())[:, None]
+    eps = np.asarray(region.radius(host(x0)).squeeze(-1).numpy())[:, None]
     low = np.maximum(x0 - eps, region.low)
     high = np.minimum(x0 + eps, region.high)
     out, pending = x.copy(), np.ones(len(x), dtype=bool)
@@ -92,7 +98,7 @@ def snap(x: np.ndarray, x0: np.ndarray, region) -> np.ndarray:
         below = y.astype(np.float64) < low
         y[below] = np.nextafter(y[below], np.float32(np.inf))
         y = y.astype(np.float64)
-        take = pending & region.contains(torch.tensor(y), torch.tensor(x0), tol=0.0).numpy()
+        take = pending & region.contains(host(y), host(x0), tol=0.0).numpy()
         out[take] = y[take]
         pending &= ~take
         if not pending.any():
@@ -143,8 +149,9 @@ def region_arrays(queries: list[q.Query]):
     return low, high, eps
 
 
-def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[bool]:
-    """Which queries bound propagation proves (batched over the centres)."""
+def bounds_stage(net, queries: list[q.Query], method: str, tol: float,
+                 device: torch.device | str = "cpu") -> list[bool]:
+    """Which queries bound propagation proves (batched over the centres, on `device`)."""
     from specrob.verification.bounds import spec_bounds
     rows = []
     for query in queries:
@@ -162,8 +169,10 @@ def bounds_stage(net, queries: list[q.Query], method: str, tol: float) -> list[b
             C[b, i], d[b, i] = c, dd
     centres = np.stack([query.region.centre for query in queries])
     low, high, eps = region_arrays(queries)
-    lower = spec_bounds(net, torch.tensor(centres), eps, p=queries[0].region.p, low=low,
-                        high=high, C=torch.tensor(C), d=torch.tensor(d), method=method)
+    device = torch.device(device)
+    lower = spec_bounds(net, torch.tensor(centres, device=device), eps, p=queries[0].region.p, low=low,
+                        high=high, C=torch.tensor(C, device=device), d=torch.tensor(d, device=device),
+                        method=method)
     lower = lower.detach().cpu().numpy()
     return [_proved(query.body, list(lower[b, :len(rows[b])]), tol, [0])
             for b, query in enumerate(queries)]
@@ -209,6 +218,9 @@ class Verifier:
                  out: Path | None = None, progress: Callable[[int], None] | None = None,
                  index: list[int] | None = None):
         self.prop, self.net, self.module, self.config = prop, net, module, config
+        # where attacks, CROWN and branch and bound run (--device); the counterexamples'
+        # checks (onnxruntime, float64) and Marabou stay on the CPU
+        self.device = torch.device(config.device)
         # each centre's index in the user's data (the rows' "index"); default 0, 1, ...
         self.index = list(range(len(y))) if index is None else [int(i) for i in index]
         self.position = {k: i for i, k in enumerate(self.index)}
@@ -438,8 +450,8 @@ class Verifier:
         start = time.perf_counter()
         x0 = self.x0[todo].numpy()
         y = self.y[todo]
-        xt = torch.tensor(as_model_input(x0), dtype=torch.float64)
-        deployed = torch.tensor(self.oracle(xt.numpy()))
+        xt = host(as_model_input(x0), np.float64)
+        deployed = host(self.oracle(xt.numpy()))
         with torch.no_grad():
             holds_deployed = self.compiled.holds_at(xt, deployed, xt, deployed, y).numpy()
             exact = self.exact(xt)
@@ -480,24 +492,26 @@ class Verifier:
         centres still open. Every candidate is snapped into ball ∩ domain and confirmed."""
         from specrob.search.attacks import attack_once, default_attacks
         start = time.perf_counter()
-        module = self.module.float().eval()
-        logits = None if self.attack_module is None else self.attack_module.float().eval()
+        module = self.module.float().eval().to(self.device)
+        logits = None if self.attack_module is None else \
+            self.attack_module.float().eval().to(self.device)
         found: dict[int, np.ndarray] = {}
         if self.config.attack == "margin" and queries:
             found.update(self.margin_attack(todo, queries,
                                            logits if logits is not None else module))
         rest = [i for i in todo if i not in found]
         if rest:
-            idx = torch.tensor(rest)
-            x0, y = self.x0[idx].float(), self.y[idx]
+            idx = torch.tensor(rest, device="cpu")
+            x0, y = self.x0[idx].float().to(self.device), self.y[idx].to(self.device)
             torch.manual_seed(self.seed)
             violated, _, points = attack_once(
                 self.compiled, module, x0, y,
                 default_attacks(self.config.steps, self.config.restarts),
-                torch.Generator().manual_seed(self.seed), search_model=logits)
+                generator(self.seed, self.device), search_model=logits)
             candidates = violated.nonzero().flatten().tolist()
+            y = y.cpu()
             if candidates:
-                cx = snap(points[candidates].double().numpy(),
+                cx = snap(points[candidates].double().cpu().numpy(),
                           self.x0[idx[candidates]].numpy(), self.compiled.region)
                 real = confirm(self.compiled, self.oracle, cx,
                                self.x0[idx[candidates]].numpy(), y[candidates].numpy(),
@@ -523,7 +537,8 @@ class Verifier:
             return {}
         restarts = max(self.config.restarts, queries[box[0]].classes)
         points, values = attack_queries(module, [queries[i] for i in box], restarts=restarts,
-                                        steps=self.config.margin_steps, seed=self.seed)
+                                        steps=self.config.margin_steps, seed=self.seed,
+                                        device=self.device)
         rows, cands = [], []
         for k, i in enumerate(box):
             keep = values[k] >= -1e-6
@@ -555,7 +570,7 @@ class Verifier:
         reg = queries[todo[0]].region
         centres = np.stack([queries[i].region.centre for i in todo])
         try:
-            error = float32_error(net, torch.tensor(centres), reg.eps, p=reg.p,
+            error = float32_error(net, host(centres), reg.eps, p=reg.p,
                                   low=reg.low, high=reg.high).numpy()
         except NotImplementedError as exc:
             for i in todo:
@@ -590,7 +605,7 @@ class Verifier:
             method = "ibp"  # CROWN refuses a softmax node; intervals still bound it
         try:
             proved = bounds_stage(net, [queries[i] for i in todo], method,
-                                  self.config.tol)
+                                  self.config.tol, self.device)
         except NotImplementedError:
             self.stage_seconds["bounds"] += time.perf_counter() - start
             return todo
@@ -725,7 +740,7 @@ class Verifier:
                 self.record(self.row(i, "falsified", "marabou", result.seconds,
                                      counterexample=x[0].tolist()))
                 return
-            inside = bool(self.compiled.region.contains(torch.tensor(x),
+            inside = bool(self.compiled.region.contains(host(x),
                                                         self.x0[i:i + 1], tol=0.0)[0])
             if inside and not retried:
                 found = self.tie_search(i, x[0])

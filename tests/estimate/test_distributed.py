@@ -17,12 +17,20 @@ SPEC = REPO / "specs" / "cr.rspec"
 
 
 def test_blocks_on_a_local_cluster_give_the_estimates_of_one_process(tmp_path, monkeypatch):
+    """--workers 2 with more than one block: a LocalCluster of two (as --cluster local:2)."""
+    import specrob.cluster
     monkeypatch.setattr(security, "BLOCK", 100)  # 250 centres: three blocks (split here)
+    opened = []
+    real = specrob.cluster.open_client
+    monkeypatch.setattr(specrob.cluster, "open_client",
+                        lambda address, **kw: opened.append(address) or real(address, **kw))
     model = export_mlp(tmp_path / "m.onnx")
     config = dict(points=250, samples=20, steps=5, eps=[0.0, 0.05, 0.1])
     one = specrob.evaluate(model, SPEC, out=tmp_path / "one", config=EvalConfig(**config))
+    assert opened == []
     two = specrob.evaluate(model, SPEC, out=tmp_path / "two",
-                           config=EvalConfig(**config, cluster="local:2"))
+                           config=EvalConfig(**config, workers=2))
+    assert opened == ["local:2"]
     assert one.results["properties"] == two.results["properties"]
     points = one.results["properties"]["CR"]["points"]
     assert points[-1]["security"]["count"] == 250
@@ -31,7 +39,11 @@ def test_blocks_on_a_local_cluster_give_the_estimates_of_one_process(tmp_path, m
     again = specrob.evaluate(model, SPEC, out=tmp_path / "two", config=EvalConfig(**config))
     assert again.results["properties"] == one.results["properties"]
     saved = json.loads((tmp_path / "two" / "results.json").read_text())
-    assert "cluster" not in saved["config"]
+    assert "cluster" not in saved["config"] and "workers" not in saved["config"]
+    # one block: --workers starts no cluster
+    specrob.evaluate(model, SPEC, out=tmp_path / "small",
+                     config=EvalConfig(**{**config, "points": 90}, workers=2))
+    assert opened == ["local:2"]
 
 
 def test_joined_blocks_are_the_blocks_side_by_side():

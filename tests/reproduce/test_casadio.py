@@ -12,6 +12,7 @@ from specrob.cli import app
 from specrob.reproduce import casadio
 from specrob.reproduce.casadio import claims, experiment, page
 from specrob.reproduce.common import Options
+from tests.conftest import explicit_devices
 
 
 def test_the_spec_carries_the_papers_parameters():
@@ -35,8 +36,9 @@ def test_every_regime_of_table_2_has_the_papers_number():
 
 @pytest.mark.slow
 def test_smoke_run_writes_the_page_figures_and_numbers_and_resumes(tmp_path):
-    result = CliRunner().invoke(app, ["reproduce", "casadio", "--smoke", "--quiet", "--out",
-                                      str(tmp_path / "out"), "--work", str(tmp_path / "work")])
+    with explicit_devices():  # every tensor on the run's device: the --device oracle
+        result = CliRunner().invoke(app, ["reproduce", "casadio", "--smoke", "--quiet", "--out",
+                                          str(tmp_path / "out"), "--work", str(tmp_path / "work")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "casadio.md").read_text()
     assert "specrob reproduce casadio --smoke" in text

@@ -6,11 +6,13 @@ import json
 import math
 
 import pytest
+
 import torch
 
 from specrob.reproduce import lassance
 from specrob.reproduce.common import Options
 from specrob.reproduce.lassance import claims, experiment
+from tests.conftest import explicit_devices
 
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -73,7 +75,8 @@ def test_incompatibility_matches_a_brute_force_count():
 @pytest.mark.slow
 def test_smoke_run_page_figures_json_and_rerun(tmp_path):
     options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
-    page = lassance.run(options, "specrob reproduce lassance --smoke")
+    with explicit_devices():  # every tensor on the run's device: the --device oracle
+        page = lassance.run(options, "specrob reproduce lassance --smoke")
     text = page.read_text()
     for heading in ("## Figure 1", "## Figure 3", "## Figure 4", "## Figure 5",
                     "## Clean accuracy (cf. the paper's Table 2)", "## The paper's claims"):

@@ -20,6 +20,7 @@ from specrob.reproduce.shaham.experiment import (
     fgsm_accuracy,
     steepest_step,
 )
+from tests.conftest import explicit_devices
 
 
 # --- pure helpers ---------------------------------------------------------------------------
@@ -116,7 +117,8 @@ def test_clearly_above():
 @pytest.mark.slow
 def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     opts = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
-    page = run(opts, "specrob reproduce shaham --smoke")
+    with explicit_devices():  # every tensor on the run's device: the --device oracle
+        page = run(opts, "specrob reproduce shaham --smoke")
     text = page.read_text()
     for heading in ("## Table 1", "## Figure 3", "## Setup", "## Training",
                     "## The paper's claims, checked"):

@@ -6,11 +6,13 @@ import json
 import math
 
 import pytest
+
 import torch
 
 from specrob.reproduce import tibo
 from specrob.reproduce.common import Options
 from specrob.reproduce.tibo import experiment, page
+from tests.conftest import explicit_devices
 
 
 def test_closest_to_picks_the_accuracy_nearest_the_baseline():
@@ -55,7 +57,8 @@ def test_margin_stage_is_plain_json():
 @pytest.mark.slow
 def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     options = Options(smoke=True, out=tmp_path / "out", work=tmp_path / "work", progress=False)
-    page = tibo.run(options, "specrob reproduce tibo --smoke")
+    with explicit_devices():  # every tensor on the run's device: the --device oracle
+        page = tibo.run(options, "specrob reproduce tibo --smoke")
     assert page == tmp_path / "out" / "tibo.md"
     text = page.read_text()
     for heading in ("## Table 1: clean test accuracy", "## Figure 3: margin curves",

@@ -44,6 +44,25 @@ def test_a_local_dask_cluster_gives_the_rows_of_one_process(one_process):
     assert result.summary["points"] == len(_verdicts(folder / "one"))
 
 
+def test_workers_start_a_local_cluster_when_there_is_more_than_one_block(one_process,
+                                                                        monkeypatch):
+    """--workers 2 without --cluster: the blocks on a LocalCluster of two (as local:2), the
+    rows of one process; with one block the workers stay Marabou's processes."""
+    import specrob.cluster
+    model, folder = one_process
+    opened = []
+    real = specrob.cluster.open_client
+    monkeypatch.setattr(specrob.cluster, "open_client",
+                        lambda address, **kw: opened.append(address) or real(address, **kw))
+    specrob.verify(model, SPEC, set=["eps=0.02"], progress=False, out=folder / "workers",
+                   config=VerifyConfig(backend="bounds", workers=2))
+    assert opened == ["local:2"]
+    assert _verdicts(folder / "workers") == _verdicts(folder / "one")
+    specrob.verify(model, SPEC, set=["eps=0.02"], progress=False, out=folder / "few",
+                   config=VerifyConfig(backend="bounds", workers=2, points=BLOCK))
+    assert opened == ["local:2"]
+
+
 def test_shards_merged_are_the_run_in_one_process(one_process, tmp_path):
     model, folder = one_process
     for i in range(2):

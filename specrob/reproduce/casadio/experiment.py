@@ -21,7 +21,8 @@ import specrob
 from specrob.estimate.security import accuracy_at, at_radius, security_curve
 from specrob.logic.compiled import CompiledProperty
 from specrob.data import Dataset
-from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.numerics import generator
+from specrob.reproduce.common import Run, accuracy, describe_data
 from specrob.search.attacks import default_attacks
 from specrob.training.trainer import TrainConfig
 
@@ -105,10 +106,10 @@ def measure(run: Run, budget: Budget) -> dict:
         nets[name] = run.train(name, build_net(data.input_dim, data.classes), props[notion],
                                data, config, export=True)  # model.onnx: for _verify
 
-    x_test, y_test = tensors(data, "test")
+    x_test, y_test = run.tensors(data, "test")
     clean = run.stage("clean-accuracy", lambda: {n: accuracy(m, x_test, y_test)
                                                  for n, m in nets.items()})
-    x0, y0 = tensors(data, "test", budget.security_points)
+    x0, y0 = run.tensors(data, "test", budget.security_points)
     security = {n: run.stage(f"security-{n}", lambda m=m: _security(m, props, x0, y0, options.seed))
                 for n, m in nets.items()}
     cacc = {n: run.stage(f"constraint-accuracy-{n}",
@@ -139,7 +140,7 @@ def _security(model: nn.Module, props: dict, x0: torch.Tensor, y0: torch.Tensor,
 def _constraint_accuracy(model: nn.Module, props: dict, x0: torch.Tensor, y0: torch.Tensor,
                          samples: int, seed: int) -> dict:
     """Constraint accuracy (Def. 7) at the paper's eps = 0.1: uniform samples of the ball."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, x0.device)
     out = {}
     for notion, prop in props.items():
         compiled = at_radius(CompiledProperty(prop, x0.shape[-1]), EPS[-1])
@@ -163,7 +164,7 @@ def _verify(run: Run, name: str, data: Dataset, spec_path: Path, x0: torch.Tenso
         points = budget.lr_marabou_points if lr and name == LR_MARABOU else budget.verify_points
         backend = "auto" if not lr or name == LR_MARABOU else "bounds"
         config = VerifyConfig(backend=backend, timeout=budget.verify_timeout, points=points,
-                              seed=run.options.seed)
+                              seed=run.options.seed, device=str(run.device))
         folder = run.work / name / f"verify-{notion}-{config.key()}"  # resumable per settings
         summary = specrob.verify(onnx_path, spec, property=prop_name, config=config,
                                  data=data, out=folder, centres=(x0[:points], y0[:points]),

@@ -21,7 +21,8 @@ import specrob
 from specrob.data import Dataset, load_data
 from specrob.estimate.lipschitz import alpha_curve, incompatibility_curve, noise_accuracy
 from specrob.network.model_file import build_model
-from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.numerics import generator
+from specrob.reproduce.common import Run, accuracy, describe_data
 from specrob.resources import examples_dir
 from specrob.training.trainer import TrainConfig
 
@@ -89,7 +90,8 @@ def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0)
 # --- stages -----------------------------------------------------------------------------------
 def per_centre_quantiles(per_centre: torch.Tensor, qs=(0.5, 0.9)) -> dict[str, list[float]]:
     """Per radius, quantiles of the per-centre estimates (the typical centre, not the worst)."""
-    q = torch.quantile(per_centre.double(), torch.tensor(qs, dtype=torch.float64), dim=1)
+    levels = torch.tensor(qs, dtype=torch.float64, device=per_centre.device)
+    q = torch.quantile(per_centre.double(), levels, dim=1)
     return {f"q{round(100 * v)}": row.tolist() for v, row in zip(qs, q)}
 
 
@@ -125,7 +127,7 @@ def incompatibility(x: torch.Tensor, y: torch.Tensor) -> dict:
 
 def alpha_lim(model: nn.Module, centres: torch.Tensor, budget: Budget, seed: int) -> dict:
     """Fig. 5 for one net: lower bounds of alpha_lim(r) (Gaussian noise + PGD on the ratio)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, centres.device)
     curve = alpha_curve(model, centres, budget.radii, samples=budget.samples,
                         steps=budget.pgd_steps, generator=gen)
     # per radius, the fraction of centres whose own estimate exceeds the constraint's alpha = 1
@@ -136,7 +138,7 @@ def alpha_lim(model: nn.Module, centres: torch.Tensor, budget: Budget, seed: int
 
 def noisy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: Budget, seed: int) -> dict:
     """Fig. 4 for one net: test accuracy under additive Gaussian noise per SNR (dB)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed, x.device)
     return noise_accuracy(model, x, y, budget.snr_db, generator=gen).as_dict()
 
 
@@ -154,9 +156,9 @@ def measure(run: Run, budget: Budget) -> dict:
 
     results["incompatibility"] = incompatibility_stages(run, data, budget)
     nets = train_nets(run, data, budget)
-    centres, _ = tensors(data, "train", budget.centres)
-    x_test, y_test = tensors(data, "test")
-    x_train, y_train = tensors(data, "train")
+    centres, _ = run.tensors(data, "train", budget.centres)
+    x_test, y_test = run.tensors(data, "test")
+    x_train, y_train = run.tensors(data, "train")
     results["accuracy"] = {n: {"train": accuracy(m, x_train, y_train),
                                "test": accuracy(m, x_test, y_test)} for n, m in nets.items()}
     results["alpha_lim"] = {n: run.stage(f"alpha-{n}", lambda m=m: alpha_lim(m, centres, budget,
@@ -172,11 +174,11 @@ def measure(run: Run, budget: Budget) -> dict:
 def incompatibility_stages(run: Run, data: Dataset, budget: Budget) -> dict[str, dict]:
     """Figs. 1/3 on the run's dataset (the first `pair_points` training points) and digits."""
     out = {}
-    x, y = tensors(data, "train", budget.pair_points)
+    x, y = run.tensors(data, "train", budget.pair_points)
     out[data.name] = run.stage(f"incompat-{data.name}", lambda: incompatibility(x, y))
     if data.name != "digits":
         digits = load_data("digits")
-        xd, yd = tensors(digits, "train", budget.digits_points)
+        xd, yd = run.tensors(digits, "train", budget.digits_points)
         out["digits"] = run.stage("incompat-digits", lambda: incompatibility(xd, yd))
     return out
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import specrob
 from specrob.network.model_file import build_model
-from specrob.reproduce.common import Run, accuracy, describe_data, tensors
+from specrob.reproduce.common import Run, accuracy, describe_data
 from specrob.resources import examples_dir
 from specrob.search.region import ascent_step
 from specrob.training.trainer import TrainConfig
@@ -130,7 +130,7 @@ def calibrate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Uncertainty
 def predict(model: nn.Module, x: torch.Tensor, *, batch: int = 4096) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch]).argmax(-1) for i in range(0, len(x), batch)]
-                         ) if len(x) else torch.zeros(0, dtype=torch.long)
+                         ) if len(x) else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
 def adversarial_set(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -168,10 +168,10 @@ def measure(run: Run, budget: Budget) -> dict:
     torch.manual_seed(options.seed)
     data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
     run.settings(budget=asdict(budget))
-    x_test, y_test = tensors(data, "test")
+    x_test, y_test = run.tensors(data, "test")
     check = replace(SETS[-1], radius=0.1)  # the baseline's per-epoch PGD check: CR at l_inf 0.1
     models = {"baseline": train_net(run, data, budget, "baseline", check)}
-    x_cal, y_cal = tensors(data, "train", budget.calibration_points)
+    x_cal, y_cal = run.tensors(data, "train", budget.calibration_points)
     calibration = run.stage("radii", lambda: {s.name: calibrate(models["baseline"], x_cal,
                                                                  y_cal, s) for s in SETS})
     sets = tuple(replace(s, radius=calibration[s.name]["radius"]) for s in SETS)

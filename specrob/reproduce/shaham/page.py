@@ -138,7 +138,7 @@ def plot_samples(path: Path, samples: dict, names: tuple[str, ...] | None = None
         ax.axis("off")
     for c, (name, k) in enumerate(cols):
         s = samples[name]
-        x0, x = torch.tensor(s["x0"][k]), torch.tensor(s["x"][k])
+        x0, x = torch.tensor(s["x0"][k], device="cpu"), torch.tensor(s["x"][k], device="cpu")
         side = math.isqrt(len(x0))
         axes[0, c].imshow(x0.reshape(side, side).numpy(), cmap="gray", vmin=0, vmax=1)
         axes[1, c].imshow(x.reshape(side, side).numpy(), cmap="gray", vmin=0, vmax=1)

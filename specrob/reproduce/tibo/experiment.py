@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from specrob.network.model_file import build_model
-from specrob.reproduce.common import Run, accuracy, describe_data, pct, tensors
+from specrob.numerics import generator
+from specrob.reproduce.common import Run, accuracy, describe_data, pct
 from specrob.resources import examples_dir
 
 # The trainer needs a property: its box [0, 1] bounds the generator's output, and its
@@ -82,7 +83,7 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor, *, d: float) -> dict:
 def margin_stage(model: nn.Module, x: torch.Tensor, *, seed: int) -> dict:
     """The ensemble margins (p = 2) of `x` as plain JSON: per point margin and winner."""
     from specrob.estimate.margins import ensemble_margins
-    found = ensemble_margins(model, x, p=2.0, generator=torch.Generator().manual_seed(seed))
+    found = ensemble_margins(model, x, p=2.0, generator=generator(seed, x.device))
     return {"margin": [m if math.isfinite(m) else None for m in found.margin.tolist()],
             "winner": found.winners(), "attacks": list(found.attacks),
             "shares": {a: e.as_dict() for a, e in found.shares().items()},
@@ -90,7 +91,8 @@ def margin_stage(model: nn.Module, x: torch.Tensor, *, seed: int) -> dict:
 
 
 def as_tensor(margins: list[float | None]) -> torch.Tensor:
-    return torch.tensor([math.inf if m is None else m for m in margins], dtype=torch.float64)
+    return torch.tensor([math.inf if m is None else m for m in margins], dtype=torch.float64,
+                        device="cpu")
 
 
 # --- the experiment -------------------------------------------------------------------------
@@ -109,7 +111,7 @@ def measure(run: Run, budget: Budget) -> dict:
     data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
     run.settings(budget=asdict(budget))
     prop = specrob.loads(PROPERTY)["P"]
-    x_test, y_test = tensors(data, "test")
+    x_test, y_test = run.tensors(data, "test")
 
     def config(regime: str, lam: float = 1.0) -> TrainConfig:
         return TrainConfig(regime=regime, lam=lam, epochs=budget.epochs,
