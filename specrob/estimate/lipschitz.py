@@ -21,6 +21,7 @@ from torch import nn
 
 from specrob.stats import Estimate, bool_proportion, proportion
 from specrob.numerics import correct, draw_device, generator, norm, norm_name
+from specrob.search.attacks import CHUNK
 from specrob.search.region import Region
 from specrob.search.searches import PGD
 
@@ -134,17 +135,22 @@ def _gaussian(F, x0, f0, r, *, p, q, samples, low, high, generator) -> torch.Ten
 
 
 def _pgd(F, x0, f0, r, *, p, q, steps, restarts, low, high, generator) -> torch.Tensor:
-    """Per centre, the ratio at the point PGD finds by ascending it inside B_p(x0, r) ∩ box."""
-    b = x0.shape[0]
+    """Per centre, the ratio at the point PGD finds by ascending it inside B_p(x0, r) ∩ box,
+    in chunks of CHUNK centres (memory bounded by the chunk; one chunk up to CHUNK centres)."""
+    values = []
+    for start in range(0, x0.shape[0], CHUNK):
+        xs, fs = x0[start:start + CHUNK], f0[start:start + CHUNK]
 
-    def objective(x: torch.Tensor) -> torch.Tensor:
-        k = x.shape[0] // b
-        base = x0.repeat(k, 1)
-        return _ratio(F(x), f0.repeat(k, 1), x - base, p, q, FLOOR * r)
+        def objective(x: torch.Tensor, xs=xs, fs=fs) -> torch.Tensor:
+            k = x.shape[0] // xs.shape[0]
+            return _ratio(F(x), fs.repeat(k, 1), x - xs.repeat(k, 1), p, q, FLOOR * r)
 
-    _, value = PGD(steps=steps, restarts=restarts).maximise(objective, x0, Region(r, p, low, high),
-                                                          generator)
-    return value.clamp_min(0.0)
+        _, value = PGD(steps=steps, restarts=restarts).maximise(
+            objective, xs, Region(r, p, low, high), generator)
+        values.append(value)
+    if not values:
+        return torch.zeros(0, dtype=x0.dtype, device=x0.device)
+    return torch.cat(values).clamp_min(0.0)
 
 
 def alpha_curve_summary(model: nn.Module, centres: torch.Tensor, radii: Sequence[float], *,

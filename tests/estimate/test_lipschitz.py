@@ -63,6 +63,21 @@ def test_curve_is_non_decreasing_in_r_and_pgd_beats_gaussian_noise():
     assert curve.alpha == tuple(curve.per_centre.amax(1).tolist())
 
 
+def test_pgd_in_chunks_of_centres_is_pgd_on_all_at_once(monkeypatch):
+    """Memory bounded by the chunk: l_inf starts drawn in one call fill the rows in order, so
+    PGD over chunks of 4 centres finds per centre what one batch of 10 finds."""
+    from specrob.estimate import lipschitz
+    model = mlp(3)
+    kwargs = dict(p=math.inf, softmax=False, samples=1, steps=5)
+    one = alpha_curve(model, centres(), RADII, generator=torch.Generator().manual_seed(0),
+                      **kwargs)
+    monkeypatch.setattr(lipschitz, "CHUNK", 4)
+    chunked = alpha_curve(model, centres(), RADII, generator=torch.Generator().manual_seed(0),
+                          **kwargs)
+    assert one.pgd == chunked.pgd
+    assert one.pgd is not None and max(one.pgd) > 0
+
+
 def test_pgd_reaches_the_spectral_norm_of_a_linear_map():
     torch.manual_seed(3)
     model = nn.Linear(5, 4)
