@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field
 from specrob.options import DEVICES, device_ok, need, number as _number, whole as _whole
 
 SEARCHES = ("pgd", "sample", "fgsm")
-AUGMENTS = ("uniform", "fgsm")
+# online (a fresh draw every step) | static (made once, appended to the training set;
+# `training.static_augment`)
+AUGMENTS = ("uniform", "fgsm", "static-fgsm", "random-walk")
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,9 @@ class TrainConfig:
     point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
     `batch_size`, `lr` (Adam; the co-training generator uses the same rate); constraint regime:
     loss a·CE + b·L_C (Casadio et al. eq. 2); adversarial: `adv_steps` (1 = one steepest-ascent
-    step, Shaham et al.); augmentation: `extra` points per sample, `augment` uniform | fgsm;
+    step, Shaham et al.); augmentation: `extra` points per sample, `augment` uniform | fgsm
+    (online), or static-fgsm | random-walk (made once: Casadio et al.'s released procedures,
+    `training.static_augment`), `reference` the ONNX network static-fgsm attacks;
     co-training: `lam` (Tibo et al. eq. 10); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
     per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
     identifies the run (reproductions)."""
@@ -46,6 +50,7 @@ class TrainConfig:
     eval_points: int = 512
     eval_steps: int = 20
     extras: dict = field(default_factory=dict)
+    reference: str | None = None  # static-fgsm: the trained network its points fool (ONNX)
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps"):
@@ -63,7 +68,13 @@ class TrainConfig:
         need(self, isinstance(self.device, str) and device_ok(self.device), "device", DEVICES)
         need(self, self.search in SEARCHES, "search", " | ".join(SEARCHES))
         need(self, self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
+        need(self, self.reference is None or isinstance(self.reference, str), "reference",
+             "a path to an ONNX file")
 
     def options(self) -> dict:
-        """The options as a plain dict (the run's identity hashes it)."""
-        return asdict(self)
+        """The options as a plain dict (the run's identity hashes it); `reference` only when
+        given (runs made before it existed keep their identity)."""
+        out = asdict(self)
+        if out["reference"] is None:
+            del out["reference"]
+        return out

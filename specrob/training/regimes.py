@@ -6,7 +6,8 @@
 - adversarial: CE at the worst point of the ball for CE itself; single-step steepest ascent
   for l_1 / l_2 / l_inf (Shaham et al., Algorithm 1) or multi-step PGD.
 - augmentation: CE on the batch plus 2 points per sample, uniform in the ball or FGSM points
-  (Casadio et al.'s data augmentation).
+  (Casadio et al.'s data augmentation as the text reads), or CE on the training set extended
+  once by static FGSM or random-walk points (as the authors' released code does).
 - cotrain: the classifier with an adversarial generator g (Tibo et al., Algorithm 1, eqs. 9-10).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import ascent_step
 from specrob.search.searches import PGD, Sampling, Search, fgsm
 from specrob.training.config import TrainConfig
+from specrob.training.static_augment import STATIC
 
 
 @dataclass
@@ -113,13 +115,18 @@ class Adversarial(Regime):
 
 class Augmentation(Regime):
     """CE on the batch and on `extra` (2) points per sample: uniform in ball ∩ box, or FGSM
-    steps of size eps from uniform random starts."""
+    steps of size eps from uniform random starts (online: new points every step). The static
+    kinds (static-fgsm, random-walk: `training.static_augment`) extend the training set once
+    instead, and the loss is CE on the batch."""
 
     name = "augmentation"
 
     def loss(self, model, x, y, ctx):
         extra, kind = ctx.config.extra, ctx.config.augment
         region = ctx.prop.region
+        if kind in STATIC:  # the points are in the training set already (Trainer.fit)
+            ce = F.cross_entropy(model(x), y)
+            return ce, {"ce": ce.item()}
         if kind == "uniform":
             points = region.uniform(x, extra).reshape(-1, x.shape[-1])
         else:

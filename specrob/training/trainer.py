@@ -67,6 +67,13 @@ class Trainer:
                              "one process")
         from specrob.devices import resolve_device
         resolved = resolve_device(self.config.device)  # DeviceError: unknown, or no CUDA
+        if self.config.augment == "static-fgsm" and self.config.regime == "augmentation":
+            reference = self.config.reference
+            if reference is None or not Path(reference).is_file():
+                raise TrainError(
+                    "--augment static-fgsm computes its points once against a trained network: "
+                    + ("give it with --reference MODEL.onnx (e.g. a baseline's)"
+                       if reference is None else f"--reference {reference}: no such file"))
         if not any(p.requires_grad for p in self.model.parameters()):
             raise TrainError("the model has no trainable parameters (its build() returns a "
                              "module without nn.Linear / nn.Conv2d / ... layers)")
@@ -87,6 +94,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self.metrics: list[dict] = []
         self.epoch = 0
+        self.static_added, self.static_count = False, 0  # static augmentation (fit)
         tensors = lambda a: torch.tensor(a, device=self.device)  # noqa: E731 - copies: data is read-only
         self.x_train, self.y_train = tensors(self.data.x_train), tensors(self.data.y_train)
         self.x_test, self.y_test = tensors(self.data.x_test), tensors(self.data.y_test)
@@ -109,6 +117,8 @@ class Trainer:
         from specrob.runfolder import array_identity, file_identity
         opts = self.config.options()
         opts.pop("epochs")
+        if self.config.reference is not None:  # static-fgsm's points depend on its weights
+            opts["reference_sha256"] = file_identity(Path(self.config.reference))["sha256"]
         return {"config": opts, "property": self.prop.name, "data": self.data.name,
                 "params": {p.name: str(p.value) for p in self.prop.params},
                 "property_text": printer.declaration(self.prop),
@@ -198,7 +208,8 @@ class Trainer:
         assert self.out is not None, "a run without a folder has nothing to open"
         self.folder = RunFolder(self.out, "train", self.identity(),
                                 files=("checkpoint.pt", "checkpoint.tmp", "metrics.json",
-                                       "model.onnx", "model.onnx.data", "*.png"),
+                                       "model.onnx", "model.onnx.data", "*.png",
+                                       "augmented.pt"),
                                 fresh=fresh)
         self.folder.open()
 
@@ -211,6 +222,8 @@ class Trainer:
     def fit(self) -> list[dict]:
         from tqdm.auto import tqdm
         cfg = self.config
+        if self.epoch < cfg.epochs:
+            self.add_static_points()
         epochs = tqdm(range(self.epoch, cfg.epochs), initial=self.epoch, total=cfg.epochs,
                       desc="epochs", disable=not self.progress, unit="epoch")
         for epoch in epochs:
@@ -238,6 +251,39 @@ class Trainer:
             self.open_folder()
             write_json(self.out / "metrics.json", self.metrics)
         return self.metrics
+
+    def add_static_points(self) -> None:
+        """--augment static-fgsm | random-walk: append the static points to the training set,
+        made once and kept in <out>/augmented.pt (a resumed run trains on the same points)."""
+        from specrob.training.static_augment import STATIC, load_reference, static_points
+        cfg = self.config
+        if cfg.regime != "augmentation" or cfg.augment not in STATIC or self.static_added:
+            return
+        path = None if self.out is None else self.out / "augmented.pt"
+        if path is not None and path.exists():
+            saved = torch.load(path, map_location=self.device, weights_only=True)
+            x, y = saved["x"], saved["y"]
+        else:
+            region = self.compiled.region
+            eps = float(region.radius(self.x_train[:1]).reshape(-1)[0])
+            reference = None
+            if cfg.reference is not None:
+                reference = load_reference(cfg.reference, self.device)
+            try:
+                x, y = static_points(cfg.augment, self.x_train, self.y_train, eps=eps,
+                                     low=region.low, high=region.high, seed=cfg.seed,
+                                     reference=reference)
+            except ValueError as exc:
+                raise TrainError(str(exc)) from None
+            if path is not None:
+                self.open_folder()
+                tmp = path.with_suffix(".tmp")
+                torch.save({"x": x.cpu(), "y": y.cpu()}, tmp)
+                os.replace(tmp, path)
+        self.static_count = len(y)
+        self.x_train = torch.cat([self.x_train, x.to(self.device)])
+        self.y_train = torch.cat([self.y_train, y.to(self.device)])
+        self.static_added = True
 
     def run_epoch(self, epoch: int, tqdm) -> None:
         cfg = self.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 import specrob
 from specrob.lang import ir
@@ -26,6 +27,8 @@ GOLDEN_PROPERTIES = {
     "LR": ("forall x in ball(x0, eps, inf) ∩ box(0, 1)",
            "norm(f(x) - f(x0), inf) - L*norm(x - x0, inf) <= 0", []),
     "SCR": ("forall x in ball(x0, eps, inf) ∩ box(0, 1)", "softmax(f(x))[y] >= eta", []),
+    "SCR_logit": ("forall x in ball(x0, eps, inf) ∩ box(0, 1)", "f(x)[y] >= tau",
+                  ["f(x)[y] >= tau"]),
     "LocalLipschitz": ("forall x in ball(x0, r, 2) ∩ box(0, 1)",
                        "norm(softmax(f(x)) - softmax(f(x0)), 2) - alpha*norm(x - x0, 2) <= 0", []),
 }
@@ -47,6 +50,7 @@ PAPER_DEFAULTS = {  # Casadio et al. Appendix A; Fischer et al.'s eta; Tibo et a
     "LR": {"eps": 0.1, "L": 10.0, "p": math.inf},
     "CR": {"eps": 0.1, "p": math.inf},
     "SCR": {"eps": 0.1, "eta": 0.52, "p": math.inf},
+    "SCR_logit": {"eps": 0.1, "tau": math.log(0.3), "p": math.inf},  # the authors' code
     "on_manifold_average": {"sigma": 0.06},
 }
 
@@ -100,6 +104,21 @@ def test_named_notion_is_the_standard_definition(notion, file):
     standard = specrob.load(next(p for p in SPECS if p.stem == file))[notion]
     assert mine.body == standard.body and mine.ball == standard.ball
     assert mine.params == standard.params
+
+
+def test_the_two_readings_of_scr_differ_where_the_text_and_the_code_differ():
+    """SCR (the text: softmax_y >= 0.52) and SCR_logit (the authors' code: f(x)_y >= log 0.3)
+    on logits where they disagree: a confident logit that is not a majority probability."""
+    from specrob.logic.compiled import CompiledProperty
+    spec = specrob.load(next(p for p in SPECS if p.stem == "scr"))
+    z = torch.tensor([[0.0, 0.1, 0.0],      # logit 0.1 >= -1.2; softmax 0.36 < 0.52
+                      [5.0, -2.0, -3.0],    # both hold
+                      [-2.0, 0.0, 0.0]])    # logit -2 < -1.2; softmax 0.06 < 0.52
+    x = torch.zeros(3, 2)
+    y = torch.tensor([1, 0, 0])
+    text = CompiledProperty(spec["SCR"], 2).holds_at(x, z, x, z, y).tolist()
+    code = CompiledProperty(spec["SCR_logit"], 2).holds_at(x, z, x, z, y).tolist()
+    assert text == [False, True, False] and code == [True, True, False]
 
 
 def test_instance_overrides_defaults_and_clauses():
