@@ -751,11 +751,13 @@ def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib"
 
 def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
               work: str | Path = "runs/reproduce", data: str | None = None, seed: int = 0,
-              fresh: bool = False, progress: bool = True, device: str = "cpu") -> Path:
+              fresh: bool = False, progress: bool = True, device: str = "cpu",
+              budget: str = "quick") -> Path:
     """Reproduce a seed paper's experiments (casadio, shaham, tibo, lassance) and write its
     results page; returns the page's path. `smoke`: a tiny budget that checks the script end
-    to end. `device`: where the networks train and the estimators run (cpu | cuda | cuda:N |
-    auto); the work folder is bound to it. Raises UsageError for an unknown paper,
+    to end. `budget`: quick (minutes on a CPU) or paper (the paper's epochs and learning
+    rates, where defined: casadio). `device`: where the networks train and the estimators run
+    (cpu | cuda | cuda:N | auto); the work folder is bound to it. Raises UsageError for an unknown paper,
     DeviceError, ReproduceError and the errors of the functions above."""
     from specrob.reproduce import PAPERS, paper_module
     from specrob.reproduce.common import Options
@@ -769,9 +771,12 @@ def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
     work = Path(work)
     if out is None:  # a smoke run never overwrites the real pages
         out = work / "smoke-results" if smoke else Path("docs/results")
+    if budget not in ("quick", "paper"):
+        raise UsageError(f"--budget {budget}: choose quick or paper")
     options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
-                      progress=progress, fresh=fresh, device=_device(device))
+                      progress=progress, fresh=fresh, device=_device(device), budget=budget)
     command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
+               + (" --budget paper" if budget == "paper" and not smoke else "")
                + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else "")
                + (f" --device {options.device}" if options.device != "cpu" else ""))
     return paper_module(paper).run(options, command)

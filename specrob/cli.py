@@ -224,8 +224,16 @@ def train(
         min=1, help="adversarial regime: 1 = single steepest-ascent step (Shaham et al.), "
                     ">1 = PGD.")] = TrainConfig.adv_steps,
     augment: Annotated[str, typer.Option(
-        callback=_choice("uniform", "fgsm"),
-        help="augmentation regime: uniform | fgsm.")] = TrainConfig.augment,
+        callback=_choice("uniform", "fgsm", "static-fgsm", "random-walk"),
+        help="augmentation regime: uniform | fgsm (new points every step), or static-fgsm | "
+             "random-walk (made once and appended to the training set, as Casadio et al.'s "
+             "released code does: FGSM points at eps/2 and eps that fool --reference; random "
+             "walks of single-pixel steps of up to eps until the l_2 distance passes eps).")
+                      ] = TrainConfig.augment,
+    reference: Annotated[Optional[Path], typer.Option(
+        help="--augment static-fgsm: the trained network (ONNX, e.g. a baseline's "
+             "model.onnx) whose FGSM points are kept where they fool it.",
+        show_default=False)] = None,
     lam: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
         help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = TrainConfig.lam,
@@ -261,7 +269,8 @@ def train(
         config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                              restarts=restarts, samples=samples, epochs=epochs,
                              batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
-                             adv_steps=adv_steps, augment=augment, lam=lam)
+                             adv_steps=adv_steps, augment=augment, lam=lam,
+                             reference=None if reference is None else str(reference))
         result = api.train(model, spec, config=config, property=prop, data=data, out=out,
                            set=set_ or [], fresh=fresh, progress=not quiet,
                            log=lambda message: console.print(message))
@@ -604,6 +613,11 @@ def reproduce(
     threads: Annotated[int, typer.Option(min=1, max=256, help="torch threads (1 is fastest on a busy "
                                               "2-core machine).")] = 1,
     fresh: Annotated[bool, typer.Option(help="Retrain and recompute everything.")] = False,
+    budget: Annotated[str, typer.Option(
+        callback=_choice("quick", "paper"),
+        help="quick: a budget of minutes on a CPU (the committed pages say theirs); paper: "
+             "the paper's epochs and learning rates (casadio: 100 epochs at Adam 1e-4, hours "
+             "on a CPU; resumable, in <work>/PAPER/paper).")] = "quick",
     device: Annotated[str, _device_option(
         "the networks (training) and the estimators")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -632,7 +646,7 @@ def reproduce(
     torch.set_num_threads(max(1, threads))
     with _user_errors(f"trained networks and finished stages are in {work / paper}"):
         page = api.reproduce(paper, smoke=smoke, out=out, work=work, data=data, seed=seed,
-                             fresh=fresh, progress=not quiet, device=device)
+                             fresh=fresh, progress=not quiet, device=device, budget=budget)
     Console(highlight=False).print(f"wrote {page}")
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ class Options:
     progress: bool = True
     fresh: bool = False           # forget trained networks and finished stages
     device: str = "cpu"           # where networks train and run: cpu | cuda | cuda:N | auto
+    budget: str = "quick"         # quick (FULL: minutes) | paper (the paper's epochs and lr)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ class Run:
 
     def __post_init__(self):
         self.started = time.perf_counter()
-        self.work = self.options.work / self.paper / ("smoke" if self.options.smoke else "full")
+        self.work = self.options.work / self.paper / (
+            "smoke" if self.options.smoke else "paper" if self.options.budget == "paper"
+            else "full")
         if self.options.fresh and self.work.exists():
             import shutil
             shutil.rmtree(self.work)
@@ -253,8 +257,13 @@ def run_paper(paper: str, options: Options, command: str, *, experiment, claims,
     budget)`, which records the paper's claims; `page`: TITLE, `write(run, results, budget)`
     (sections and figures), `budget_text(results, budget)` and `summary(run, results, budget)`
     (read after the claims are checked)."""
+    if options.budget == "paper" and not options.smoke \
+            and getattr(experiment, "PAPER", None) is None:
+        raise ReproduceError(f"--budget paper: not available for {paper} yet (its page says "
+                             f"which budget it ran); use the default --budget quick")
     run = Run(paper, page.TITLE, options, command)
-    budget = experiment.SMOKE if options.smoke else experiment.FULL
+    budget = experiment.SMOKE if options.smoke else \
+        experiment.PAPER if options.budget == "paper" else experiment.FULL
     results = experiment.measure(run, budget)
     run.record(results, page_only=experiment.PAGE_ONLY)
     claims.check(run, results, budget)
@@ -290,6 +299,41 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 40
     """The fraction of rows the model classifies as y."""
     from specrob.numerics import correct
     return correct(model, x, y, batch) / max(len(y), 1)
+
+
+def step_cpu_seconds(setups: Mapping[str, tuple[nn.Module, Any, Any]], x: torch.Tensor,
+                     y: torch.Tensor, *, repeats: int = 9, warmup: int = 2
+                     ) -> dict[str, list[float]]:
+    """CPU seconds (this process, `time.process_time`) of one training step per setup: the
+    regime's loss on the batch (x, y), backward and an Adam step. `setups` maps a name to
+    (network, property, TrainConfig); the setups run interleaved round by round (after
+    `warmup` untimed rounds), so machine load falls on all of them alike. Each network is
+    trained a little by the timing: pass copies. For claims about training time, measured
+    where wall-clock time flips with machine load."""
+    from specrob.logic.compiled import CompiledProperty
+    from specrob.training.regimes import REGIMES, Context
+    steps = {}
+    for name, (net, prop, config) in setups.items():
+        ctx = Context(CompiledProperty(prop, x.shape[-1], config.logic, config.xi), config)
+        regime = REGIMES[config.regime]()
+        regime.setup(net, ctx, x.shape[-1])
+        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+
+        def step(net=net, regime=regime, ctx=ctx, optimizer=optimizer) -> None:
+            net.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = regime.loss(net, x, y, ctx)
+            loss.backward()
+            optimizer.step()
+        steps[name] = step
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    for round_ in range(warmup + repeats):
+        for name, step in steps.items():
+            start = time.process_time()
+            step()
+            if round_ >= warmup:
+                seconds[name].append(time.process_time() - start)
+    return seconds
 
 
 # --- markdown ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -18,7 +19,9 @@ from tests.conftest import explicit_devices
 def test_the_spec_carries_the_papers_parameters():
     spec = specrob.loads(experiment.SPEC)
     assert spec["SR_paper"].value("eps") == 0.1 and spec["SR_paper"].value("delta") == 10
-    assert spec["SCR_paper"].value("eta") == 0.52 and spec["LR_paper"].value("L") == 10
+    assert spec["SCR_text"].value("eta") == 0.52 and spec["LR_paper"].value("L") == 10
+    # the headline SCR is the authors' implementation's: the true logit >= log 0.3
+    assert spec["SCR_paper"].value("tau") == pytest.approx(math.log(0.3))
     assert all(spec[name].ball.p == float("inf") for name in experiment.NOTIONS.values())
 
 
@@ -31,7 +34,26 @@ def test_the_network_is_the_papers_784_100_10_with_clamped_outputs():
 
 
 def test_every_regime_of_table_2_has_the_papers_number():
-    assert set(claims.PAPER_TABLE2) == {name for name, *_ in experiment.REGIMES}
+    assert set(claims.PAPER_TABLE2) == set(experiment.PAPER_ROWS)
+    # the text's readings beside the authors': every -text row has its paper row
+    texts = {name for name, *_ in experiment.REGIMES} - set(experiment.PAPER_ROWS)
+    assert texts and all(t.endswith("-text") for t in texts)
+    assert {t.removesuffix("-text") for t in texts} <= set(experiment.PAPER_ROWS)
+
+
+def test_the_headline_rows_train_as_the_authors_code_does():
+    regimes = {name: options for name, _, _, options in experiment.REGIMES}
+    assert regimes["aug-ru"]["augment"] == "random-walk"
+    assert regimes["aug-fgsm"] == {"regime": "augmentation", "augment": "static-fgsm",
+                                   "reference": "baseline"}
+    assert regimes["adversarial"]["adv_steps"] > 1  # PGD (Table 2's 85.1); FGSM beside
+    assert regimes["adversarial-text"]["adv_steps"] == 1
+    notion = {name: n for name, _, n, _ in experiment.REGIMES}
+    assert notion["constraint-scr"] == "SCR" and notion["constraint-scr-text"] == "SCR_text"
+
+
+def test_the_paper_budget_is_the_papers():
+    assert (experiment.PAPER.epochs, experiment.PAPER.lr) == (100, 1e-4)
 
 
 @pytest.mark.slow
@@ -46,6 +68,10 @@ def test_smoke_run_writes_the_page_figures_and_numbers_and_resumes(tmp_path):
                     "## Constraint satisfaction", "## The paper's claims, checked"):
         assert heading in text
     assert "88.2" in text and "85.1" in text  # the paper's Table 2 beside ours
+    assert "## How this differs from the authors' experiments" in text
+    for item in ("SCR", "Data augmentation (RU)", "Data augmentation (FGSM)",
+                 "Adversarial training", "Budget"):
+        assert f"| {item} |" in text
     figures = sorted((tmp_path / "out" / "casadio").glob("*.png"))
     assert len(figures) == len(page.FIGURES)
     assert all(f.stat().st_size > 1000 and f"casadio/{f.name}" in text for f in figures)

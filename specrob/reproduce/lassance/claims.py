@@ -18,7 +18,8 @@ PAPER_REF = ("Paper: Lassance et al., *Structural robustness for deep learning a
 # The paper's Table 2: CIFAR-10 test error (%), clean and mean over the 15 corruptions of [10].
 PAPER_TABLE2 = {"V": (11.9, 31.6), "P": (10.2, 30.5), "L": (13.2, 31.3), "PGD": (12.8, 18.8),
                 "L2NN": (20.9, 28.5), "V PGD": (5.0, 24.4)}
-SNR_CHECK = 0.0  # dB: where claim (5) compares noisy accuracies (noise power = signal power)
+SNR_CHECK = 0.0  # dB: the SNR whose ranking claim (5) also prints (noise power = signal power)
+NOISE_COSTS = 0.02  # claim (5) reads the SNRs where noise costs every net 2 points or more
 NEGLIGIBLE = 1e-3  # a fraction of pairs below this is "negligible" / "~0"
 
 
@@ -88,6 +89,12 @@ def facts(results: dict, budget: Budget) -> dict:
     drop = {n: noise[n]["clean"]["value"] - noisy_acc[n] for n in NETS}
     agree = [p["snr_db"] for k, p in enumerate(noise[NETS[0]]["curve"])
              if order({n: noise[n]["curve"][k]["value"] for n in NETS}, reverse=True) == by_alpha]
+    # the SNRs where the noise costs every net at least NOISE_COSTS of its clean accuracy:
+    # where a ranking under noise says something (at high SNR all nets are at their clean
+    # accuracy and the ranking is the clean one)
+    noisy = [p["snr_db"] for k, p in enumerate(noise[NETS[0]]["curve"])
+             if all(noise[n]["clean"]["value"] - noise[n]["curve"][k]["value"] >= NOISE_COSTS
+                    for n in NETS)]
     return {"incompat_at_one": at_one, "incompat_zero": zero, "incompat_d03": d03,
             "accuracy": results["accuracy"], "alpha_top": top,
             "r90": {n: saturation_radius(radii, curves[n]["alpha_lim"]) for n in NETS},
@@ -96,7 +103,8 @@ def facts(results: dict, budget: Budget) -> dict:
             "median_top": {n: curves[n]["q50"][-1] for n in NETS},
             "r90_median": {n: saturation_radius(radii, curves[n]["q50"]) for n in NETS},
             "by_alpha": by_alpha, "by_noise": order(noisy_acc, reverse=True),
-            "by_drop": order(drop), "noisy_acc": noisy_acc, "snr_agree": agree}
+            "by_drop": order(drop), "noisy_acc": noisy_acc, "snr_agree": agree,
+            "snr_noisy": noisy}
 
 
 # --- the claims ---------------------------------------------------------------------------------
@@ -145,11 +153,18 @@ def check(run: Run, results: dict, budget: Budget) -> None:
 
     snr = [p["snr_db"] for p in results["noise"][NETS[0]]["curve"]]
     by_alpha, by_noise, agree = f["by_alpha"], f["by_noise"], f["snr_agree"]
+    noisy = f["snr_noisy"]
+    agree_noisy = [v for v in agree if v in noisy]
     run.claim("(5) Fig. 4: the ranking under Gaussian noise is the ranking by alpha_lim (lower "
-              "alpha_lim -> higher noisy accuracy)", holds=by_noise == by_alpha,
+              "alpha_lim -> higher noisy accuracy); read over the SNR range: it holds at most "
+              f"of the SNRs where the noise costs every net {100 * NOISE_COSTS:g} points or "
+              "more", holds=bool(noisy) and 2 * len(agree_noisy) > len(noisy),
               ours=(f"by alpha_lim(r_max), lowest first: {names(by_alpha)}; by accuracy at "
                     f"{SNR_CHECK:g} dB, highest first: {names(by_noise)}; by accuracy lost to "
                     f"the noise, smallest first: {names(f['by_drop'])}; the accuracy ranking "
                     f"equals the alpha_lim ranking at "
                     + (", ".join(f"{v:g}" for v in agree) + " dB" if agree else "no SNR")
-                    + f" of {snr[0]:g} ... {snr[-1]:g} dB"))
+                    + f" of {snr[0]:g} ... {snr[-1]:g} dB; the noise costs every net "
+                    f"{100 * NOISE_COSTS:g} points or more at "
+                    + (", ".join(f"{v:g}" for v in noisy) + " dB" if noisy else "no SNR")
+                    + f", and the rankings agree at {len(agree_noisy)} of them"))

@@ -5,6 +5,7 @@ experiment's results.
 from __future__ import annotations
 
 import math
+import statistics
 
 from specrob.reproduce.common import Run, pct
 from specrob.reproduce.shaham.experiment import SETS, Budget, epoch_seconds
@@ -57,12 +58,19 @@ def check(run: Run, results: dict, budget: Budget) -> None:
               "smallest gain over the baseline at eps > 0: "
               + "; ".join(f"{r}: {100 * g:+.1f} points" for r, g in worst_gap.items())
               + " (significant: above 1.96 standard errors at every eps)")
+    steps = run.results["step_cpu_seconds"]
+    base = statistics.median(steps["baseline"])
+    ratio = {r: statistics.median(steps[r]) / max(base, 1e-9) for r in robust}
+    low = {r: min(steps[r]) / max(min(steps["baseline"]), 1e-9) for r in robust}
     secs = epoch_seconds(run.results["training"])
-    ratio = {r: secs[r] / max(secs["baseline"], 1e-9) for r in robust}
     run.claim("Algorithm 1 does two forward and backward passes per step: training takes about "
               "twice as long as standard training (§4).",
               all(1.5 <= v <= 2.5 for v in ratio.values()),
-              "time per epoch / baseline's: " + "; ".join(f"{r}: {v:.2f}x"
-                                                         for r, v in ratio.items())
-              + " (\"about twice\" taken as 1.5x-2.5x; epochs include the same evaluation)")
+              "CPU time of one training step / the baseline's (median of "
+              f"{len(steps['baseline'])} interleaved steps on one batch; min ratio in "
+              "brackets): " + "; ".join(f"{r}: {v:.2f}x ({low[r]:.2f}x)"
+                                        for r, v in ratio.items())
+              + " (\"about twice\" taken as 1.5x-2.5x). Wall-clock seconds per epoch, which "
+              "flip with machine load: " + "; ".join(
+                  f"{r}: {secs[r] / max(secs['baseline'], 1e-9):.2f}x" for r in robust))
 

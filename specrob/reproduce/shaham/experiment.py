@@ -178,9 +178,13 @@ def measure(run: Run, budget: Budget) -> dict:
     for s in sets:
         models[s.net] = train_net(run, data, budget, "adversarial", s)
 
+    x_step, y_step = run.tensors(data, "train", budget.batch_size)
+    steps = run.stage("step-cpu-seconds", lambda: step_stage(run, data, budget, sets,
+                                                             x_step, y_step))
     table1 = run.stage("table1", lambda: table1_stage(models, x_test, y_test, sets))
     fgsm = run.stage("fgsm", lambda: fgsm_stage(models, x_test, y_test, budget.eps_values))
     return {"setup": setup_record(data, budget, sets), "calibration": calibration, "fgsm": fgsm,
+            "step_cpu_seconds": steps,
             "table1": {k: v for k, v in table1.items() if k != "samples"},
             "a_samples": table1["samples"], "dataset": describe_data(data)}
 
@@ -196,6 +200,23 @@ def train_net(run: Run, data, budget: Budget, regime: str, s: UncertaintySet) ->
                          eval_points=budget.eval_points, eval_steps=10)
     name = "baseline" if regime == "baseline" else s.net.replace(" ", "-")
     return run.train(name, net, s.prop(), data, config)
+
+
+def step_stage(run: Run, data, budget: Budget, sets: tuple[UncertaintySet, ...],
+               x: torch.Tensor, y: torch.Tensor, repeats: int = 15) -> dict[str, list[float]]:
+    """CPU seconds of one training step on one batch, the baseline's and Algorithm 1's in each
+    uncertainty set, interleaved (`step_cpu_seconds`): the paper's "about twice as long"
+    measured where wall-clock epochs flip with machine load. Fresh copies of the net."""
+    from specrob.reproduce.common import step_cpu_seconds
+    setups = {}
+    for name, regime, s in [("baseline", "baseline", sets[-1]),
+                            *[(s.net, "adversarial", s) for s in sets]]:
+        torch.manual_seed(run.options.seed)
+        net = build_model(examples_dir() / "shaham_convnet.py", data.input_dim, data.classes,
+                          channels=budget.channels, hidden=budget.hidden).to(run.device)
+        config = TrainConfig(regime=regime, adv_steps=1, lr=budget.lr, seed=run.options.seed)
+        setups[name] = (net, s.prop(), config)
+    return step_cpu_seconds(setups, x, y, repeats=repeats)
 
 
 def table1_stage(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor,
