@@ -773,6 +773,9 @@ def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
         out = work / "smoke-results" if smoke else Path("docs/results")
     if budget not in ("quick", "paper"):
         raise UsageError(f"--budget {budget}: choose quick or paper")
+    if smoke and budget == "paper":
+        raise UsageError("--smoke runs a tiny budget and --budget paper the paper's: give one "
+                         "of them")
     options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
                       progress=progress, fresh=fresh, device=_device(device), budget=budget)
     command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")

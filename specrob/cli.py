@@ -617,7 +617,7 @@ def reproduce(
         callback=_choice("quick", "paper"),
         help="quick: a budget of minutes on a CPU (the committed pages say theirs); paper: "
              "the paper's epochs and learning rates (casadio: 100 epochs at Adam 1e-4, hours "
-             "on a CPU; resumable, in <work>/PAPER/paper).")] = "quick",
+             "on a CPU; resumable, in WORK/PAPER/paper).")] = "quick",
     device: Annotated[str, _device_option(
         "the networks (training) and the estimators")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -626,8 +626,9 @@ def reproduce(
 
     Each paper trains its networks with specrob's regimes, evaluates them with specrob's
     estimators (and verifier), and writes docs/results/PAPER.md: tables and PNG figures
-    beside the paper's own numbers, and the paper's claims checked one by one. A full run
-    takes at most 15 minutes on a 2-core CPU; an interrupted run resumes (same command).
+    beside the paper's own numbers, and the paper's claims checked one by one. With the
+    default --budget quick a full run takes 5 to 30 minutes on a 2-core CPU (--budget paper:
+    hours); an interrupted run resumes (same command).
 
     - **casadio**   seed 003, Fashion-MNIST: 7 training regimes, Table 2, security
                curves under SR/SCR/LR attacks (Figs. 2-4), constraint accuracy, and

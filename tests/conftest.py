@@ -68,6 +68,9 @@ def explicit_devices():
     import torch
     from torch.overrides import TorchFunctionMode
 
+    import specrob
+    package = str(Path(specrob.__file__).resolve().parent)  # the package, not tests/ or examples/
+
     factories = {torch.tensor, torch.as_tensor, torch.zeros, torch.ones, torch.full,
                  torch.empty, torch.arange, torch.linspace, torch.eye, torch.rand, torch.randn,
                  torch.randint, torch.randperm}
@@ -80,8 +83,8 @@ def explicit_devices():
                     and not (args and isinstance(args[0], torch.Tensor)) \
                     and isinstance(out, torch.Tensor) and out.dim() > 0:
                 caller = sys._getframe(1)  # the code that called the factory
-                where = caller.f_code.co_filename.replace("\\", "/")
-                if "/specrob/" in where:
+                where = caller.f_code.co_filename
+                if str(Path(where).resolve()).startswith(package):
                     raise AssertionError(f"{func.__name__} without device= at {where}:"
                                          f"{caller.f_lineno}")
             return out

@@ -176,3 +176,13 @@ def test_a_model_that_raises_during_training_is_named_with_its_line(tmp_path):
     with pytest.raises(specrob.SpecrobError, match="RuntimeError: boom"):
         specrob.train(model, SPEC, config=TrainConfig(epochs=1, steps=1), progress=False,
                       out=tmp_path / "t")
+
+
+def test_reproduce_stays_callable_after_its_package_is_imported():
+    """`specrob.reproduce` is both the public function and the package of the papers:
+    importing the package (as a first call does) must not leave a module where the function
+    was (found by a new-user pass: a second call raised "'module' object is not callable")."""
+    import specrob.reproduce.common  # noqa: F401 - sets specrob.reproduce to the package
+    for _ in range(2):
+        with pytest.raises(specrob.UsageError, match="unknown paper"):
+            specrob.reproduce("nonexistent")

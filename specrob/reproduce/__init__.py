@@ -9,6 +9,8 @@ adding such a package and a line to `PAPERS`. `common` holds what the papers sha
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 PAPERS: dict[str, str] = {
     "casadio": "Casadio et al. 2022, seed 003: constraint-driven training and evaluation",
@@ -23,3 +25,19 @@ def paper_module(name: str):
     if name not in PAPERS:
         raise KeyError(name)
     return importlib.import_module(f"specrob.reproduce.{name}")
+
+
+class _Package(types.ModuleType):
+    """This package, callable as the function `specrob.reproduce` it shares its name with.
+
+    Importing a submodule makes Python set `specrob.reproduce` to this package, over the
+    public function `specrob.api.reproduce` that `specrob/__init__.py` exports under the same
+    name: after a first `specrob.reproduce("casadio")` (which imports this package), a second
+    call would find a module. Calling the package calls the function, so both stay usable."""
+
+    def __call__(self, *args, **kwargs):
+        from specrob.api import reproduce
+        return reproduce(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _Package

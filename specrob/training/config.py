@@ -70,11 +70,14 @@ class TrainConfig:
         need(self, self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
         need(self, self.reference is None or isinstance(self.reference, str), "reference",
              "a path to an ONNX file")
+        need(self, self.reference is None
+             or (self.regime == "augmentation" and self.augment == "static-fgsm"), "reference",
+             "none: only --regime augmentation --augment static-fgsm uses a reference network")
 
     def options(self) -> dict:
-        """The options as a plain dict (the run's identity hashes it); `reference` only when
-        given (runs made before it existed keep their identity)."""
+        """The options as a plain dict (the run's identity hashes it), without `reference`:
+        the run is bound to the reference network's contents (`Trainer.identity`), not to the
+        path it was given by (runs made before the option existed keep their identity)."""
         out = asdict(self)
-        if out["reference"] is None:
-            del out["reference"]
+        del out["reference"]
         return out

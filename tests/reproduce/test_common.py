@@ -127,6 +127,31 @@ def test_run_paper_chains_experiment_claims_and_page(tmp_path):
     assert record["claims"] == [{"claim": "accuracy is high", "holds": True, "ours": "75%"}]
 
 
+def test_the_paper_budget_runs_where_a_paper_defines_it_and_is_refused_elsewhere(tmp_path):
+    """--budget paper takes the experiment's PAPER budget into <work>/<paper>/paper; a paper
+    without one, or --smoke with it, is a clear error before any work."""
+    from types import SimpleNamespace
+
+    from specrob.reproduce.common import ReproduceError
+    seen = []
+    experiment = SimpleNamespace(FULL="full", SMOKE="smoke", PAPER="paper", PAGE_ONLY=(),
+                                 measure=lambda run, budget: seen.append(budget) or {})
+    claims = SimpleNamespace(PAPER_REF="Ref.", check=lambda run, results, budget: None)
+    page = SimpleNamespace(TITLE="A paper", write=lambda run, results, budget: None,
+                           budget_text=lambda results, budget: budget,
+                           summary=lambda run, results, budget: "")
+    options = Options(out=tmp_path / "out", work=tmp_path / "work", progress=False,
+                      budget="paper")
+    run_paper("paper", options, "specrob reproduce paper --budget paper",
+              experiment=experiment, claims=claims, page=page)
+    assert seen == ["paper"] and (tmp_path / "work" / "paper" / "paper").is_dir()
+    del experiment.PAPER
+    with pytest.raises(ReproduceError, match="--budget paper: not available"):
+        run_paper("paper", options, "c", experiment=experiment, claims=claims, page=page)
+    with pytest.raises(specrob.UsageError, match="give one of them"):
+        specrob.reproduce("casadio", smoke=True, budget="paper", work=tmp_path / "w")
+
+
 def test_every_paper_is_a_package_of_its_three_jobs():
     for name in PAPERS:
         package = paper_module(name)

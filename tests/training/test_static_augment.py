@@ -87,11 +87,24 @@ def test_static_fgsm_needs_its_reference_and_is_bound_to_it(tmp_path):
                   export=False, progress=False)
     saved = torch.load(tmp_path / "t" / "augmented.pt", weights_only=True)
     assert 0 < len(saved["y"]) <= 2 * 256
+    # the run is bound to the reference's contents, not to how its path is spelled
+    same = specrob.TrainConfig(**{**plain, "epochs": 2},
+                               reference=f"{first.parent}/./{first.name}")
+    again = specrob.train(small_net(), SPEC, data=data, config=same, out=tmp_path / "t",
+                          export=False, progress=False)
+    assert again.resumed_after == 1
     # another network written at the same path: another run, refused without --fresh
     export_mlp(first, seed=2)
     with pytest.raises(specrob.SpecrobError, match="fresh"):
         specrob.train(small_net(), SPEC, data=data, config=config, out=tmp_path / "t",
                       export=False, progress=False)
+
+
+def test_a_reference_is_refused_where_nothing_uses_it():
+    for options in ({"regime": "baseline"}, {"regime": "augmentation", "augment": "random-walk"}):
+        with pytest.raises(specrob.OptionError, match="only --regime augmentation --augment "
+                                                      "static-fgsm"):
+            specrob.TrainConfig(**options, reference="model.onnx")
 
 
 def test_the_cli_refuses_static_fgsm_without_a_reference(tmp_path):
