@@ -630,9 +630,10 @@ def reproduce(
     default --budget quick a full run takes 5 to 30 minutes on a 2-core CPU (--budget paper:
     hours); an interrupted run resumes (same command).
 
-    - **casadio**   seed 003, Fashion-MNIST: 7 training regimes, Table 2, security
-               curves under SR/SCR/LR attacks (Figs. 2-4), constraint accuracy, and
-               constraint satisfaction from `specrob verify`.
+    - **casadio**   seed 003, Fashion-MNIST: the 7 training regimes as the authors' code
+               trains them (and the text's readings beside), Table 2, security curves
+               under SR/SCR/LR attacks (Figs. 2-4), constraint accuracy, and constraint
+               satisfaction from `specrob verify`.
     - **shaham**    seed 002: robust optimisation with l_1/l_2/l_inf sets; Table 1
                (clean and A_mnist accuracy), FGSM accuracy curves (Fig. 3).
     - **tibo**      seeds 000/001: co-training vs baseline; Table 1, margin curves and
