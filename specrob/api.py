@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from specrob.devices import resolve_device
 from specrob.errors import SpecrobError
 from specrob.lang.ir import Property, Score, Spec
 
@@ -356,7 +357,7 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
 
     log = log or (lambda message: None)
     config = _config(config, TrainConfig, "train")
-    config = dataclasses.replace(config, device=_device(config.device))  # auto -> cpu / cuda:N
+    config = dataclasses.replace(config, device=resolve_device(config.device))  # auto -> cpu / cuda:N
     out = Path(out)
     checked = _spec(spec, set)
     prop_ir = pick_property(checked, property)
@@ -515,7 +516,7 @@ def verify(model: str | Path, spec: str | Path | Spec, *, config=None,
     config = _config(config, VerifyConfig, "verify")
     # the device used (auto -> cpu or cuda:N) is the one in the run's identity
     config = dataclasses.replace(config, device="cpu" if config.cluster is not None
-                                 else _device(config.device))
+                                 else resolve_device(config.device))
     model, out = Path(model), Path(out)
     checked, prop_ir, dataset, net, module = _verification_inputs(model, spec, set, data,
                                                                   property)
@@ -646,12 +647,6 @@ def _given_centres(centres, prop_ir: Property, net, points: int | None):
     return x0, y
 
 
-def _device(device: str) -> str:
-    """The device a run uses ("cpu" or "cuda:N"); DeviceError for one this machine lacks."""
-    from specrob.devices import resolve_device
-    return resolve_device(device)
-
-
 def verify_instances(*, instances: str | Path | None = None, model: str | Path | None = None,
                      property: str | Path | None = None, timeout: float | None = None,
                      semantics: str = "real", seed: int = 0, out: str | Path = "runs/verify",
@@ -668,7 +663,7 @@ def verify_instances(*, instances: str | Path | None = None, model: str | Path |
         stem_name
 
     out = Path(out)
-    device = _device(device)
+    device = resolve_device(device)
     if semantics not in ("float32", "real"):
         raise UsageError(f"--semantics {semantics}: choose float32 or real")
     if timeout is not None and not timeout > 0:
@@ -777,7 +772,7 @@ def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
         raise UsageError("--smoke runs a tiny budget and --budget paper the paper's: give one "
                          "of them")
     options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
-                      progress=progress, fresh=fresh, device=_device(device), budget=budget)
+                      progress=progress, fresh=fresh, device=resolve_device(device), budget=budget)
     command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
                + (" --budget paper" if budget == "paper" and not smoke else "")
                + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else "")
