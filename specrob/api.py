@@ -747,12 +747,14 @@ def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib"
 def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
               work: str | Path = "runs/reproduce", data: str | None = None, seed: int = 0,
               fresh: bool = False, progress: bool = True, device: str = "cpu",
-              budget: str = "quick") -> Path:
+              budget: str = "quick", epochs: int | None = None) -> Path:
     """Reproduce a seed paper's experiments (casadio, shaham, tibo, lassance) and write its
     results page; returns the page's path. `smoke`: a tiny budget that checks the script end
     to end. `budget`: quick (minutes on a CPU) or paper (the paper's epochs and learning
-    rates, where defined: casadio). `device`: where the networks train and the estimators run
-    (cpu | cuda | cuda:N | auto); the work folder is bound to it. Raises UsageError for an unknown paper,
+    rates). `epochs`: train every net at most this many epochs (the largest budget that fits a
+    machine; the page says so; its own work folder <work>/<paper>/<budget>-<N>ep). `device`:
+    where the networks train and the estimators run (cpu | cuda | cuda:N | auto); the work
+    folder is bound to it. Raises UsageError for an unknown paper,
     DeviceError, ReproduceError and the errors of the functions above."""
     from specrob.reproduce import PAPERS, paper_module
     from specrob.reproduce.common import Options
@@ -771,10 +773,15 @@ def reproduce(paper: str, *, smoke: bool = False, out: str | Path | None = None,
     if smoke and budget == "paper":
         raise UsageError("--smoke runs a tiny budget and --budget paper the paper's: give one "
                          "of them")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
+                               or epochs < 1):
+        raise UsageError(f"--epochs {epochs}: give a whole number >= 1")
     options = Options(smoke=smoke, out=Path(out), work=work, data=data, seed=seed,
-                      progress=progress, fresh=fresh, device=resolve_device(device), budget=budget)
+                      progress=progress, fresh=fresh, device=resolve_device(device), budget=budget,
+                      epochs=epochs)
     command = (f"specrob reproduce {paper}" + (" --smoke" if smoke else "")
                + (" --budget paper" if budget == "paper" and not smoke else "")
+               + (f" --epochs {epochs}" if epochs is not None else "")
                + (f" --data {data}" if data else "") + (f" --seed {seed}" if seed else "")
                + (f" --device {options.device}" if options.device != "cpu" else ""))
     return paper_module(paper).run(options, command)

@@ -214,7 +214,32 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Batch size (under torchrun: the "
                                                         "global batch, shared by the "
                                                         "processes).")] = TrainConfig.batch_size,
-    lr: Annotated[float, typer.Option(callback=_positive, help="Adam learning rate.")] = TrainConfig.lr,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Learning rate (of --optimizer).")
+                  ] = TrainConfig.lr,
+    optimizer: Annotated[str, typer.Option(
+        callback=_choice("adam", "sgd"), help="adam | sgd (torch.optim).")] = TrainConfig.optimizer,
+    momentum: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="--optimizer sgd: momentum (Shaham et al.'s code: 0.9).")] = TrainConfig.momentum,
+    dampening: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="--optimizer sgd: momentum dampening, as torch.optim.SGD (Torch7's optim.sgd "
+             "defaults it to the momentum).")] = TrainConfig.dampening,
+    weight_decay: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="L2 penalty wd/2 * ||w||^2 on the weights (Shaham et al.'s code: 1e-3).")
+                            ] = TrainConfig.weight_decay,
+    lr_steps: Annotated[Optional[str], typer.Option(
+        help="Epoch counts after which the learning rate is multiplied by --lr-gamma "
+             "(torch's MultiStepLR milestones), e.g. 5 (the 6th epoch on) or 50,75.",
+        show_default=False)] = None,
+    lr_gamma: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite, help="--lr-steps: the factor at each step.")
+                        ] = TrainConfig.lr_gamma,
+    lr_decay: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="Learning rate after t steps: lr / (1 + t * lr_decay) (Torch7's "
+             "learningRateDecay; Shaham et al.'s code: 5e-6).")] = TrainConfig.lr_decay,
     a: Annotated[float, typer.Option(
         min=0.0, callback=_finite, help="constraint regime: weight of cross-entropy.")] = TrainConfig.a,
     b: Annotated[float, typer.Option(
@@ -270,6 +295,9 @@ def train(
                              restarts=restarts, samples=samples, epochs=epochs,
                              batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
                              adv_steps=adv_steps, augment=augment, lam=lam,
+                             optimizer=optimizer, momentum=momentum, dampening=dampening,
+                             weight_decay=weight_decay, lr_decay=lr_decay,
+                             lr_steps=_epochs(lr_steps), lr_gamma=lr_gamma,
                              reference=None if reference is None else str(reference))
         result = api.train(model, spec, config=config, property=prop, data=data, out=out,
                            set=set_ or [], fresh=fresh, progress=not quiet,
@@ -284,6 +312,18 @@ def train(
     console.print(f"wrote {result.model} (onnxruntime matches torch to "
                   f"{result.onnx_difference:.1e}), {out / 'metrics.json'}, "
                   f"{out / 'checkpoint.pt'}" + (f", {result.curve}" if result.curve else ""))
+
+
+def _epochs(text: str | None) -> tuple[int, ...]:
+    """--lr-steps: whole epoch numbers separated by commas."""
+    if text is None:
+        return ()
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        _user_error(f"--lr-steps {text}: give epoch numbers separated by commas, e.g. "
+                    f"--lr-steps 50,75")
+    return ()
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -616,8 +656,12 @@ def reproduce(
     budget: Annotated[str, typer.Option(
         callback=_choice("quick", "paper"),
         help="quick: a budget of minutes on a CPU (the committed pages say theirs); paper: "
-             "the paper's epochs and learning rates (casadio: 100 epochs at Adam 1e-4, hours "
-             "on a CPU; resumable, in WORK/PAPER/paper).")] = "quick",
+             "the paper's (or the authors' code's) epochs, optimiser and net sizes (hours on a "
+             "CPU; resumable, in WORK/PAPER/paper).")] = "quick",
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Train every net at most this many epochs, e.g. --budget paper --epochs "
+                    "20: the largest paper budget that fits your machine (said on the page; "
+                    "work folder WORK/PAPER/paper-20ep).", show_default=False)] = None,
     device: Annotated[str, _device_option(
         "the networks (training) and the estimators")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress output.")] = False,
@@ -648,7 +692,8 @@ def reproduce(
     torch.set_num_threads(max(1, threads))
     with _user_errors(f"trained networks and finished stages are in {work / paper}"):
         page = api.reproduce(paper, smoke=smoke, out=out, work=work, data=data, seed=seed,
-                             fresh=fresh, progress=not quiet, device=device, budget=budget)
+                             fresh=fresh, progress=not quiet, device=device, budget=budget,
+                             epochs=epochs)
     Console(highlight=False).print(f"wrote {page}")
 
 

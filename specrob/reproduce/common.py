@@ -50,6 +50,7 @@ class Options:
     fresh: bool = False           # forget trained networks and finished stages
     device: str = "cpu"           # where networks train and run: cpu | cuda | cuda:N | auto
     budget: str = "quick"         # quick (FULL: minutes) | paper (the paper's epochs and lr)
+    epochs: int | None = None     # cut every net's epochs to at most this (a budget that fits)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ class Run:
     def __post_init__(self):
         self.started = time.perf_counter()
         self.work = self.options.work / self.paper / (
-            "smoke" if self.options.smoke else "paper" if self.options.budget == "paper"
-            else "full")
+            ("smoke" if self.options.smoke else "paper" if self.options.budget == "paper"
+             else "full") + ("" if self.options.epochs is None
+                             else f"-{self.options.epochs}ep"))
         if self.options.fresh and self.work.exists():
             import shutil
             shutil.rmtree(self.work)
@@ -261,15 +263,32 @@ def run_paper(paper: str, options: Options, command: str, *, experiment, claims,
             and getattr(experiment, "PAPER", None) is None:
         raise ReproduceError(f"--budget paper: not available for {paper} yet (its page says "
                              f"which budget it ran); use the default --budget quick")
-    run = Run(paper, page.TITLE, options, command)
     budget = experiment.SMOKE if options.smoke else \
         experiment.PAPER if options.budget == "paper" else experiment.FULL
+    if options.epochs is not None:
+        budget, cut = cut_epochs(budget, options.epochs)
+    run = Run(paper, page.TITLE, options, command)
+    if options.epochs is not None:
+        run.note(f"--epochs {options.epochs}: every net trains at most {options.epochs} "
+                 f"epoch(s) ({cut}); all else is the {options.budget} budget's")
     results = experiment.measure(run, budget)
     run.record(results, page_only=experiment.PAGE_ONLY)
     claims.check(run, results, budget)
     page.write(run, results, budget)
     return run.finish(paper_ref=claims.PAPER_REF, budget=page.budget_text(results, budget),
                       summary=page.summary(run, results, budget))
+
+
+def cut_epochs(budget, most: int):
+    """`budget` with its `epochs` (a count, or a tuple of counts per net) cut to at most
+    `most`, and a phrase saying what was cut ("of 120")."""
+    full = budget.epochs
+    if isinstance(full, tuple):
+        cut = tuple(min(e, most) for e in full)
+        said = f"of {', '.join(map(str, full))}"
+    else:
+        cut, said = min(full, most), f"of {full}"
+    return dataclasses.replace(budget, epochs=cut), said
 
 
 def describe_data(data: Dataset) -> dict:

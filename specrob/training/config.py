@@ -11,6 +11,11 @@ SEARCHES = ("pgd", "sample", "fgsm")
 # online (a fresh draw every step) | static (made once, appended to the training set;
 # `training.static_augment`)
 AUGMENTS = ("uniform", "fgsm", "static-fgsm", "random-walk")
+OPTIMIZERS = ("adam", "sgd")
+# Options added after runs existed: left out of a run's identity while at their default, so
+# the folders of earlier runs still resume (`TrainConfig.options`).
+LATER = {"optimizer": "adam", "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
+         "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1}
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,14 @@ class TrainConfig:
     regime: baseline | constraint | adversarial | augmentation | cotrain (`regimes.REGIMES`);
     logic: dl2 | goedel | lukasiewicz | product | yager[:P]; search: how the constraint's worst
     point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
-    `batch_size`, `lr` (Adam; the co-training generator uses the same rate); constraint regime:
+    `batch_size`, `lr` (the co-training generator uses the same rate); `optimizer` adam | sgd
+    (torch.optim; sgd with `momentum` and `dampening` as torch.optim.SGD names them: Torch7's
+    optim.sgd, which Shaham et al.'s released code uses, is momentum 0.9 with dampening equal
+    to the momentum), `weight_decay` (an L2 penalty wd/2·||w||² added to the loss, i.e. wd·w
+    to the gradient, for either optimiser), `lr_steps` and `lr_gamma` (a step schedule: the
+    rate is multiplied by lr_gamma from each epoch index in lr_steps on, as torch's
+    MultiStepLR), `lr_decay` (Torch7's learningRateDecay: the rate after t steps is
+    lr / (1 + t·lr_decay)); `trainer.learning_rate` combines them; constraint regime:
     loss a·CE + b·L_C (Casadio et al. eq. 2); adversarial: `adv_steps` (1 = one steepest-ascent
     step, Shaham et al.); augmentation: `extra` points per sample, `augment` uniform | fgsm
     (online), or static-fgsm | random-walk (made once: Casadio et al.'s released procedures,
@@ -51,6 +63,13 @@ class TrainConfig:
     eval_steps: int = 20
     extras: dict = field(default_factory=dict)
     reference: str | None = None  # static-fgsm: the trained network its points fool (ONNX)
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    lr_decay: float = 0.0
+    lr_steps: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps"):
@@ -68,6 +87,22 @@ class TrainConfig:
         need(self, isinstance(self.device, str) and device_ok(self.device), "device", DEVICES)
         need(self, self.search in SEARCHES, "search", " | ".join(SEARCHES))
         need(self, self.augment in AUGMENTS, "augment", " | ".join(AUGMENTS))
+        need(self, self.optimizer in OPTIMIZERS, "optimizer", " | ".join(OPTIMIZERS))
+        for name in ("momentum", "dampening"):
+            need(self, _number(getattr(self, name)) and 0 <= getattr(self, name) < 1, name,
+                 "a number in [0, 1)")
+            need(self, getattr(self, name) == 0 or self.optimizer == "sgd", name,
+                 "0 with --optimizer adam (momentum and dampening are SGD's; Adam's betas are "
+                 "its own)")
+        need(self, isinstance(self.lr_steps, tuple)
+             and all(_whole(m, 1) for m in self.lr_steps)
+             and list(self.lr_steps) == sorted(set(self.lr_steps)), "lr_steps",
+             "increasing epoch numbers >= 1, e.g. (5,) or (50, 75)")
+        need(self, _number(self.lr_gamma) and 0 < self.lr_gamma <= 1, "lr_gamma",
+             "a number in (0, 1]")
+        for name in ("weight_decay", "lr_decay"):
+            need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
+                 "a finite number >= 0")
         need(self, self.reference is None or isinstance(self.reference, str), "reference",
              "a path to an ONNX file")
         need(self, self.reference is None
@@ -80,4 +115,7 @@ class TrainConfig:
         path it was given by (runs made before the option existed keep their identity)."""
         out = asdict(self)
         del out["reference"]
+        for name, default in LATER.items():
+            if out[name] == default or (name == "lr_gamma" and not self.lr_steps):
+                del out[name]
         return out

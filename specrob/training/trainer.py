@@ -44,6 +44,28 @@ def _seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of `config` over the model's parameters. torch.optim.SGD's momentum /
+    dampening / weight_decay are Torch7 optim.sgd's (weight decay added to the gradient before
+    the momentum; the first step's buffer is the gradient itself). The rate of each step is
+    set by `learning_rate`."""
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               dampening=config.dampening, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def learning_rate(config: TrainConfig, epoch: int, step: int) -> float:
+    """The rate of optimiser step `step` (0-based, counted over the whole run) in `epoch`
+    (0-based): lr · lr_gamma^(number of lr_steps <= epoch) / (1 + step · lr_decay). lr_steps
+    is the usual step schedule (torch's MultiStepLR: Tibo et al. drop 1e-3 to 1e-4 from their
+    6th epoch, lr_steps = (5,)); lr_decay is Torch7's learningRateDecay (Shaham et al.'s
+    released scripts: 5e-6)."""
+    drops = sum(epoch >= m for m in config.lr_steps)
+    return config.lr * config.lr_gamma ** drops / (1.0 + step * config.lr_decay)
+
+
 @dataclass
 class Trainer:
     model: nn.Module
@@ -91,7 +113,8 @@ class Trainer:
             self.regime.setup(self.model, self.ctx, n, self.model_file)
         except ValueError as exc:  # an unknown search, a bad option of the regime
             raise TrainError(str(exc)) from None
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
+        self.optimizer = make_optimizer(self.model, self.config)
+        self.steps = 0  # optimiser steps taken (the rate schedule's clock)
         self.metrics: list[dict] = []
         self.epoch = 0
         self.static_added, self.static_count = False, 0  # static augmentation (fit)
@@ -136,6 +159,7 @@ class Trainer:
                  # what build() was called with, so the weights load without the data
                  "build": {"input_dim": self.data.input_dim, "classes": self.data.classes},
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "steps": self.steps,
                  "regime": self.regime.state_dict()}
         path = self._checkpoint()
         tmp = path.with_suffix(".tmp")
@@ -180,6 +204,7 @@ class Trainer:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = state.get("steps", 0)  # (absent before schedules: a constant rate)
         self.regime.load_state_dict(state["regime"])
         self.epoch, self.metrics = state["epoch"], state["metrics"]
         return True
@@ -303,7 +328,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if len(idx) == 0:  # a torchrun process with no rows of a short last batch
                 average_gradients(self.model, self.group, 0, len(batch))
-                self.optimizer.step()
+                self.step(epoch)
                 continue
             loss, logs = self.regime.loss(self.model, x, y, self.ctx)
             if not torch.isfinite(loss):
@@ -313,12 +338,20 @@ class Trainer:
                                  f"check the network and the property")
             loss.backward()
             average_gradients(self.model, self.group, len(idx), len(batch))
-            self.optimizer.step()
+            self.step(epoch)
             self.regime.after_step(self.model, x, y, self.ctx,
                                    self.x_train[other[start:start + cfg.batch_size]])
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
         self.last_train = {k: v / len(order) for k, v in total(sums, self.group).items()}
+
+    def step(self, epoch: int) -> None:
+        """One optimiser step at the schedule's rate (`learning_rate`)."""
+        rate = learning_rate(self.config, epoch, self.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.optimizer.step()
+        self.steps += 1
 
     def evaluate(self) -> dict[str, float]:
         """Clean accuracy, constraint loss at the PGD point and the fraction of points whose

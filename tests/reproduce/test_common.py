@@ -152,6 +152,40 @@ def test_the_paper_budget_runs_where_a_paper_defines_it_and_is_refused_elsewhere
         specrob.reproduce("casadio", smoke=True, budget="paper", work=tmp_path / "w")
 
 
+def test_epochs_cut_every_nets_budget_into_its_own_work_folder(tmp_path):
+    """--epochs N: at most N epochs per net (a count or one per net), the rest of the budget
+    unchanged, said on the page, in <work>/<paper>/<budget>-<N>ep (never mixed with the
+    uncut budget's networks)."""
+    import dataclasses
+    from types import SimpleNamespace as budget
+
+    from specrob.reproduce.common import cut_epochs
+
+    @dataclasses.dataclass(frozen=True)
+    class Budget:
+        epochs: int | tuple[int, ...]
+        lr: float = 0.1
+
+    assert cut_epochs(Budget(120), 20) == (Budget(20), "of 120")
+    assert cut_epochs(Budget(5), 20) == (Budget(5), "of 5")
+    assert cut_epochs(Budget((100, 205, 8)), 50) == (Budget((50, 50, 8)), "of 100, 205, 8")
+    seen = []
+    experiment = budget(FULL=Budget(8), SMOKE=Budget(1), PAPER=Budget(120), PAGE_ONLY=(),
+                        measure=lambda run, b: seen.append(b) or {})
+    claims = budget(PAPER_REF="Ref.", check=lambda run, results, b: None)
+    page = budget(TITLE="A paper", write=lambda run, results, b: None,
+                  budget_text=lambda results, b: f"{b.epochs} epochs",
+                  summary=lambda run, results, b: "")
+    options = Options(out=tmp_path / "out", work=tmp_path / "work", progress=False,
+                      budget="paper", epochs=30)
+    written = run_paper("paper", options, "specrob reproduce paper --budget paper --epochs 30",
+                        experiment=experiment, claims=claims, page=page)
+    assert seen == [Budget(30)] and (tmp_path / "work" / "paper" / "paper-30ep").is_dir()
+    assert "at most 30 epoch(s) (of 120)" in written.read_text()
+    with pytest.raises(specrob.UsageError, match="--epochs 0"):
+        specrob.reproduce("shaham", epochs=0, work=tmp_path / "w")
+
+
 def test_every_paper_is_a_package_of_its_three_jobs():
     for name in PAPERS:
         package = paper_module(name)

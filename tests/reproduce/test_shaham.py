@@ -13,6 +13,7 @@ from specrob.reproduce.common import Options
 from specrob.reproduce.shaham import run
 from specrob.reproduce.shaham.claims import PAPER_TABLE1, clearly_above
 from specrob.reproduce.shaham.experiment import (
+    MNIST_SIGMA_32,
     NETS,
     SETS,
     adversarial_set,
@@ -84,11 +85,71 @@ def test_shaham_net_builds_for_digits_and_mnist_sizes():
         build_model(path, 64, 10, width=3)
 
 
+def test_the_authors_radii_in_pixel_units():
+    """The released scripts' `intensity` values, in standardised units, times the pixel sd:
+    0.055 / 0.55 / 0.55 for the authors' 32x32 MNIST (sd 0.2752), as the issue measured."""
+    assert {s.name: s.standardised for s in SETS} == {"l_1": 2.0, "l_2": 2.0, "l_inf": 0.2}
+    pixels = {s.name: s.in_pixels(MNIST_SIGMA_32).radius for s in SETS}
+    assert pixels == pytest.approx({"l_1": 0.5504, "l_2": 0.5504, "l_inf": 0.05504})
+    inf = SETS[-1].in_pixels(0.25)
+    assert inf.radius == 0.05 and "= 0.05, p: norm = inf" in specrob_text(inf)
+
+
+def specrob_text(s) -> str:
+    from specrob.lang import printer
+    return printer.declaration(s.prop())
+
+
+def test_the_standardised_net_sees_what_the_authors_net_sees():
+    """standardize=(m, sd) inside the net equals feeding (x - m) / sd to the same weights, so
+    a step of r·sd in pixels is a step of r in the authors' units."""
+    from specrob.network.model_file import build_model
+    from specrob.resources import examples_dir
+    path = examples_dir() / "shaham_convnet.py"
+    torch.manual_seed(0)
+    inside = build_model(path, 784, 10, channels=(2, 3), hidden=8, standardize=(0.3, 0.25))
+    torch.manual_seed(0)
+    plain = build_model(path, 784, 10, channels=(2, 3), hidden=8)
+    x = torch.rand(4, 784)
+    with torch.no_grad():
+        assert torch.allclose(inside(x), plain((x - 0.3) / 0.25), atol=1e-5)
+    with pytest.raises(Exception, match="standard deviation must be > 0"):
+        build_model(path, 784, 10, standardize=(0.3, 0.0))
+
+
+def test_the_robust_convnet_exports_and_verifies_with_its_input_batch_norm(tmp_path):
+    """Standardisation and the input batch norm (after training: running statistics) go
+    through the ONNX export (onnxruntime agrees) and through CROWN: verdicts are sound
+    (an independent oracle: no PGD point in a verified ball breaks the property)."""
+    import specrob
+    from specrob.data import load_data
+    from specrob.network.model_file import build_model
+    from specrob.resources import examples_dir
+    from specrob.training.export import export_onnx
+    data = load_data("digits")
+    torch.manual_seed(0)
+    net = build_model(examples_dir() / "shaham_convnet.py", data.input_dim, data.classes,
+                      channels=(3, 4), hidden=16, standardize=(0.3, 0.3), input_bn=True)
+    net.train()
+    with torch.no_grad():  # move the running statistics away from (0, 1)
+        for _ in range(20):
+            net(torch.tensor(data.x_train[:256]))
+    net.eval()
+    x0 = torch.tensor(data.x_test[:6])
+    assert export_onnx(net, torch.zeros(1, data.input_dim), tmp_path / "m.onnx") < 1e-4
+    (tmp_path / "p.rspec").write_text("property P = CR(eps = 0.002, p = inf)\n")
+    result = specrob.verify(tmp_path / "m.onnx", tmp_path / "p.rspec", data="digits",
+        out=tmp_path / "v", progress=False, config=specrob.VerifyConfig(points=6, timeout=20),
+        centres=(x0, net(x0).argmax(-1).detach()))  # labels: its own predictions
+    methods = {r["verdict"] for r in result.rows}
+    assert methods <= {"verified", "falsified", "unknown"} and "verified" in methods
+
+
 def test_adversarial_set_fools_the_model_from_correct_points_only():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 3))
     x, y = torch.rand(200, 6), torch.randint(0, 3, (200,))
-    A = adversarial_set(model, x, y)
+    A = adversarial_set(model, x, y, tuple(s.in_pixels(0.5) for s in SETS))
     assert set(A) == {s.name for s in SETS}
     for part in A.values():
         with torch.no_grad():
@@ -120,7 +181,8 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     with explicit_devices():  # every tensor on the run's device: the --device oracle
         page = run(opts, "specrob reproduce shaham --smoke")
     text = page.read_text()
-    for heading in ("## Table 1", "## Figure 3", "## Setup", "## Training",
+    for heading in ("## Table 1", "## Figure 3", "## Setup", "## Training", "## Seeds",
+                    "## How this differs from the authors' experiments",
                     "## The paper's claims, checked"):
         assert heading in text
     for number in ("99.09", "99.16", "99.28", "99.33", "33.83", "76.55", "79.96", "1203"):
@@ -131,7 +193,14 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
         assert f"shaham/{png}" in text
 
     record = json.loads((tmp_path / "out" / "shaham.json").read_text())
-    assert {"setup", "table1", "fgsm", "training", "claims"} <= set(record)
+    assert {"setup", "table1", "fgsm", "training", "claims", "seeds", "strength"} <= set(record)
+    sd = record["setup"]["net"]["standardisation"]["sigma"]
+    for name, radii in record["setup"]["uncertainty_sets"].items():
+        assert radii["pixels"] == pytest.approx(radii["standardised"] * sd, rel=1e-3)
+    assert set(record["seeds"]) == {"0", "1"}  # the smoke budget: two seeds
+    assert record["seeds"]["0"]["clean"] == {n: v["clean"] for n, v in
+                                             record["table1"]["nets"].items()}
+    assert record["setup"]["optimizer"]["name"] == "sgd"
     t1 = record["table1"]
     assert set(t1["nets"]) == set(NETS) == set(PAPER_TABLE1)
     assert t1["A_size"] == sum(t1["A_counts"].values())

@@ -1,4 +1,4 @@
-"""Shaham et al. (seed 002), the page: the setup and its calibrated radii, Table 1 with
+"""Shaham et al. (seed 002), the page: the setup and the authors' radii in pixel units, Table 1 with
 members of A (the paper's Figs. 1-2), Figure 3's FGSM curves, the training table, the budget
 and the summary, all written from the experiment's results.
 """
@@ -13,6 +13,7 @@ from specrob.reproduce.common import Run, pct, plot_curves, save_figure, table
 from specrob.reproduce.shaham.claims import PAPER_TABLE1, clearly_above
 from specrob.reproduce.shaham.experiment import (
     NETS,
+    MNIST_SIGMA_32,
     PAPER_A_SIZE,
     PAPER_FOOLED,
     SETS,
@@ -23,29 +24,33 @@ from specrob.reproduce.shaham.experiment import (
 TITLE = "Shaham et al. (seed 002): robust optimisation with l_1, l_2 and l_inf uncertainty sets"
 FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Boot")
-# Measured once with fixed radii before calibration was introduced (same command and budget);
-# kept on the page because the radius is the knob that decides which claims hold.
-SENSITIVITY = (
-    "**The radius decides the trade-off.** An earlier run of this command (2026-11-22, same "
-    "budget) used fixed radii l_1 1, l_2 1, l_inf 0.1 instead of calibrated ones: its steps "
-    "fooled the baseline ten times as often (A = 11163 examples, 1.28 per correctly classified "
-    "test point, the paper's about 0.12), and the robust l_2 / l_inf nets kept 60.5% / 62.5% "
-    "accuracy under FGSM at eps 0.1 (the baseline: 21.0%) but lost 6.2 / 11.1 points of clean "
-    "accuracy (81.0% / 76.2% against 87.2%). Small radii keep the clean accuracy and buy little "
-    "FGSM robustness; large ones buy robustness at the price of clean accuracy; the paper "
-    "reports both gains at once.")
-
-
-# item, the paper's text, the authors' released code (as read for issue 15), specrob here
+# item, the paper's text, the authors' released code (github.com/yutaroyamada/RobustTraining,
+# mnist/train-baseline.lua, mnist/train-mnist-robust-{l1,l2,inf}-BN.lua,
+# mnist/computeAdversarials.lua), specrob here
 DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
-    ("Radii", "not given", "l_inf 0.2, l_2 2, l_1 2 in standardised pixel units (about 0.055 / "
-     "0.55 / 0.55 in [0, 1] units for MNIST)", "calibrated to the paper's A_mnist on our "
-     "baseline (see Setup): not yet the authors' radii"),
-    ("Optimiser", "not given", "SGD, momentum 0.9, L2 1e-3", "Adam (not yet the authors')"),
-    ("Input layer", "not given", "a batch-norm layer on the input of the robust nets only",
-     "none (not yet the authors')"),
+    ("Radii", "not given", "`intensity`: l_inf 0.2, l_2 2, l_1 2 in standardised pixel units "
+     f"(x {MNIST_SIGMA_32} = 0.055 / 0.55 / 0.55 in [0, 1] units for their 32x32 MNIST)",
+     "the authors' radii x this data's pixel sd (see Setup): the same balls in the units of "
+     "the standardised input"),
+    ("Input scaling", "not given", "global standardisation of the data (`normalizeGlobal`)",
+     "the same, as a fixed first layer of every net (inputs and radii stay in [0, 1] units)"),
+    ("Optimiser", "not given", "Torch7 optim.sgd: lr 1e-2, momentum 0.9 (dampening 0.9, its "
+     "default), L2 1e-3, learningRateDecay 5e-6, batch 100",
+     "the same (torch.optim.SGD with dampening 0.9, weight_decay 1e-3, lr / (1 + 5e-6 t))"),
+    ("Input layer", "not given", "a batch-norm layer without scale/shift on the input of the "
+     "robust nets only", "the same (`examples/shaham_convnet.py`, input_bn)"),
+    ("Epochs", "not given", "baseline 120 (`numEpochs`); robust scripts loop until stopped",
+     "--budget paper: 120; the committed page: see Budget"),
+    ("Adversarial step in training", "eq. (11), one step", "computed in training mode (the "
+     "input batch norm uses the batch's statistics); not clipped to the pixel range",
+     "computed in evaluation mode (running statistics); clipped to [0, 1] (an l_1 step moves "
+     "the largest-gradient pixel that can still move)"),
+    ("Images", "28x28 MNIST", "32x32 (the Torch7 MNIST files: digits padded with zeros)",
+     "28x28; unpadded convolutions (28 -> 24 -> 8 -> 4 -> 2)"),
     ("Data", "MNIST", "MNIST", "Fashion-MNIST (MNIST is not shipped offline; "
      "`--data idx:DIR` runs MNIST files)"),
+    ("Seeds", "one run", "one run (seed 1)", "accuracies over `seeds` runs with standard "
+     "errors (see Seeds)"),
     ("Training time", "Algorithm 1 takes about twice as long", "-",
      "CPU time of interleaved training steps (wall-clock epochs flip with machine load)"),
 )
@@ -57,48 +62,61 @@ def write(run: Run, results: dict, budget: Budget) -> None:
     run.section("## How this differs from the authors' experiments\n\n"
                 + table(["item", "paper text", "authors' code", "specrob here"],
                         [list(row) for row in DIFFERENCES]))
-    setup_section(run, data, budget, results["calibration"])
+    setup_section(run, data, budget, results["setup"], results["strength"])
     table1_section(run, results["table1"], results["a_samples"],
                    FASHION_CLASSES if data["name"].startswith("fashion") else None)
     fgsm_section(run, results["fgsm"])
+    seeds_section(run, results["seeds"])
     training_section(run)
 
 
 def budget_text(results: dict, budget: Budget) -> str:
     data = results["dataset"]
     c1, c2 = budget.channels
-    return (f"{budget.epochs} epoch(s) per net (Adam, lr {budget.lr}, batch "
-            f"{budget.batch_size}) on {data['train']} {data['name']} training points; "
-            f"net conv{c1}-pool3-conv{c2}-pool2-FC{budget.hidden}-10 (the paper: conv32/conv64, "
-            f"FC200, epochs not given); evaluation on {data['test']} test points.")
+    return (f"{budget.epochs} epoch(s) per net (SGD lr {budget.lr:g}, momentum "
+            f"{budget.momentum:g}, L2 {budget.weight_decay:g}, batch {budget.batch_size}: the "
+            f"authors' settings; their baseline ran 120 epochs) on {data['train']} "
+            f"{data['name']} training points, {budget.seeds} seed(s); net conv{c1}-pool3-"
+            f"conv{c2}-pool2-FC{budget.hidden}-10 (the authors': conv32/conv64, FC200); "
+            f"evaluation on {data['test']} test points.")
 
 
 # --- the sections ----------------------------------------------------------------------------
-def setup_section(run: Run, data: dict, budget: Budget, calibration: dict) -> None:
+def setup_section(run: Run, data: dict, budget: Budget, setup: dict, strength: dict) -> None:
     c1, c2 = budget.channels
-    rows = [[s.name, f"{calibration[s.name]['radius']:g}", f"{s.cap:g}",
-             pct(calibration[s.name]["fooled"], 1)] for s in SETS]
+    sd = setup["net"]["standardisation"]
+    rows = [[s.name, f"{strength[s.name]['standardised']:g}",
+             f"{strength[s.name]['radius']:g}",
+             f"{s.standardised * MNIST_SIGMA_32:.3g}",
+             pct(strength[s.name]["fooled"], 1),
+             f"{strength[s.name]['paper_radius']:g}"] for s in SETS]
     run.section(f"""## Setup
 
 - **Data**: {data['name']} ({data['train']} training, {data['test']} test points, pixels in
   [0, 1]). The paper used MNIST, which is not shipped here; with MNIST's IDX files pass
   `--data idx:DIR`.
-- **Nets**: the paper's convnet shape with fewer filters (to fit the time budget): conv
-  5x5 ({c1} filters) - ReLU - max-pool 3x3 - conv 5x5 ({c2}) - ReLU - max-pool 2x2 - FC
-  {budget.hidden} - ReLU - FC 10 (the paper: 32 and 64 filters, FC 200); unpadded convolutions
-  (28 -> 24 -> 8 -> 4 -> 2; images under 22 pixels a side are padded). All four nets start
-  from the same weights.
-- **Baseline**: cross-entropy. **Robustified nets** (Algorithm 1): specrob's `adversarial`
-  regime with one steepest-ascent step (`adv_steps = 1`): every update is at x + Δx, Δx the
-  step of the CE loss in the ball of the property `CR(eps = r, p = ...)`, never at x itself.
-- **Uncertainty sets**: the paper does not give its radii. Its A_mnist does tell how strong
-  its steps were: {PAPER_A_SIZE} examples over three norms from about 9909 correctly classified
-  test points, one step fooling its baseline on about {pct(PAPER_FOOLED, 1)}% of them per norm.
-  We calibrate each radius the same way: bisection for the radius at which one step fools our
-  baseline on {pct(PAPER_FOOLED, 1)}% of the first {budget.calibration_points} training points
-  it classifies correctly (at most the cap; pixels lie in [0, 1], an l_1 step moves one pixel):
+- **Nets**: the paper's convnet: (x - {sd['mean']:g}) / {sd['sigma']:g} (the authors'
+  global standardisation, here a fixed first layer) - conv 5x5 ({c1} filters) - ReLU - max-pool
+  3x3 - conv 5x5 ({c2}) - ReLU - max-pool 2x2 - FC {budget.hidden} - ReLU - FC 10 (the authors:
+  32 and 64 filters, FC 200); the robust nets have a batch-norm layer without scale or shift
+  on the input, as in the authors' scripts. All four nets of a seed start from the same
+  weights.
+- **Training**: the authors' SGD (lr {budget.lr:g}, momentum {budget.momentum:g} with
+  dampening {budget.dampening:g}, L2 {budget.weight_decay:g}, rate decay {budget.lr_decay:g},
+  batch {budget.batch_size}). **Baseline**: cross-entropy. **Robustified nets** (Algorithm 1):
+  specrob's `adversarial` regime with one steepest-ascent step (`adv_steps = 1`): every update
+  is at x + Δx, Δx the step of the CE loss in the ball of the property `CR(eps = r, p = ...)`,
+  never at x itself.
+- **Uncertainty sets**: the paper does not give its radii; the authors' scripts do, in
+  standardised units. A radius r there is r·sigma in pixel units for every norm (the
+  standardisation divides every pixel by sigma): sigma = {sd['sigma']:g} for this data (their
+  32x32 MNIST: {MNIST_SIGMA_32}). How strong one step is against our baseline, on the first
+  {budget.strength_points} training points it classifies correctly; the paper's A_mnist
+  ({PAPER_A_SIZE} examples from about 9909 correct test points, three norms) implies about
+  {pct(PAPER_FOOLED, 1)}% per norm, reached here at the radius in the last column:
 
-{table(["set", "radius r", "cap", "one step fools the baseline on (%)"], rows)}
+{table(["set", "radius (standardised)", "radius (pixels, ours)", "radius (pixels, MNIST)",
+        "one step fools the baseline on (%)", "radius for the paper's rate (pixels)"], rows)}
 
 - **A** (the paper's A_mnist): from the test points the baseline classifies correctly, one
   eq. (11) step against the baseline per set (same radii), kept where the baseline then errs;
@@ -107,9 +125,32 @@ def setup_section(run: Run, data: dict, budget: Budget, calibration: dict) -> No
   (specrob's steepest ascent within the box, the same in training).
 - **FGSM** (Fig. 3): eq. (2) on the cross-entropy itself, x + eps·sign(∇x CE(f(x), y)), clamped
   to [0, 1], generated against each net's own weights; accuracy counts misclassified clean
-  points as failures.
+  points as failures.""")
 
-{SENSITIVITY}""")
+
+def seeds_section(run: Run, seeds: dict) -> None:
+    """Clean accuracy per seed, its mean and standard error, and the paired gains."""
+    from specrob.reproduce.shaham.claims import clean_gains, mean_se
+    if len(seeds) < 2:
+        run.section("## Seeds\n\nOne seed at this budget: the accuracies' uncertainty is "
+                    "the binomial one of the test set (see the claims).")
+        return
+    gains = clean_gains(seeds)
+    rows = []
+    for name in NETS:
+        values = [r["clean"][name] for r in seeds.values()]
+        m, se = mean_se(values)
+        gain = "-" if name == "baseline" else \
+            f"{100 * gains[name][0]:+.2f} ± {100 * gains[name][1]:.2f}"
+        rows.append([name] + [pct(v, 2) for v in values] + [f"{100 * m:.2f} ± {100 * se:.2f}",
+                                                             gain])
+    run.section(f"""## Seeds
+
+Every net trained again from other initial weights and batch orders (seeds
+{', '.join(seeds)}); clean test accuracy (%), its mean ± standard error, and the gain over the
+baseline of the same seed (points; the paper's Table 1 gains: +0.07, +0.19, +0.24):
+
+{table(["net"] + [f"seed {k}" for k in seeds] + ["mean ± SE", "gain ± SE"], rows)}""")
 
 
 def table1_section(run: Run, t: dict, samples: dict, names: tuple[str, ...] | None) -> None:
@@ -275,7 +316,7 @@ def why_sentence(data: dict, t: dict, training: dict) -> str:
     return (f"Differences are expected: {other}a smaller net trained for "
             f"{len(training['baseline'])} epochs (last-epoch training loss at the perturbed "
             f"points: {', '.join(f'{s.name} {ce[s.net]:.2f}' for s in SETS)}; the baseline's "
-            f"{ce['baseline']:.2f} at clean points), and radii calibrated to the paper's A "
-            f"(the paper gives none), which also set how large A is and how it splits between "
-            f"the norms."
+            f"{ce['baseline']:.2f} at clean points), and the authors' radii carried over "
+            f"from standardised MNIST to this data, which also set how large A is and how it "
+            f"splits between the norms."
             + strength)
