@@ -291,6 +291,14 @@ def cut_epochs(budget, most: int):
     return dataclasses.replace(budget, epochs=cut), said
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """The mean of a claim's numbers over seeds and its standard error (sample sd / sqrt(n);
+    0 for one value)."""
+    import statistics
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
+
+
 def describe_data(data: Dataset) -> dict:
     """The facts about the data a page states, as plain values."""
     return {"name": data.name, "train": data.train_size, "test": data.test_size,

@@ -63,7 +63,8 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     text = page.read_text()
     for heading in ("## Table 1: clean test accuracy", "## Figure 3: margin curves",
                     "## Table 3: share of closest adversarial examples",
-                    "## The paper's claims, checked", "## Setup and deviations"):
+                    "## The paper's claims, checked", "## Setup and deviations", "## Seeds",
+                    "## How this differs from the authors' experiments"):
         assert heading in text
     for number in ("93.47", "92.80", "93.57", "93.72", "93.30", "93.29",  # Table 1
                    "93.17", "6.18", "0.65", "82.43", "6.28", "11.29",     # Table 3, seed 001
@@ -94,7 +95,13 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
             assert all(math.isnan(s["value"]) for s in shares.values())
     assert any(record["shares"][name]["pgd"]["count"] for name in record["accuracy"])
     assert len(record["claims"]) == 4
-    assert set(record["training"]) == {"noreg"} | {f"cotrain-lam{lam:g}" for lam in experiment.SMOKE.lams}
+    first = {"noreg"} | {f"cotrain-lam{lam:g}" for lam in experiment.SMOKE.lams}
+    assert set(record["training"]) == first | {f"{n}-seed1" for n in first}  # two seeds
+    seeds = record["seeds"]
+    assert set(seeds) == {"0", "1"} and seeds["0"]["chosen"] == record["chosen"]
+    assert seeds["0"]["accuracy"] == {k: e["value"] for k, e in record["accuracy"].items()}
+    assert seeds["1"]["chosen"] in nets[1:]
+    assert "mean ± standard error over 2 seeds" in record["claims"][0]["ours"]
 
     again = tibo.run(options, "specrob reproduce tibo --smoke")
     second = json.loads((tmp_path / "out" / "tibo.json").read_text())

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
 
-from specrob.reproduce.common import Run, pct
+from specrob.reproduce.common import Run, mean_se, pct
 from specrob.reproduce.shaham.experiment import SETS, Budget, epoch_seconds
 
 PAPER_REF = ("Uri Shaham, Yutaro Yamada, Sahand Negahban: *Understanding adversarial training: "
@@ -26,12 +25,6 @@ def clearly_above(a: float, b: float, n: int, *, z: float = 1.96) -> bool:
     each (unpaired, so conservative for our paired comparison)."""
     se = math.sqrt(max(a * (1 - a) + b * (1 - b), 1e-12) / max(n, 1))
     return a - b > z * se
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """The mean and its standard error (sample sd / sqrt(n); 0 for one value)."""
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0)
 
 
 def clean_gains(seeds: dict) -> dict[str, tuple[float, float]]:

@@ -130,7 +130,8 @@ def setup_section(run: Run, data: dict, budget: Budget, setup: dict, strength: d
 
 def seeds_section(run: Run, seeds: dict) -> None:
     """Clean accuracy per seed, its mean and standard error, and the paired gains."""
-    from specrob.reproduce.shaham.claims import clean_gains, mean_se
+    from specrob.reproduce.common import mean_se
+    from specrob.reproduce.shaham.claims import clean_gains
     if len(seeds) < 2:
         run.section("## Seeds\n\nOne seed at this budget: the accuracies' uncertainty is "
                     "the binomial one of the test set (see the claims).")

@@ -42,11 +42,18 @@ class Budget:
     lr: float = 1e-3
     eval_points: int = 512   # per-epoch metrics of the trainer
     eval_steps: int = 10
+    lr_steps: tuple[int, ...] = ()  # epochs after which lr is multiplied by 0.1
+    seeds: int = 1           # every net trained with seeds seed..seed+seeds-1 (standard errors)
 
 
-FULL = Budget(train=None, test=None, margin_points=1000, epochs=8, lams=(1.0, 3.0))
+FULL = Budget(train=None, test=None, margin_points=1000, epochs=8, lams=(1.0, 3.0), seeds=3)
+# Seed 001, Appendix A.1 (F-MNIST): Adam, batch 32, 10 epochs, lr 1e-3 for 5 epochs then 1e-4;
+# margins "for each x in the test set" (§3.2). Their convnets and validation split: see the
+# page's differences table.
+PAPER = Budget(train=None, test=None, margin_points=10000, epochs=10, lams=(1.0, 3.0),
+               batch_size=32, lr=1e-3, lr_steps=(5,), seeds=3)
 SMOKE = Budget(train=3000, test=300, margin_points=100, epochs=2, lams=(1.0, 3.0),
-               hidden=64, eval_points=64, eval_steps=3)
+               hidden=64, eval_points=64, eval_steps=3, seeds=2)
 
 
 def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> nn.Module:
@@ -101,51 +108,65 @@ PAGE_ONLY = ("dataset", "margins")  # results the page draws on, not the JSON
 
 def measure(run: Run, budget: Budget) -> dict:
     """Train NO REG and a co-trained net per λ (or reload them), choose λ, then the margins of
-    the first test points (cached per network in <work>), their curves and areas."""
+    the first test points (cached per network in <work>), their curves and areas; with
+    budget.seeds > 1 the same for further seeds (their accuracies and areas, for standard
+    errors across seeds)."""
+    data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
+    run.settings(budget=asdict(budget))
+    first = one_seed(run, data, budget, run.options.seed)
+    seeds = {str(run.options.seed): seed_record(first)}
+    for k in range(1, budget.seeds):
+        seed = run.options.seed + k
+        seeds[str(seed)] = seed_record(one_seed(run, data, budget, seed))
+    first.pop("nets")
+    return {**first, "seeds": seeds, "dataset": describe_data(data)}
+
+
+def one_seed(run: Run, data, budget: Budget, seed: int) -> dict:
+    """One seed's nets (run folders <work>/noreg, cotrain-lam<λ>, with -seed<k> for seeds
+    after the first), accuracies, λ choice, margins, curves and areas."""
     import specrob
     from specrob.estimate.margins import margin_curve
     from specrob.stats import proportion
     from specrob.training.trainer import TrainConfig
 
-    options = run.options
-    data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
-    run.settings(budget=asdict(budget))
     prop = specrob.loads(PROPERTY)["P"]
     x_test, y_test = run.tensors(data, "test")
+    suffix = "" if seed == run.options.seed else f"-seed{seed}"
 
     def config(regime: str, lam: float = 1.0) -> TrainConfig:
         return TrainConfig(regime=regime, lam=lam, epochs=budget.epochs,
-                           batch_size=budget.batch_size, lr=budget.lr, seed=options.seed,
-                           eval_points=budget.eval_points, eval_steps=budget.eval_steps)
+                           batch_size=budget.batch_size, lr=budget.lr, seed=seed,
+                           lr_steps=budget.lr_steps, eval_points=budget.eval_points,
+                           eval_steps=budget.eval_steps)
 
     def net() -> nn.Module:
-        return build_net(data.input_dim, data.classes, hidden=budget.hidden, seed=options.seed)
+        return build_net(data.input_dim, data.classes, hidden=budget.hidden, seed=seed)
 
-    nets = {"NO REG": run.train("noreg", net(), prop, data, config("baseline"))}
+    nets = {"NO REG": run.train("noreg" + suffix, net(), prop, data, config("baseline"))}
     for lam in budget.lams:
-        nets[lam_name(lam)] = run.train(f"cotrain-lam{lam:g}", net(), prop, data,
+        nets[lam_name(lam)] = run.train(f"cotrain-lam{lam:g}{suffix}", net(), prop, data,
                                         config("cotrain", lam))
     acc = {k: accuracy(m, x_test, y_test) for k, m in nets.items()}
     right = {k: round(a * len(y_test)) for k, a in acc.items()}
     chosen = closest_to(acc["NO REG"], {k: a for k, a in acc.items() if k != "NO REG"})
-    run.log(f"accuracies {', '.join(f'{k}: {pct(a, 2)}' for k, a in acc.items())}; "
-            f"chosen {chosen}")
+    run.log(f"seed {seed}: accuracies {', '.join(f'{k}: {pct(a, 2)}' for k, a in acc.items())}"
+            f"; chosen {chosen}")
 
     # §3.2: margins of the first test points, every network
     xm = x_test[:budget.margin_points]
     # the stage's name holds what its networks and points depend on: a changed budget recomputes
-    tag = f"e{budget.epochs}-h{budget.hidden}-n{len(xm)}-s{options.seed}"
+    tag = f"e{budget.epochs}-h{budget.hidden}-n{len(xm)}-s{seed}"
     found = {k: run.stage(f"margins-{slug(k)}-{tag}",
-                          lambda m=m: margin_stage(m, xm, seed=options.seed))
+                          lambda m=m: margin_stage(m, xm, seed=seed))
              for k, m in nets.items()}
     margins = {k: as_tensor(v["margin"]) for k, v in found.items()}
     d = choose_d([margins["NO REG"], margins[chosen]])
     curves = {k: margin_curve(m, d=d, grid=40) for k, m in margins.items()}
     diff = {k: paired_difference(margins[k], margins["NO REG"], d=d)
             for k in nets if k != "NO REG"}
-
     return {
-        "budget": {**budget.__dict__, "dataset": data.name, "train_points": data.train_size,
+        "budget": {**asdict(budget), "dataset": data.name, "train_points": data.train_size,
                    "test_points": data.test_size},
         "accuracy": {k: proportion(right[k], len(y_test)).as_dict() for k in nets},
         "chosen": chosen, "d": d,
@@ -156,8 +177,18 @@ def measure(run: Run, budget: Budget) -> dict:
                           for k, v in found.items()},
         "median_margin": {k: float(m.median()) for k, m in margins.items()},
         "margins": {k: v["margin"] for k, v in found.items()},
-        "dataset": describe_data(data),
+        "nets": nets,
     }
+
+
+def seed_record(result: dict) -> dict:
+    """What is compared across seeds: accuracies, the λ chosen, areas and the chosen net's
+    area difference from NO REG."""
+    chosen = result["chosen"]
+    return {"accuracy": {k: e["value"] for k, e in result["accuracy"].items()},
+            "chosen": chosen, "d": result["d"],
+            "area": {k: c["area"]["value"] for k, c in result["curves"].items()},
+            "area_difference": result["area_difference_vs_noreg"][chosen]["value"]}
 
 
 def lam_name(lam: float) -> str:

@@ -15,6 +15,43 @@ from specrob.reproduce.tibo.claims import (
 from specrob.reproduce.tibo.experiment import Budget, accuracies, as_tensor
 
 TITLE = "Tibo et al. (seeds 000/001): robust co-training and margin curves"
+# item, the paper's text (seed 001 unless said), the authors' code, specrob here. No code of
+# the authors for §3 is public (searched: the first author's GitHub account alessandro-t, the
+# title, the co-authors; alessandro-t/uppaal-bn's README once named this paper, but the
+# repository never held its training code).
+NO_CODE = "no public code"
+DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
+    ("Data", "MNIST, CIFAR-10, SVHN, F-MNIST (§3.3)", NO_CODE,
+     "Fashion-MNIST only, pixels in [0, 1]"),
+    ("Validation split", "10% of the training set held out; the best epoch by validation "
+     "accuracy (App. A.1)", NO_CODE, "all training points; the last epoch kept"),
+    ("Classifier f", "convnet: 5x5 convolutions, 128 channels, batch norm, LeakyReLU(0.1), a "
+     "1024-unit layer (App. A.1)", NO_CODE, "MLP 784-256-256-10 (ReLU): the convnet is about "
+     "8x slower per step on one core, its margins about 30x"),
+    ("Generator g", "convnet of the same layers, sigmoid output (App. A.1)", NO_CODE,
+     "specrob's default generator: clip(x + 0.5 tanh(MLP 784-256-784)) into [0, 1]"),
+    ("Optimiser", "Adam for f and g; batch 32; 10 epochs; lr 1e-3 for 5 epochs, then 1e-4 "
+     "(App. A.1)", NO_CODE, "--budget paper: the same (lr_steps 5); quick: 8 epochs, batch 64, "
+     "constant 1e-3; g's Adam follows f's rate"),
+    ("Loss of f (eq. 10) and of g (eq. 9)", "as in the text (seed 000's eq. 12 is an earlier, "
+     "different regulariser)", NO_CODE, "the same, seed 001's equations"),
+    ("λ", "several values, not given; the one whose test accuracy matches NO REG's best",
+     NO_CODE, "λ in {1, 3}; the same choice rule, per seed"),
+    ("HEIN", "the cross-Lipschitz regulariser of Hein and Andriushchenko, a column of Tables 1 "
+     "and 3", NO_CODE, "not trained: the paper's numbers only"),
+    ("Margin attacks", "FGSM, PGD and BG; radii and steps not given (§3.2)", NO_CODE,
+     "FGSM and PGD (20 steps) at l_2 radii 1/64, 1/16, 1/4, 1 of the box's diameter; "
+     "DeepFool in place of BG (also a minimum-distance attack)"),
+    ("Margin points", "every test point (§3.2; Table 3's caption says training examples)",
+     NO_CODE, "--budget paper: all 10000 test points; quick: the first 1000"),
+    ("Area R", "the area under R(eps) on [0, d], d = sqrt(784) = 28", NO_CODE,
+     "[0, d] with d the largest margin found (rounded up): the same area when every margin is "
+     "found (the mean margin)"),
+    ("Seeds", "one run per net, no ± in Tables 1 and 3", NO_CODE,
+     "accuracy gap and area difference over `seeds` runs with standard errors (see Seeds)"),
+    ("Section 4", "transfer with paired autoencoders (C-MNIST)", NO_CODE, "not reproduced "
+     "(issue 16)"),
+)
 ATTACK_NAMES = {"deepfool": "DeepFool (for BG)", "fgsm": "FGSM", "pgd": "PGD"}
 
 
@@ -22,11 +59,41 @@ def write(run: Run, results: dict, budget: Budget) -> None:
     """The page's sections and figures, in the page's order."""
     chosen, data = results["chosen"], results["dataset"]
     margins = {k: as_tensor(m) for k, m in results["margins"].items()}
+    run.section("## How this differs from the authors' experiments\n\n"
+                + table(["item", "paper text", "authors' code", "specrob here"],
+                        [list(row) for row in DIFFERENCES]))
     setup_section(run, data, budget, chosen)
     accuracy_section(run, results["accuracy"], chosen)
     curve_section(run, results["curves"], results["area_difference_vs_noreg"], margins, chosen,
                   results["d"], data["name"])
     shares_section(run, results["shares"], chosen)
+    seeds_section(run, results["seeds"])
+
+
+def seeds_section(run: Run, seeds: dict) -> None:
+    """Accuracies, the λ chosen and the areas, seed by seed, with means and standard errors."""
+    from specrob.reproduce.common import mean_se
+    if len(seeds) < 2:
+        run.section("## Seeds\n\nOne seed at this budget: the intervals above are over test "
+                    "points only.")
+        return
+    names = list(next(iter(seeds.values()))["accuracy"])
+    rows = [[f"seed {k}"] + [pct(r["accuracy"][n], 2) for n in names]
+            + [r["chosen"], f"{r['area_difference']:+.3f}"] for k, r in seeds.items()]
+    gaps = mean_se([r["accuracy"][r["chosen"]] - r["accuracy"]["NO REG"]
+                    for r in seeds.values()])
+    areas = mean_se([r["area_difference"] for r in seeds.values()])
+    means = [mean_se([r["accuracy"][n] for r in seeds.values()]) for n in names]
+    rows.append(["mean ± SE"] + [f"{100 * m:.2f} ± {100 * e:.2f}" for m, e in means]
+                + [f"gap {100 * gaps[0]:+.2f} ± {100 * gaps[1]:.2f} pp",
+                   f"{areas[0]:+.3f} ± {areas[1]:.3f}"])
+    run.section(f"""## Seeds
+
+Every network trained again from other initial weights and batch orders; test accuracy (%),
+the λ chosen by the paper's rule, and the chosen net's area difference from NO REG (each seed's
+own d):
+
+{table(["run"] + names + ["chosen", "area difference"], rows)}""")
 
 
 def plural(count: int, word: str) -> str:
@@ -37,7 +104,9 @@ def budget_text(results: dict, budget: Budget) -> str:
     data, chosen = results["dataset"], results["chosen"]
     return (f"{data['name']}, {data['train']} training / {data['test']} test points; f = MLP "
             f"{data['input_dim']}-{budget.hidden}-{budget.hidden}-{data['classes']} (ReLU), "
-            f"{plural(budget.epochs, 'epoch')}, batch {budget.batch_size}, Adam lr {budget.lr:g}; "
+            f"{plural(budget.epochs, 'epoch')}, batch {budget.batch_size}, Adam lr {budget.lr:g}"
+            + (f" (x0.1 after epoch {', '.join(map(str, budget.lr_steps))})"
+               if budget.lr_steps else "") + f", {plural(budget.seeds, 'seed')}; "
             f"co-training λ in {{{', '.join(f'{x:g}' for x in budget.lams)}}} "
             f"(chosen: {chosen.split('=')[-1]}); margins of the first "
             f"{budget.margin_points} test points by FGSM + PGD (20 steps) + DeepFool, l_2.")
@@ -54,9 +123,10 @@ def setup_section(run: Run, data: dict, budget: Budget, chosen: str) -> None:
 - **f** is an MLP {data['input_dim']}-{budget.hidden}-{budget.hidden}-{data['classes']}, not the
   paper's convnet (128-channel 5x5 convolutions, a 1024-unit layer): on one CPU core that
   convnet is about 8 times slower per step, and its margin evaluation about 30 times slower.
-  {plural(budget.epochs, 'epoch')} at Adam lr {budget.lr:g}, batch {budget.batch_size} (the paper: 10
-  epochs, batch 32, lr 1e-3 then 1e-4, the best epoch on a 10% validation split). So our
-  accuracies are lower than the paper's.
+  {plural(budget.epochs, 'epoch')} at Adam lr {budget.lr:g}{
+      f" (x0.1 after epoch {budget.lr_steps[0]})" if budget.lr_steps else ""}, batch
+  {budget.batch_size} (the paper: 10 epochs, batch 32, lr 1e-3 then 1e-4, the best epoch on a
+  10% validation split). So our accuracies are lower than the paper's.
 - **g** is specrob's default generator, an MLP perturbation network
   g(x) = clip(x + 0.5 tanh(MLP(x))) with one 256-unit hidden layer, not the paper's convnet
   with a sigmoid output.
