@@ -11,7 +11,7 @@ import torch
 
 from specrob.reproduce import lassance
 from specrob.reproduce.common import Options
-from specrob.reproduce.lassance import claims, experiment
+from specrob.reproduce.lassance import claims, experiment, page
 from tests.conftest import explicit_devices
 
 
@@ -118,3 +118,29 @@ def test_smoke_run_page_figures_json_and_rerun(tmp_path):
     assert rerun["accuracy"] == record["accuracy"]
     assert rerun["alpha_lim"] == record["alpha_lim"]
     assert again.read_text().split("## Summary")[1] == text.split("## Summary")[1]
+
+
+def test_the_paper_budget_trains_as_the_authors_code_trains_its_nets():
+    """--budget paper: Vanilla and LocalLipschitz on laplacian_networks' schedule (SGD 0.9,
+    weight decay 5e-4, batch 100, lr 0.1 then 0.001 after 50 epochs), PGD on Madry et al.'s
+    (weight decay 2e-4, batch 128, 205 epochs, x0.1 after 102 and 154, 10 steps)."""
+    from types import SimpleNamespace
+
+    from specrob.data import load_data
+    from specrob.reproduce.lassance.experiment import PAPER, train_nets
+    seen = {}
+    run = SimpleNamespace(options=SimpleNamespace(seed=0),
+                          train=lambda name, net, prop, data, config: seen.setdefault(name,
+                                                                                      config))
+    train_nets(run, load_data("digits"), PAPER)
+    v, p, c = seen["vanilla"], seen["pgd"], seen["lipschitz"]
+    for config in (v, c):
+        assert (config.optimizer, config.momentum, config.weight_decay, config.batch_size,
+                config.lr, config.lr_steps, config.lr_gamma, config.epochs) == \
+            ("sgd", 0.9, 5e-4, 100, 0.1, (50,), 0.01, 100)
+    assert (p.optimizer, p.weight_decay, p.batch_size, p.lr_steps, p.lr_gamma, p.epochs,
+            p.adv_steps) == ("sgd", 2e-4, 128, (102, 154), 0.1, 205, 10)
+    text = page.budget_text({"dataset": {"input_dim": 784, "classes": 10, "train": 60000,
+                                         "name": "fashion-mnist", "test": 10000},
+                             "incompatibility": {}}, PAPER)
+    assert "SGD as the authors' code trains its nets" in text and "Adam" not in text

@@ -55,6 +55,9 @@ class Budget:
     batch_size: int = 128
     lr: float = 1e-3
     constraint_weight: float = 1.0  # b in a·CE + b·L_C
+    # per net (Vanilla, PGD, LocalLipschitz): TrainConfig options over the ones above, as
+    # (name, value) pairs (the paper budget's optimisers)
+    overrides: tuple[tuple[tuple[str, object], ...], ...] = ((), (), ())
 
 
 FULL = Budget(train=30000, test=None, epochs=(20, 10, 8), adv_steps=7, constraint_steps=7,
@@ -62,6 +65,23 @@ FULL = Budget(train=30000, test=None, epochs=(20, 10, 8), adv_steps=7, constrain
               radii=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0),
               pair_points=5000, digits_points=None,
               snr_db=tuple(float(s) for s in np.arange(-10.0, 30.1, 2.5)))
+# The paper trains nothing (it evaluates pretrained nets); the code that trained them does:
+# Vanilla / Parseval / Laplacian (github.com/cadurosar/laplacian_networks, cifar_10/cifar10.py):
+# SGD momentum 0.9, weight decay 5e-4, batch 100, 100 epochs at lr 0.1, 0.001 from epoch 51;
+# PGD (github.com/MadryLab/cifar10_challenge, config.json): SGD momentum 0.9, weight decay
+# 2e-4, batch 128, 80000 steps (205 CIFAR-10 epochs), lr 0.1, 0.01 from step 40000 (epoch
+# 102), 0.001 from 60000 (epoch 154), 10 PGD steps. The LocalLipschitz net has no
+# counterpart: Vanilla's schedule. All training points; the rest as FULL.
+V_SCHEDULE = (("optimizer", "sgd"), ("momentum", 0.9), ("weight_decay", 5e-4),
+              ("lr_steps", (50,)), ("lr_gamma", 0.01))
+PAPER = Budget(train=None, test=None, epochs=(100, 205, 100), adv_steps=10,
+               constraint_steps=7, centres=100, samples=1000, pgd_steps=20,
+               radii=FULL.radii, pair_points=5000, digits_points=None, snr_db=FULL.snr_db,
+               batch_size=100, lr=0.1,
+               overrides=(V_SCHEDULE,
+                          (("optimizer", "sgd"), ("momentum", 0.9), ("weight_decay", 2e-4),
+                           ("lr_steps", (102, 154)), ("lr_gamma", 0.1), ("batch_size", 128)),
+                          V_SCHEDULE))
 SMOKE = Budget(train=1000, test=500, epochs=(1, 1, 1), adv_steps=3, constraint_steps=3,
                centres=20, samples=50, pgd_steps=5, radii=(0.1, 0.5, 2.0),
                pair_points=500, digits_points=400, snr_db=(-10.0, 0.0, 10.0, 30.0))
@@ -101,13 +121,15 @@ def train_nets(run: Run, data: Dataset, budget: Budget) -> dict[str, nn.Module]:
     seed = run.options.seed
     common = {"batch_size": budget.batch_size, "lr": budget.lr, "seed": seed,
               "eval_points": 256, "eval_steps": 10}
+    v, p, c = (dict(o) for o in budget.overrides)
     configs = {
-        "vanilla": (pgd_prop, TrainConfig(regime="baseline", epochs=budget.epochs[0], **common)),
+        "vanilla": (pgd_prop, TrainConfig(regime="baseline", epochs=budget.epochs[0],
+                                          **{**common, **v})),
         "pgd": (pgd_prop, TrainConfig(regime="adversarial", adv_steps=budget.adv_steps,
-                                      epochs=budget.epochs[1], **common)),
+                                      epochs=budget.epochs[1], **{**common, **p})),
         "lipschitz": (lip_prop, TrainConfig(regime="constraint", steps=budget.constraint_steps,
                                             b=budget.constraint_weight, epochs=budget.epochs[2],
-                                            **common)),
+                                            **{**common, **c})),
     }
     return {name: run.train(name, build_net(data.input_dim, data.classes, hidden=budget.hidden,
                                             seed=seed), prop, data, config)

@@ -31,6 +31,51 @@ from specrob.reproduce.lassance.experiment import (
 
 TITLE = "Lassance et al. (seed 004): local Lipschitz robustness alpha_lim(r)"
 
+# item, the paper's text, the authors' code or data, specrob here. The paper's repository
+# (github.com/cadurosar/structural_robustness) holds a proof only; the code of the V/P/L nets
+# it evaluates, with an alpha_lim(r) script, is github.com/cadurosar/laplacian_networks
+# (released after the paper: cifar_10/cifar10.py, cifar_10/r_alpha.py,
+# cifar_10/test_gaussian_noise.py); the PGD net is Madry et al.'s (MadryLab/cifar10_challenge).
+LN = "laplacian_networks"
+DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
+    ("Data", "CIFAR-10/100, ImageNet32; Fig. 5 on CIFAR-10", f"CIFAR-10, pixels in [0, 1], "
+     f"3072 dims ({LN}, cifar10.py)", "Fashion-MNIST (784 dims, [0, 1]); Figs. 1 and 3 also "
+     "on scikit-learn's digits"),
+    ("Networks", "pretrained V, Parseval, Laplacian (ref. 20), PGD (Madry et al.), L2NN",
+     "PreActResNet18 (V/P/L); a wide ResNet 28-10 (PGD)", "one MLP 784-256-256-10 trained as "
+     "Vanilla, PGD, and under the LocalLipschitz constraint (our Lipschitz-constrained net); "
+     "Parseval, Laplacian, L2NN not reproduced (issue 16)"),
+    ("Training of V/P/L", "not given (pretrained)", "SGD momentum 0.9, weight decay 5e-4, "
+     "batch 100, 100 epochs, lr 0.1 then 0.001 from epoch 51 (cifar10.py)",
+     "--budget paper: the same for Vanilla and LocalLipschitz; quick: Adam 1e-3, batch 128, "
+     "20 / 8 epochs"),
+    ("Training of PGD", "multi-step FGSM, l_inf", "SGD momentum 0.9, weight decay 2e-4, "
+     "batch 128, 80000 steps (205 epochs), lr 0.1 / 0.01 / 0.001; eps 8/255, 10 steps of "
+     "2/255 (cifar10_challenge config.json)", "--budget paper: the same schedule, 10 steps; "
+     "eps 0.1 (Fashion-MNIST's usual radius); quick: Adam, 10 epochs, 7 steps"),
+    ("Seeds", "one net per method", "V/P/L trained over several seeds; r_alpha.py reads "
+     "seed 0", "one seed"),
+    ("alpha_lim centres", "100 training examples", "the first 1000 training images "
+     "(r_alpha.py)", "the first 100 training points"),
+    ("alpha_lim draws", "1000 Gaussian noise realisations", "100 draws of uniform noise put "
+     "on the l_2 sphere of radius r, x + n clipped to [0, 1] (r_alpha.py)", "1000 Gaussian "
+     "draws (mean norm r, none beyond r), clipped, plus 20 PGD steps on the ratio: a tighter "
+     "lower bound"),
+    ("alpha_lim radii", "not listed; PGD's transition near r = 0.3", "30 radii 0.058 ... 1.75 "
+     "in [0, 1] units of 3072 dims", "11 radii 0.05 ... 4 in [0, 1] units of 784 dims (the "
+     "same noise per pixel is r x 0.51 here)"),
+    ("Ratio", "Def. 1 on the soft decision", "||softmax(x+n) - softmax(x)||_2 / ||n||_2, the "
+     "max over centres and draws", "the same (and per-centre quantiles)"),
+    ("Figs. 1 and 3", "pairs of distinct classes; Fig. 3 divides by 'the total number of "
+     "example pairs'", "no public code", "distinct-class pairs of the first 5000 training "
+     "points (all pairs stored too)"),
+    ("Fig. 4 noise", "accuracy under Gaussian noise vs SNR", "one noise tensor shared by all "
+     "test images, clipped to [0, 1], one level (about 15 dB), 40 draws "
+     "(test_gaussian_noise.py)", "independent noise per input, not clipped, 17 SNRs from "
+     "-10 to 30 dB, one draw per test point"),
+    ("Table 2", "CIFAR-10-C errors and mCE", "robustness.py (10 seeds)", "clean accuracy only"),
+)
+
 SETUP = """## Setup
 
 Three copies of one MLP (same initial weights) trained three ways, standing in for the paper's
@@ -51,6 +96,9 @@ constraint-trained net is our Lipschitz-constrained counterpart.
 def write(run: Run, results: dict, budget: Budget) -> None:
     """The page's sections and figures, in the page's order."""
     curves = results["alpha_lim"]
+    run.section("## How this differs from the authors' experiments\n\n"
+                + table(["item", "paper text", "authors' code or data", "specrob here"],
+                        [list(row) for row in DIFFERENCES]))
     k = min(range(len(budget.radii)), key=lambda i: abs(budget.radii[i] - LIP_R))
     run.section(SETUP.format(vanilla_above=pct(curves["vanilla"]["above_lip_alpha"][k]) + "%",
                              centres=budget.centres, r=budget.radii[k]))
@@ -238,9 +286,16 @@ def budget_text(results: dict, budget: Budget) -> str:
     """The budget line of the page: networks, training, and how much each estimate saw."""
     data, incompat = results["dataset"], results["incompatibility"]
     v, p, c = budget.epochs
+    training = (f"batch {budget.batch_size}, Adam lr {budget.lr:g}"
+                if not any(budget.overrides) else
+                f"SGD as the authors' code trains its nets, lr {budget.lr:g}: "
+                + "; ".join(f"{name} " + ", ".join(f"{k} {val}" for k, val in o if
+                                                   k != "optimizer")
+                            for name, o in zip(("Vanilla", "PGD", "LocalLipschitz"),
+                                               budget.overrides)))
     return (f"MLP {data['input_dim']}-{budget.hidden}-{budget.hidden}-{data['classes']} "
-            f"trained on {data['train']} {data['name']} training points (batch {budget.batch_size}, Adam "
-            f"lr {budget.lr:g}): Vanilla {v} epochs, PGD {p} epochs ({budget.adv_steps} PGD "
+            f"trained on {data['train']} {data['name']} training points ({training}): "
+            f"Vanilla {v} epochs, PGD {p} epochs ({budget.adv_steps} PGD "
             f"steps, l_inf eps 0.1), LocalLipschitz constraint {c} epochs (alpha 1, r 0.3, l_2; "
             f"a = 1, b = {budget.constraint_weight:g}, {budget.constraint_steps} PGD steps); "
             f"alpha_lim on {budget.centres} training points x {budget.samples} Gaussian "
