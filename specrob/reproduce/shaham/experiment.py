@@ -223,6 +223,8 @@ def measure(run: Run, budget: Budget) -> dict:
     x_step, y_step = run.tensors(data, "train", budget.batch_size)
     steps = run.stage("step-cpu-seconds", lambda: step_stage(run, data, budget, sets,
                                                              x_step, y_step, (mean, sigma)))
+    paper_steps = run.stage("paper-step-cpu-seconds", lambda: step_stage(
+        run, data, PAPER, sets, x_step, y_step, (mean, sigma), repeats=5))
     table1 = run.stage("table1", lambda: table1_stage(models, x_test, y_test, sets))
     fgsm = run.stage("fgsm", lambda: fgsm_stage(models, x_test, y_test, budget.eps_values))
     seeds = {str(options.seed): seed_record(table1, fgsm)}
@@ -233,6 +235,7 @@ def measure(run: Run, budget: Budget) -> dict:
             budget.eps_values))
     return {"setup": setup_record(data, budget, sets, mean, sigma), "strength": steps_strength,
             "fgsm": fgsm, "step_cpu_seconds": steps, "seeds": seeds,
+            "paper_hours": paper_hours(paper_steps, data.train_size),
             "table1": {k: v for k, v in table1.items() if k != "samples"},
             "a_samples": table1["samples"], "dataset": describe_data(data)}
 
@@ -340,6 +343,17 @@ def setup_record(data, budget: Budget, sets: tuple[UncertaintySet, ...], mean: f
                                  for s in sets},
             "fgsm": "x + eps * sign(grad_x CE), clamped to [0, 1], against each net's own "
                     "weights"}
+
+
+def paper_hours(steps: dict[str, list[float]], train_points: int) -> dict:
+    """The paper budget's training time here, from CPU seconds per step of the paper-size nets
+    (median of interleaved steps): hours for its 120 epochs of every net, and the most epochs
+    that fit in 3 hours (the bound under which a page runs the paper budget)."""
+    import statistics
+    per_epoch = sum(statistics.median(v) for v in steps.values()) * math.ceil(
+        train_points / PAPER.batch_size)
+    return {"hours": per_epoch * PAPER.epochs / 3600, "epochs_in_3h": int(3 * 3600 // per_epoch),
+            "seconds_per_epoch": per_epoch}
 
 
 # --- reading the results ---------------------------------------------------------------------

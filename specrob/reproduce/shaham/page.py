@@ -73,12 +73,20 @@ def write(run: Run, results: dict, budget: Budget) -> None:
 def budget_text(results: dict, budget: Budget) -> str:
     data = results["dataset"]
     c1, c2 = budget.channels
+    est = results["paper_hours"]
+    fits = (f" The paper budget (`--budget paper`: the authors' 120 epochs, conv32/conv64) would "
+            f"take about {est['hours']:.1f} h of training here (CPU time per step of the "
+            f"paper-size nets)" + (
+                f"; the most epochs of it that fit in 3 h: about {est['epochs_in_3h']} "
+                f"(`--budget paper --epochs {est['epochs_in_3h']}`)."
+                if est["epochs_in_3h"] < 120 else ": it fits in 3 h.")
+            if budget.epochs != 120 or budget.channels != (32, 64) else "")
     return (f"{budget.epochs} epoch(s) per net (SGD lr {budget.lr:g}, momentum "
             f"{budget.momentum:g}, L2 {budget.weight_decay:g}, batch {budget.batch_size}: the "
             f"authors' settings; their baseline ran 120 epochs) on {data['train']} "
             f"{data['name']} training points, {budget.seeds} seed(s); net conv{c1}-pool3-"
             f"conv{c2}-pool2-FC{budget.hidden}-10 (the authors': conv32/conv64, FC200); "
-            f"evaluation on {data['test']} test points.")
+            f"evaluation on {data['test']} test points." + fits)
 
 
 # --- the sections ----------------------------------------------------------------------------
