@@ -57,10 +57,12 @@ class AlphaCurve:
     q: float
     softmax: bool
     samples: int
+    noise: str = "gaussian"        # how the samples were drawn (alpha_curve's `noise`)
 
     def as_dict(self) -> dict:
         return {"p": norm_name(self.p), "q": norm_name(self.q),
                 "output": "softmax" if self.softmax else "logits", "samples": self.samples,
+                "noise": self.noise,
                 "radii": list(self.radii), "gaussian": list(self.gaussian),
                 "pgd": None if self.pgd is None else list(self.pgd), "alpha_lim": list(self.alpha),
                 "lower_bound": True}
@@ -69,7 +71,7 @@ class AlphaCurve:
 def alpha_curve(model: nn.Module, centres: torch.Tensor, radii: Sequence[float], *,
                 p: float = 2.0, q: float | None = None, softmax: bool = True,
                 samples: int = 1000, pgd: bool = True, steps: int = 20, restarts: int = 1,
-                low: float = 0.0, high: float = 1.0,
+                low: float = 0.0, high: float = 1.0, noise: str = "gaussian",
                 generator: torch.Generator | None = None) -> AlphaCurve:
     """alpha_hat(r) = max over centres x and perturbations e of ||F(x+e) - F(x)||_q / ||e||_p.
 
@@ -78,7 +80,13 @@ def alpha_curve(model: nn.Module, centres: torch.Tensor, radii: Sequence[float],
     ||e||_p > r are scaled radially onto the sphere of radius r (no draw is wasted; the sup over
     the open ball equals the one over the closed ball, the ratio being continuous for e != 0).
     PGD (`pgd=True`) maximises the same ratio inside B_p(x, r) ∩ box from a random start;
-    both are lower bounds. `q` (the output norm) defaults to p: the paper's one fixed metric."""
+    both are lower bounds. `q` (the output norm) defaults to p: the paper's one fixed metric.
+    noise="sphere" draws as the authors' released script does (github.com/cadurosar/
+    laplacian_networks, cifar_10/r_alpha.py): z ~ U(-1, 1)^n put on the sphere ||e||_p = r,
+    x + e clipped to the box, the ratio over the clipped perturbation. Raises ValueError for
+    decreasing radii or another `noise`."""
+    if noise not in ("gaussian", "sphere"):
+        raise ValueError(f"noise: 'gaussian' or 'sphere', not {noise!r}")
     radii = [float(r) for r in radii]
     if any(b < a for a, b in itertools.pairwise(radii)):
         raise ValueError("radii must be non-decreasing")
@@ -97,7 +105,7 @@ def alpha_curve(model: nn.Module, centres: torch.Tensor, radii: Sequence[float],
                 found.append(gauss[-1])
                 continue
             gauss.append(_gaussian(F, x0, f0, r, p=p, q=q, samples=samples, low=low, high=high,
-                                   generator=generator))
+                                   generator=generator, sphere=noise == "sphere"))
             if pgd:
                 found.append(_pgd(F, x0, f0, r, p=p, q=q, steps=steps, restarts=restarts,
                                   low=low, high=high, generator=generator))
@@ -111,21 +119,28 @@ def alpha_curve(model: nn.Module, centres: torch.Tensor, radii: Sequence[float],
         return tuple(t.amax(1).tolist()) if t.shape[1] else (0.0,) * t.shape[0]
 
     return AlphaCurve(tuple(radii), top(g), None if pg is None else top(pg), top(both), both,
-                      p, q, softmax, samples)
+                      p, q, softmax, samples, noise)
 
 
-def _gaussian(F, x0, f0, r, *, p, q, samples, low, high, generator) -> torch.Tensor:
-    """Per centre, the largest ratio over `samples` Gaussian perturbations of norm about r."""
+def _gaussian(F, x0, f0, r, *, p, q, samples, low, high, generator, sphere=False
+              ) -> torch.Tensor:
+    """Per centre, the largest ratio over `samples` Gaussian perturbations of norm about r
+    (`sphere`: uniform ones in [-1, 1]^n scaled to norm exactly r)."""
     b, n = x0.shape
     chunk = max(1, min(samples, BUDGET // max(b * n, 1)))
     best = torch.zeros(b, dtype=x0.dtype, device=x0.device)
     for start in range(0, samples, chunk):
         s = min(chunk, samples - start)
-        z = torch.randn((s, b, n), generator=generator, dtype=x0.dtype,
-                        device=draw_device(generator, x0)).to(x0.device)
-        zn = norm(z, p)
-        e = z * (r / zn.mean().clamp_min(1e-12))
-        e = e * (r / norm(e, p).clamp_min(1e-12)).clamp(max=1.0).unsqueeze(-1)  # into the ball
+        if sphere:
+            z = torch.rand((s, b, n), generator=generator, dtype=x0.dtype,
+                           device=draw_device(generator, x0)).to(x0.device) * 2 - 1
+            e = z * (r / norm(z, p).clamp_min(1e-12)).unsqueeze(-1)
+        else:
+            z = torch.randn((s, b, n), generator=generator, dtype=x0.dtype,
+                            device=draw_device(generator, x0)).to(x0.device)
+            zn = norm(z, p)
+            e = z * (r / zn.mean().clamp_min(1e-12))
+            e = e * (r / norm(e, p).clamp_min(1e-12)).clamp(max=1.0).unsqueeze(-1)  # into the ball
         x = (x0 + e).clamp(low, high)
         with torch.no_grad():
             fx = F(x.reshape(s * b, n)).reshape(s, b, -1)

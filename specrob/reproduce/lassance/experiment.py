@@ -58,6 +58,8 @@ class Budget:
     # per net (Vanilla, PGD, LocalLipschitz): TrainConfig options over the ones above, as
     # (name, value) pairs (the paper budget's optimisers)
     overrides: tuple[tuple[tuple[str, object], ...], ...] = ((), (), ())
+    code_centres: int = 1000     # the authors' script's alpha_lim: training points ...
+    code_samples: int = 100      # ... and uniform draws on the sphere per point
 
 
 FULL = Budget(train=30000, test=None, epochs=(20, 10, 8), adv_steps=7, constraint_steps=7,
@@ -84,7 +86,8 @@ PAPER = Budget(train=None, test=None, epochs=(100, 205, 100), adv_steps=10,
                           V_SCHEDULE))
 SMOKE = Budget(train=1000, test=500, epochs=(1, 1, 1), adv_steps=3, constraint_steps=3,
                centres=20, samples=50, pgd_steps=5, radii=(0.1, 0.5, 2.0),
-               pair_points=500, digits_points=400, snr_db=(-10.0, 0.0, 10.0, 30.0))
+               pair_points=500, digits_points=400, snr_db=(-10.0, 0.0, 10.0, 30.0),
+               code_centres=50, code_samples=10)
 
 NETS = ("vanilla", "pgd", "lipschitz")
 LABELS = {"vanilla": "Vanilla (CE)", "pgd": "PGD (l_inf, eps 0.1)",
@@ -158,6 +161,14 @@ def alpha_lim(model: nn.Module, centres: torch.Tensor, budget: Budget, seed: int
             "centres": int(centres.shape[0]), "above_lip_alpha": above}
 
 
+def alpha_code(model: nn.Module, centres: torch.Tensor, budget: Budget, seed: int) -> dict:
+    """alpha_lim(r) as the authors' released script estimates it: `code_samples` uniform
+    draws on the l_2 sphere of radius r per centre, clipped to [0, 1], no PGD."""
+    curve = alpha_curve(model, centres, budget.radii, samples=budget.code_samples, pgd=False,
+                        noise="sphere", generator=generator(seed, centres.device))
+    return {**curve.as_dict(), "centres": int(centres.shape[0])}
+
+
 def noisy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: Budget, seed: int) -> dict:
     """Fig. 4 for one net: test accuracy under additive Gaussian noise per SNR (dB)."""
     gen = generator(seed, x.device)
@@ -186,6 +197,11 @@ def measure(run: Run, budget: Budget) -> dict:
     results["alpha_lim"] = {n: run.stage(f"alpha-{n}", lambda m=m: alpha_lim(m, centres, budget,
                                                                              options.seed))
                             for n, m in nets.items()}
+    # the authors' released estimator beside ours (r_alpha.py: the first 1000 training points,
+    # 100 uniform draws on the sphere of radius r each, no search)
+    code_centres, _ = run.tensors(data, "train", budget.code_centres)
+    results["alpha_code"] = {n: run.stage(f"alpha-code-{n}", lambda m=m: alpha_code(
+        m, code_centres, budget, options.seed)) for n, m in nets.items()}
     results["noise"] = {n: run.stage(f"noise-{n}", lambda m=m: noisy(m, x_test, y_test, budget,
                                                                       options.seed))
                         for n, m in nets.items()}
