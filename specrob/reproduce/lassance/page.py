@@ -54,7 +54,8 @@ DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
      "2/255 (cifar10_challenge config.json)", "--budget paper: the same schedule, 10 steps; "
      "eps 0.1 (Fashion-MNIST's usual radius); quick: Adam, 10 epochs, 7 steps"),
     ("Seeds", "one net per method", "V/P/L trained over several seeds; r_alpha.py reads "
-     "seed 0", "one seed"),
+     "seed 0", "one seed: at the paper budget a run takes over an hour here (the "
+     "reproductions repeat seeds where a run takes under 10 minutes)"),
     ("alpha_lim centres", "100 training examples", "the first 1000 training images "
      "(r_alpha.py)", "the first 100 training points"),
     ("alpha_lim draws", "1000 Gaussian noise realisations", "100 draws of uniform noise put "
