@@ -670,18 +670,22 @@ def reproduce(
 
     Each paper trains its networks with specrob's regimes, evaluates them with specrob's
     estimators (and verifier), and writes docs/results/PAPER.md: tables and PNG figures
-    beside the paper's own numbers, and the paper's claims checked one by one. With the
-    default --budget quick a full run takes 5 to 30 minutes on a 2-core CPU (--budget paper:
-    hours); an interrupted run resumes (same command).
+    beside the paper's own numbers, the paper's claims checked one by one, and a table of how
+    the run differs from the authors' experiments. With the default --budget quick a full run
+    takes minutes to an hour on a 2-core CPU; --budget paper runs the authors' epochs and
+    optimisers (about 10 minutes for tibo, hours for the others; --epochs N cuts them); an
+    interrupted run resumes (same command).
 
     - **casadio**   seed 003, Fashion-MNIST: the 7 training regimes as the authors' code
                trains them (and the text's readings beside), Table 2, security curves
                under SR/SCR/LR attacks (Figs. 2-4), constraint accuracy, and constraint
                satisfaction from `specrob verify`.
-    - **shaham**    seed 002: robust optimisation with l_1/l_2/l_inf sets; Table 1
-               (clean and A_mnist accuracy), FGSM accuracy curves (Fig. 3).
+    - **shaham**    seed 002: robust optimisation with l_1/l_2/l_inf sets at the authors'
+               radii, SGD and input batch norm; Table 1 (clean and A_mnist accuracy),
+               FGSM accuracy curves (Fig. 3), accuracies over 3 seeds.
     - **tibo**      seeds 000/001: co-training vs baseline; Table 1, margin curves and
-               areas (Fig. 3), the attacks' shares of closest examples (Table 3).
+               areas (Fig. 3), the attacks' shares of closest examples (Table 3), over 3
+               seeds.
     - **lassance**  seed 004: alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
                accuracy under Gaussian noise vs SNR (Fig. 4).
 
