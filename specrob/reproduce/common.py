@@ -191,11 +191,30 @@ class Run:
             return read_json(path, f"delete {path} to recompute that stage, or rerun with "
                                    f"--fresh")
         start = time.perf_counter()
-        value = compute()
+        with self._progress(name):
+            value = compute()
         self.seconds[name] = round(time.perf_counter() - start, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, value, indent=1)
         return value
+
+    def _progress(self, name: str):
+        """A live line per stage while it runs (its name, a spinner, the time spent; gone when
+        it ends), on stderr; nothing with progress off."""
+        import contextlib
+        if not self.options.progress:
+            return contextlib.nullcontext()
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        bar = Progress(SpinnerColumn(), TextColumn(f"[dim]{self.paper}:[/dim] stage {name}"),
+                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+        @contextlib.contextmanager
+        def shown():
+            with bar:
+                bar.add_task(name, total=None)
+                yield
+        return shown()
 
     # --- the page -------------------------------------------------------------------------
     def figure(self, name: str) -> tuple[Path, str]:

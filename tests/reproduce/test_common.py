@@ -82,6 +82,18 @@ def test_a_finished_stage_is_read_back_instead_of_recomputed(tmp_path):
     assert len(calls) == 2
 
 
+def test_a_stage_shows_its_progress_on_stderr_and_returns_its_value(tmp_path, capfd):
+    """With progress on, a running stage is a live line (name, spinner, time) on stderr; its
+    value is returned and stored as without it."""
+    import dataclasses
+    run = make_run(tmp_path)
+    run.options = dataclasses.replace(run.options, progress=True)
+    assert run.stage("margins-noreg", lambda: {"value": 7}) == {"value": 7}
+    assert "margins-noreg" not in capfd.readouterr().out  # nothing on stdout
+    run.release()
+    assert make_run(tmp_path).stage("margins-noreg", lambda: {"value": 8}) == {"value": 7}
+
+
 def test_finish_writes_the_page_and_its_numbers(tmp_path):
     run = make_run(tmp_path)
     run.results["accuracy"] = 0.9
