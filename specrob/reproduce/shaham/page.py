@@ -323,7 +323,8 @@ def why_sentence(data: dict, t: dict, training: dict) -> str:
                 f"correctly, the paper's about {paper:.2f}; larger uncertainty sets buy "
                 f"robustness at a price in clean accuracy." if ours > 2 * paper else "")
     return (f"Differences are expected: {other}a smaller net trained for "
-            f"{len(training['baseline'])} epochs (last-epoch training loss at the perturbed "
+            f"{len(training['baseline'])} epochs of the authors' SGD (their baseline: 120; "
+            f"this SGD is slow, the nets are far from trained) (last-epoch training loss at the perturbed "
             f"points: {', '.join(f'{s.name} {ce[s.net]:.2f}' for s in SETS)}; the baseline's "
             f"{ce['baseline']:.2f} at clean points), and the authors' radii carried over "
             f"from standardised MNIST to this data, which also set how large A is and how it "
