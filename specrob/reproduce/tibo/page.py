@@ -232,15 +232,17 @@ def epoch_spread(metrics: list[dict], *, last: int = 4) -> tuple[float, float]:
     return min(values), max(values)
 
 
-def stability(training: dict) -> str:
-    """A sentence on the epoch-to-epoch wobble of NO REG's accuracy (constant lr, no
-    best-epoch selection), against which the accuracy match must be read."""
+def stability(training: dict, stepped: bool = False) -> str:
+    """A sentence on the epoch-to-epoch wobble of NO REG's accuracy (no best-epoch
+    selection; `stepped`: the rate was lowered on the way), against which the accuracy match
+    must be read."""
     metrics = training["noreg"]
     if len(metrics) < 2:
         return ""
     low, high = epoch_spread(metrics)
     k = min(4, len(metrics))
-    return (f"With a constant learning rate and no best-epoch selection, NO REG's accuracy on "
+    rate = "the paper's lowered learning rate" if stepped else "a constant learning rate"
+    return (f"With {rate} and no best-epoch selection, NO REG's accuracy on "
             f"the trainer's check points moved between {pct(low)}% and {pct(high)}% over its "
             f"last {k} epochs, so an accuracy match within 1 point is partly chance.")
 
@@ -281,15 +283,18 @@ def summary(run: Run, results: dict, budget: Budget) -> str:
                  if overlap(share["NO REG"]["pgd"], share[chosen]["pgd"]) else ""))
     pgd_base = share["NO REG"]["pgd"]["value"]
     below = 100 * (PAPER_ACCURACY["001"]["NO REG"] / 100 - acc["NO REG"])
+    epochs = plural(budget.epochs, "epoch")
     why = (f"Our NO REG accuracy is {below:.1f} points below the paper's because f is a small "
-           "MLP trained for a few epochs, not the paper's convnet")
+           f"MLP ({epochs}, the last one kept), not the paper's convnet with the best of its "
+           f"10 epochs on a validation split")
     if dataset != "fashion-mnist":
         why = (f"Our accuracies are not comparable with the paper's F-MNIST numbers ({dataset} "
-               "data, a small MLP, a few epochs)")
+               f"data, a small MLP, {epochs})")
     if pgd_base > 0.05:
         why += ("; and our PGD, run in a sweep of four ball radii, is a stronger competitor "
                 "for NO REG than the paper's PGD (whose NO REG share is under 3%)")
     where = "" if dataset == "fashion-mnist" else " (not the paper's Fashion-MNIST)"
     return (f"On {dataset}{where}, with λ = "
             f"{chosen.split('=')[-1]} chosen as in the paper (accuracy closest to NO REG), "
-            f"{robust}. {acc_text}. {shares}. {why}. " + stability(run.results["training"]))
+            f"{robust}. {acc_text}. {shares}. {why}. "
+            + stability(run.results["training"], bool(budget.lr_steps)))
