@@ -289,7 +289,8 @@ def run_paper(paper: str, options: Options, command: str, *, experiment, claims,
     run = Run(paper, page.TITLE, options, command)
     if options.epochs is not None:
         run.note(f"--epochs {options.epochs}: every net trains at most {options.epochs} "
-                 f"epoch(s) ({cut}); all else is the {options.budget} budget's")
+                 f"epoch(s) ({cut}); all else is the {options.budget} budget's (a "
+                 f"learning-rate step scheduled after epoch {options.epochs} is not reached)")
     results = experiment.measure(run, budget)
     run.record(results, page_only=experiment.PAGE_ONLY)
     claims.check(run, results, budget)
