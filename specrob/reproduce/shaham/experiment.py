@@ -201,8 +201,14 @@ PAGE_ONLY = ("dataset", "a_samples")  # results the page draws on, not the JSON
 def pixel_stats(data) -> tuple[float, float]:
     """The training pixels' mean and standard deviation: the authors' global standardisation
     (Torch7 `normalizeGlobal`), built into every net here, and sigma converts their radii."""
-    x = torch.tensor(np.asarray(data.x_train), device="cpu", dtype=torch.float64)  # a copy
-    return float(x.mean()), float(x.std())
+    x = np.asarray(data.x_train)
+    total = squares = 0.0
+    for start in range(0, len(x), 4096):  # float64 sums over row blocks: memory by the block
+        block = x[start:start + 4096].astype(np.float64)
+        total, squares = total + block.sum(), squares + np.square(block).sum()
+    n = x.size
+    mean = total / n
+    return float(mean), float(np.sqrt(max(squares / n - mean * mean, 0.0) * n / (n - 1)))
 
 
 def measure(run: Run, budget: Budget) -> dict:
