@@ -198,7 +198,8 @@ def train(
     data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
                                            "PATH.npz (arrays x, y)")] = "digits",
     regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
-                                             "augmentation | cotrain")] = TrainConfig.regime,
+                                             "augmentation | cotrain | cross-lipschitz | "
+                                             "parseval | laplacian")] = TrainConfig.regime,
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
                                             "yager[:P]")] = TrainConfig.logic,
     search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
@@ -261,7 +262,20 @@ def train(
         show_default=False)] = None,
     lam: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
-        help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10).")] = TrainConfig.lam,
+        help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10); "
+             "cross-lipschitz: weight of Hein and Andriushchenko's Cross-Lipschitz "
+             "regulariser (the HEIN method).")] = TrainConfig.lam,
+    beta: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="parseval regime: the retraction W <- (1+beta) W - beta W W^T W after each step "
+             "(Cisse et al.; Lassance et al.'s code: 0.01).")] = TrainConfig.beta,
+    gamma: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="laplacian regime: the penalty's weight is gamma^power (Lassance et al.'s code: "
+             "0.01).")] = TrainConfig.gamma,
+    power: Annotated[int, typer.Option(
+        min=1, help="laplacian regime: the power m of the graph Laplacian (Lassance et al.'s "
+                    "code: 2).")] = TrainConfig.power,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
     device: Annotated[str, _device_option("the network, its searches and the losses")
                       ] = TrainConfig.device,
@@ -276,7 +290,9 @@ def train(
 
     The constraint regime minimises a·CE + b·L_C(x*), where x* maximises the property's
     violation in its ball (PGD) and L_C is the property's loss in the chosen logic. The other
-    regimes use the property's ball: adversarial training, augmentation, co-training.
+    regimes use the property's ball: adversarial training, augmentation, co-training; or
+    regularise the network whatever the property: cross-lipschitz (Hein and Andriushchenko,
+    --lam), parseval (Cisse et al., --beta), laplacian (Lassance et al., --gamma, --power).
 
     Writes to --out after every epoch: checkpoint.pt and metrics.json (CE, constraint loss,
     clean accuracy, fraction of points whose PGD point satisfies the property); at the end
@@ -294,7 +310,8 @@ def train(
         config = TrainConfig(regime=regime, logic=logic, search=search, steps=steps,
                              restarts=restarts, samples=samples, epochs=epochs,
                              batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
-                             adv_steps=adv_steps, augment=augment, lam=lam,
+                             adv_steps=adv_steps, augment=augment, lam=lam, beta=beta,
+                             gamma=gamma, power=power,
                              optimizer=optimizer, momentum=momentum, dampening=dampening,
                              weight_decay=weight_decay, lr_decay=lr_decay,
                              lr_steps=_epochs(lr_steps), lr_gamma=lr_gamma,

@@ -15,14 +15,18 @@ OPTIMIZERS = ("adam", "sgd")
 # Options added after runs existed: left out of a run's identity while at their default, so
 # the folders of earlier runs still resume (`TrainConfig.options`).
 LATER = {"optimizer": "adam", "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
-         "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1}
+         "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1, "beta": 0.01, "gamma": 0.01,
+         "power": 2}
+# Options only one regime reads: left out of the identity of a run of another regime.
+REGIME_OF = {"beta": "parseval", "gamma": "laplacian", "power": "laplacian"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Options of `specrob train` / `specrob.train`.
 
-    regime: baseline | constraint | adversarial | augmentation | cotrain (`regimes.REGIMES`);
+    regime: baseline | constraint | adversarial | augmentation | cotrain | cross-lipschitz |
+    parseval | laplacian (`regimes.REGIMES`);
     logic: dl2 | goedel | lukasiewicz | product | yager[:P]; search: how the constraint's worst
     point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
     `batch_size`, `lr` (the co-training generator uses the same rate); `optimizer` adam | sgd
@@ -37,7 +41,10 @@ class TrainConfig:
     step, Shaham et al.); augmentation: `extra` points per sample, `augment` uniform | fgsm
     (online), or static-fgsm | random-walk (made once: Casadio et al.'s released procedures,
     `training.static_augment`), `reference` the ONNX network static-fgsm attacks;
-    co-training: `lam` (Tibo et al. eq. 10); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
+    co-training: `lam` (Tibo et al. eq. 10); cross-lipschitz: `lam` weighs Hein and
+    Andriushchenko's Omega; parseval: `beta`, the retraction's step (Cisse et al.; 0.01 in
+    Lassance et al.'s code); laplacian: `gamma` and `power` m, the penalty's weight gamma^m and
+    the Laplacian's power (0.01 and 2 in Lassance et al.'s code); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
     per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
     identifies the run (reproductions)."""
 
@@ -70,16 +77,19 @@ class TrainConfig:
     lr_decay: float = 0.0
     lr_steps: tuple[int, ...] = ()
     lr_gamma: float = 0.1
+    beta: float = 0.01
+    gamma: float = 0.01
+    power: int = 2
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps"):
             need(self, _whole(getattr(self, name), 0), name, "a whole number >= 0")
         for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
-                     "eval_points"):
+                     "eval_points", "power"):
             need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
         need(self, _whole(self.seed, -2**63), "seed", "a whole number")
         need(self, _number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
-        for name in ("a", "b", "lam", "xi"):
+        for name in ("a", "b", "lam", "xi", "beta", "gamma"):
             need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a finite number >= 0")
         for name in ("regime", "logic"):
@@ -116,6 +126,7 @@ class TrainConfig:
         out = asdict(self)
         del out["reference"]
         for name, default in LATER.items():
-            if out[name] == default or (name == "lr_gamma" and not self.lr_steps):
+            if (out[name] == default or (name == "lr_gamma" and not self.lr_steps)
+                    or REGIME_OF.get(name, self.regime) != self.regime):
                 del out[name]
         return out

@@ -9,6 +9,12 @@
   (Casadio et al.'s data augmentation as the text reads), or CE on the training set extended
   once by static FGSM or random-walk points (as the authors' released code does).
 - cotrain: the classifier with an adversarial generator g (Tibo et al., Algorithm 1, eqs. 9-10).
+- cross-lipschitz: CE + lam·Omega, Hein & Andriushchenko's per-class input-gradient penalty (the
+  HEIN column of Tibo et al.'s Table 1).
+- parseval: CE, and a Parseval retraction of every weight after each step (Cisse et al.; "P" of
+  Lassance et al.).
+- laplacian: CE + gamma^m · the change of the class signal's smoothness between consecutive ReLU
+  layers (Lassance et al.'s Laplacian networks, "L").
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import ascent_step
 from specrob.search.searches import PGD, Sampling, Search, fgsm
 from specrob.training.config import TrainConfig
+from specrob.training.regularisers import (cross_lipschitz, parseval_retraction,
+                                           smoothness_change)
 from specrob.training.static_augment import STATIC
 
 
@@ -206,5 +214,68 @@ class CoTrain(Regime):
         self.opt.load_state_dict(state["opt"])
 
 
+class CrossLipschitz(Regime):
+    """CE + lam·Omega, Omega the Cross-Lipschitz regulariser (`regularisers.cross_lipschitz`;
+    Hein & Andriushchenko 2017): the HEIN method of Tibo et al.'s Table 1. Each step costs about
+    K + 1 backward passes (K classes)."""
+
+    name = "cross-lipschitz"
+
+    def loss(self, model, x, y, ctx):
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        omega = cross_lipschitz(logits, x)
+        return ce + ctx.config.lam * omega, {"ce": ce.item(), "regulariser": omega.item()}
+
+
+class Parseval(Regime):
+    """CE, then a Parseval retraction W <- (1 + beta) W - beta W W^T W of every weight after each
+    optimiser step (`regularisers.parseval_retraction`; Cisse et al. 2017, as Lassance et al.'s
+    code runs it with beta = 0.01)."""
+
+    name = "parseval"
+
+    def loss(self, model, x, y, ctx):
+        ce = F.cross_entropy(model(x), y)
+        return ce, {"ce": ce.item()}
+
+    def after_step(self, model, x, y, ctx, x_other):
+        parseval_retraction(model, ctx.config.beta)
+
+
+class Laplacian(Regime):
+    """CE + gamma^m · the mean absolute change, between consecutive layers, of the smoothness
+    tr(Y^T L^m Y) of the labels on the batch's cosine-similarity graph
+    (`regularisers.smoothness_change`; Lassance et al.'s Laplacian networks, their code's
+    gamma = 0.01, m = 2). The layers are the outputs of the network's nn.ReLU modules, in the
+    order they run."""
+
+    name = "laplacian"
+
+    def setup(self, model, ctx, input_dim, model_file=None):
+        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+        if len(relus) < 2:
+            raise ValueError(f"--regime laplacian compares the outputs of consecutive nn.ReLU "
+                             f"modules; this network has {len(relus)} (build it with at least "
+                             f"2 nn.ReLU layers, not F.relu)")
+        self.relus = relus
+
+    def loss(self, model, x, y, ctx):
+        seen: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out))
+                 for m in self.relus]
+        try:
+            logits = model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        ce = F.cross_entropy(logits, y)
+        change = smoothness_change(seen, y, logits.shape[-1], ctx.config.power)
+        weight = ctx.config.gamma ** ctx.config.power
+        return ce + weight * change, {"ce": ce.item(), "regulariser": change.item()}
+
+
 REGIMES: dict[str, type[Regime]] = {r.name: r for r in (Baseline, Constraint, Adversarial,
-                                                        Augmentation, CoTrain)}
+                                                        Augmentation, CoTrain, CrossLipschitz,
+                                                        Parseval, Laplacian)}

@@ -92,3 +92,62 @@ def test_cotraining_widens_l2_margins(baseline):
         x = l2.worst_point(t.model, X, Y, PGD(steps=20))
         return l2.holds(t.model, x, X, Y).float().mean().item()
     assert robust_fraction(train("cotrain")) > robust_fraction(baseline) + 0.03
+
+
+def mlp2(input_dim: int = 64, classes: int = 10):
+    """Two ReLU layers (the Laplacian regime compares consecutive ones)."""
+    return torch.nn.Sequential(torch.nn.Linear(input_dim, 32), torch.nn.ReLU(),
+                               torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                               torch.nn.Linear(32, classes))
+
+
+def train_net(regime: str, net_builder=mlp2, epochs: int = 8, **config):
+    torch.manual_seed(0)
+    prop = specrob.load(REPO / "specs" / "cr.rspec", eps=0.1)["CR"]
+    t = Trainer(net_builder(), prop, DATA, TrainConfig(regime=regime, epochs=epochs, **config),
+                progress=False)
+    t.fit()
+    return t
+
+
+def test_cross_lipschitz_training_lowers_the_cross_lipschitz_term(baseline):
+    from specrob.training.regularisers import cross_lipschitz
+
+    def omega(t):
+        x = X.clone().requires_grad_(True)
+        return cross_lipschitz(t.model(x), x).item()
+    hein = train("cross-lipschitz", lam=0.1)
+    assert hein.metrics[-1]["test_accuracy"] > 0.85
+    assert omega(hein) < 0.5 * omega(baseline)
+
+
+def test_parseval_training_keeps_every_weight_near_a_tight_frame():
+    def worst_spectral_norm(t):
+        return max(torch.linalg.matrix_norm(p.detach(), 2).item()
+                   for p in t.model.parameters() if p.dim() == 2)
+    plain, parseval = train_net("baseline"), train_net("parseval", beta=0.01)
+    assert parseval.metrics[-1]["test_accuracy"] > 0.85
+    assert worst_spectral_norm(parseval) < 0.6 * worst_spectral_norm(plain)
+
+
+def test_laplacian_training_lowers_the_change_of_smoothness_between_layers():
+    from specrob.training.regularisers import smoothness_change
+
+    def change(t):
+        seen = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: seen.append(o))
+                 for m in t.model.modules() if isinstance(m, torch.nn.ReLU)]
+        with torch.no_grad():
+            t.model(X[:100])  # a batch of the size the authors train with
+        for h in hooks:
+            h.remove()
+        return smoothness_change(seen, Y[:100], 10, 2).item()
+    plain, lap = train_net("baseline"), train_net("laplacian", gamma=0.001)
+    assert lap.metrics[-1]["test_accuracy"] > 0.9
+    assert change(lap) < 0.2 * change(plain)
+
+
+def test_the_laplacian_regime_refuses_a_network_with_one_relu():
+    from specrob.errors import SpecrobError
+    with pytest.raises(SpecrobError, match="at least 2 nn.ReLU"):
+        train("laplacian", epochs=1)
