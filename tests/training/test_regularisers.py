@@ -123,3 +123,17 @@ def test_a_regime_option_is_part_of_the_identity_of_its_own_regime_only():
     assert (lap["gamma"], lap["power"]) == (0.1, 1)
     with pytest.raises(Exception, match="power"):
         TrainConfig(regime="laplacian", power=0)
+
+
+def test_cross_lipschitz_batched_and_per_class_passes_agree_in_value_and_gradient():
+    net = one_hidden_layer(seed=7)
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    values, grads = [], []
+    for batched in (True, False):
+        net.zero_grad()
+        omega = cross_lipschitz(net(x), x, batched=batched)
+        omega.backward()
+        values.append(omega.item())
+        grads.append(net[0].weight.grad.clone())
+    assert values[0] == pytest.approx(values[1], rel=1e-12)
+    torch.testing.assert_close(grads[0], grads[1])
