@@ -74,12 +74,14 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
     assert png.exists() and png.stat().st_size > 1000
 
     record = json.loads((tmp_path / "out" / "tibo.json").read_text())
-    for key in ("accuracy", "chosen", "d", "curves", "shares", "area_difference_vs_noreg",
-                "training", "claims", "paper"):
+    for key in ("accuracy", "chosen", "chosen_hein", "d", "curves", "shares",
+                "area_difference_vs_noreg", "ours_vs_hein", "training", "claims", "paper"):
         assert key in record
-    nets = ["NO REG"] + [experiment.lam_name(lam) for lam in experiment.SMOKE.lams]
+    ours = [experiment.lam_name(lam) for lam in experiment.SMOKE.lams]
+    hein = [experiment.hein_name(lam) for lam in experiment.SMOKE.hein_lams]
+    nets = ["NO REG"] + ours + hein
     assert set(record["accuracy"]) == set(nets)
-    assert record["chosen"] in nets[1:]
+    assert record["chosen"] in ours and record["chosen_hein"] in hein
     for name in nets:
         assert 0.0 <= record["accuracy"][name]["value"] <= 1.0
         curve = [c["value"] for c in record["curves"][name]["curve"]]
@@ -94,13 +96,16 @@ def test_smoke_run_writes_the_page_and_reuses_its_networks(tmp_path):
         else:  # no attack succeeded on this (smoke-trained) net: no shares, not made-up ones
             assert all(math.isnan(s["value"]) for s in shares.values())
     assert any(record["shares"][name]["pgd"]["count"] for name in record["accuracy"])
-    assert len(record["claims"]) == 4
-    first = {"noreg"} | {f"cotrain-lam{lam:g}" for lam in experiment.SMOKE.lams}
+    assert len(record["claims"]) == 6
+    assert any("HEIN" in c["claim"] and "Table 1" in c["claim"] for c in record["claims"])
+    first = ({"noreg"} | {f"cotrain-lam{lam:g}" for lam in experiment.SMOKE.lams}
+             | {f"hein-lam{lam:g}" for lam in experiment.SMOKE.hein_lams})
     assert set(record["training"]) == first | {f"{n}-seed1" for n in first}  # two seeds
     seeds = record["seeds"]
     assert set(seeds) == {"0", "1"} and seeds["0"]["chosen"] == record["chosen"]
     assert seeds["0"]["accuracy"] == {k: e["value"] for k, e in record["accuracy"].items()}
-    assert seeds["1"]["chosen"] in nets[1:]
+    assert seeds["1"]["chosen"] in ours and seeds["1"]["chosen_hein"] in hein
+    assert seeds["0"]["ours_minus_hein"] == pytest.approx(record["ours_vs_hein"]["value"])
     assert "mean ± standard error over 2 seeds" in record["claims"][0]["ours"]
 
     again = tibo.run(options, "specrob reproduce tibo --smoke")

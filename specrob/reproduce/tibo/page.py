@@ -37,8 +37,10 @@ DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
      "different regulariser)", NO_CODE, "the same, seed 001's equations"),
     ("λ", "several values, not given; the one whose test accuracy matches NO REG's best",
      NO_CODE, "λ in {1, 3}; the same choice rule, per seed"),
-    ("HEIN", "the cross-Lipschitz regulariser of Hein and Andriushchenko, a column of Tables 1 "
-     "and 3", NO_CODE, "not trained: the paper's numbers only"),
+    ("HEIN", "the Cross-Lipschitz regulariser of Hein and Andriushchenko, a column of Tables 1 "
+     "and 3, its λ chosen like OURS's; its value not given", NO_CODE + " (Hein and "
+     "Andriushchenko's own TensorFlow code, max-andr/cross-lipschitz, normalises by n K^2)",
+     "`cross-lipschitz` regime, the same normalisation, λ in {0.1, 1}, chosen by the same rule"),
     ("Margin attacks", "FGSM, PGD and BG; radii and steps not given (§3.2)", NO_CODE,
      "FGSM and PGD (20 steps) at l_2 radii 1/64, 1/16, 1/4, 1 of the box's diameter; "
      "DeepFool in place of BG (also a minimum-distance attack)"),
@@ -57,16 +59,16 @@ ATTACK_NAMES = {"deepfool": "DeepFool (for BG)", "fgsm": "FGSM", "pgd": "PGD"}
 
 def write(run: Run, results: dict, budget: Budget) -> None:
     """The page's sections and figures, in the page's order."""
-    chosen, data = results["chosen"], results["dataset"]
+    chosen, data, hein = results["chosen"], results["dataset"], results["chosen_hein"]
     margins = {k: as_tensor(m) for k, m in results["margins"].items()}
     run.section("## How this differs from the authors' experiments\n\n"
                 + table(["item", "paper text", "authors' code", "specrob here"],
                         [list(row) for row in DIFFERENCES]))
-    setup_section(run, data, budget, chosen)
-    accuracy_section(run, results["accuracy"], chosen)
+    setup_section(run, data, budget, chosen, hein)
+    accuracy_section(run, results["accuracy"], chosen, hein)
     curve_section(run, results["curves"], results["area_difference_vs_noreg"], margins, chosen,
-                  results["d"], data["name"])
-    shares_section(run, results["shares"], chosen)
+                  hein, results["d"], data["name"], results["ours_vs_hein"])
+    shares_section(run, results["shares"], chosen, hein)
     seeds_section(run, results["seeds"])
 
 
@@ -79,21 +81,25 @@ def seeds_section(run: Run, seeds: dict) -> None:
         return
     names = list(next(iter(seeds.values()))["accuracy"])
     rows = [[f"seed {k}"] + [pct(r["accuracy"][n], 2) for n in names]
-            + [r["chosen"], f"{r['area_difference']:+.3f}"] for k, r in seeds.items()]
+            + [f"{r['chosen']}, {r['chosen_hein']}", f"{r['area_difference']:+.3f}",
+               f"{r['hein_area_difference']:+.3f}", f"{r['ours_minus_hein']:+.3f}"]
+            for k, r in seeds.items()]
     gaps = mean_se([r["accuracy"][r["chosen"]] - r["accuracy"]["NO REG"]
                     for r in seeds.values()])
-    areas = mean_se([r["area_difference"] for r in seeds.values()])
+    areas = [mean_se([r[key] for r in seeds.values()])
+             for key in ("area_difference", "hein_area_difference", "ours_minus_hein")]
     means = [mean_se([r["accuracy"][n] for r in seeds.values()]) for n in names]
     rows.append(["mean ± SE"] + [f"{100 * m:.2f} ± {100 * e:.2f}" for m, e in means]
-                + [f"gap {100 * gaps[0]:+.2f} ± {100 * gaps[1]:.2f} pp",
-                   f"{areas[0]:+.3f} ± {areas[1]:.3f}"])
+                + [f"OURS' gap {100 * gaps[0]:+.2f} ± {100 * gaps[1]:.2f} pp"]
+                + [f"{m:+.3f} ± {e:.3f}" for m, e in areas])
     run.section(f"""## Seeds
 
 Every network trained again from other initial weights and batch orders; test accuracy (%),
-the λ chosen by the paper's rule, and the chosen net's area difference from NO REG (each seed's
-own d):
+the λs chosen by the paper's rule, and the area differences of the chosen nets (each seed's own
+d):
 
-{table(["run"] + names + ["chosen", "area difference"], rows)}""")
+{table(["run"] + names + ["chosen", "R(OURS) − R(NO REG)", "R(HEIN) − R(NO REG)",
+                          "R(OURS) − R(HEIN)"], rows)}""")
 
 
 def plural(count: int, word: str) -> str:
@@ -108,18 +114,24 @@ def budget_text(results: dict, budget: Budget) -> str:
             + (f" (x0.1 after epoch {', '.join(map(str, budget.lr_steps))})"
                if budget.lr_steps else "") + f", {plural(budget.seeds, 'seed')}; "
             f"co-training λ in {{{', '.join(f'{x:g}' for x in budget.lams)}}} "
-            f"(chosen: {chosen.split('=')[-1]}); margins of the first "
+            f"(chosen: {chosen.split('=')[-1]}), HEIN λ in "
+            f"{{{', '.join(f'{x:g}' for x in budget.hein_lams)}}} "
+            f"(chosen: {results['chosen_hein'].split('=')[-1]}); margins of the first "
             f"{budget.margin_points} test points by FGSM + PGD (20 steps) + DeepFool, l_2.")
 
 
 # --- page sections --------------------------------------------------------------------------
-def setup_section(run: Run, data: dict, budget: Budget, chosen: str) -> None:
+def setup_section(run: Run, data: dict, budget: Budget, chosen: str, hein: str) -> None:
     lams = ", ".join(f"{x:g}" for x in budget.lams)
+    hein_lams = ", ".join(f"{x:g}" for x in budget.hein_lams)
     run.section(f"""## Setup and deviations from the paper
 
 - **Networks.** NO REG is trained with cross-entropy only (`baseline` regime); OURS is
   co-trained with an adversarial generator g by Algorithm 1 with the losses (9) for g and (10)
-  for f (`cotrain` regime, option `lam` = λ). Both start from the same initial weights.
+  for f (`cotrain` regime, option `lam` = λ); HEIN with cross-entropy plus λ times Hein and
+  Andriushchenko's Cross-Lipschitz regulariser, the mean over class pairs of
+  ||∇f_l(x) − ∇f_m(x)||² (`cross-lipschitz` regime, `lam` = λ). All start from the same initial
+  weights.
 - **f** is an MLP {data['input_dim']}-{budget.hidden}-{budget.hidden}-{data['classes']}, not the
   paper's convnet (128-channel 5x5 convolutions, a 1024-unit layer): on one CPU core that
   convnet is about 8 times slower per step, and its margin evaluation about 30 times slower.
@@ -132,8 +144,7 @@ def setup_section(run: Run, data: dict, budget: Budget, chosen: str) -> None:
   with a sigmoid output.
 - **λ.** We co-train with λ in {{{lams}}} and, as the paper does, report the λ whose test
   accuracy is closest to NO REG's: **{chosen}**. The other λ is listed too.
-- **HEIN** (Hein and Andriushchenko's cross-Lipschitz regulariser) is not reproduced; its
-  column shows the paper's numbers only.
+- **HEIN's λ** in {{{hein_lams}}}, chosen by the same rule: **{hein}**.
 - **Margins** (§3.2): for each of the first {budget.margin_points} test points, FGSM and
   PGD (maximising the margin loss in l_2 balls of 1/64, 1/16, 1/4 and 1 times the box's
   diameter) and DeepFool each propose an adversarial example x'; a binary search on the
@@ -144,20 +155,17 @@ def setup_section(run: Run, data: dict, budget: Budget, chosen: str) -> None:
 
 
 
-def accuracy_section(run: Run, accuracy: dict, chosen: str) -> None:
+def accuracy_section(run: Run, accuracy: dict, chosen: str, hein: str) -> None:
     """Table 1: every network's accuracy (a proportion with its Wilson interval)."""
     rows = [["NO REG", pct_ci(accuracy["NO REG"], 2),
-             f"{PAPER_ACCURACY['001']['NO REG']:.2f}", f"{PAPER_ACCURACY['000']['NO REG']:.2f}"],
-            ["HEIN", "not reproduced", f"{PAPER_ACCURACY['001']['HEIN']:.2f}",
-             f"{PAPER_ACCURACY['000']['HEIN']:.2f}"]]
-    for k, estimate in accuracy.items():
-        if k == "NO REG":
-            continue
-        mine = pct_ci(estimate, 2)
-        if k == chosen:
-            rows.append([f"OURS ({k.split(' ')[1]}, chosen)", mine,
-                         f"{PAPER_ACCURACY['001']['OURS']:.2f}",
-                         f"{PAPER_ACCURACY['000']['OURS']:.2f}"])
+             f"{PAPER_ACCURACY['001']['NO REG']:.2f}", f"{PAPER_ACCURACY['000']['NO REG']:.2f}"]]
+    for k in [hein, chosen] + [k for k in accuracy if k not in ("NO REG", chosen, hein)]:
+        mine = pct_ci(accuracy[k], 2)
+        if k in (chosen, hein):
+            paper = k.split(" ")[0]
+            rows.append([f"{paper} ({k.split(' ')[1]}, chosen)", mine,
+                         f"{PAPER_ACCURACY['001'][paper]:.2f}",
+                         f"{PAPER_ACCURACY['000'][paper]:.2f}"])
         else:
             rows.append([f"{k} (not chosen)", mine, "—", "—"])
     n = accuracy["NO REG"]["count"]
@@ -166,11 +174,11 @@ def accuracy_section(run: Run, accuracy: dict, chosen: str) -> None:
                 + table(["network", "ours", "paper (seed 001)", "paper (seed 000)"], rows))
 
 
-def curve_section(run: Run, curves: dict, diff: dict, margins: dict, chosen: str,
-                  d: float, dataset: str) -> None:
+def curve_section(run: Run, curves: dict, diff: dict, margins: dict, chosen: str, hein: str,
+                  d: float, dataset: str, ours_vs_hein: dict) -> None:
     from specrob.stats import proportion
-    shown = ["NO REG", chosen] + [k for k in curves if k not in ("NO REG", chosen)]
-    label = {k: (f"{k}, chosen" if k == chosen else k) for k in shown}
+    shown = ["NO REG", hein, chosen] + [k for k in curves if k not in ("NO REG", chosen, hein)]
+    label = {k: (f"{k}, chosen" if k in (chosen, hein) else k) for k in shown}
     series = {f"{label[k]} (R = {curves[k]['area']['value']:.3f})":
               [r["value"] for r in curves[k]["curve"]] for k in shown}
     bands = {f"{label[k]} (R = {curves[k]['area']['value']:.3f})":
@@ -187,7 +195,8 @@ def curve_section(run: Run, curves: dict, diff: dict, margins: dict, chosen: str
         change = ("—" if k == "NO REG" else
                   f"{diff[k]['value']:+.3f} [{diff[k]['low']:+.3f}, {diff[k]['high']:+.3f}]")
         mid = proportion(int((margins[k] > 0.5).sum()), len(margins[k]))
-        rows.append([f"OURS ({k.split(' ')[1]}, chosen)" if k == chosen else k,
+        rows.append([f"{k.split(' ')[0]} ({k.split(' ')[1]}, chosen)"
+                     if k in (chosen, hein) else k,
                      f"{area['value']:.3f} [{area['low']:.3f}, {area['high']:.3f}]", change,
                      f"{float(margins[k].median()):.3f}", pct_ci(mid.as_dict())])
     n = len(margins["NO REG"])
@@ -195,11 +204,13 @@ def curve_section(run: Run, curves: dict, diff: dict, margins: dict, chosen: str
 
 R(eps) is the fraction of the {n} evaluated test points whose (ensemble) margin exceeds eps,
 with 95% Wilson bands; the area R = ∫_0^d R(eps) d eps uses d = {d:g}, the largest margin
-found for the two compared networks (rounded up to 0.25), so R is their mean margin. Margins
+found for the three compared networks (rounded up to 0.25), so R is their mean margin. Margins
 are distances to adversarial examples actually found, hence upper bounds of the true margins
 (and the curves upper bounds of the true R). The paper's figure gives areas for its convnets on
 its own scale, which are not comparable with an MLP's; we compare the shape: whether OURS lies
-above NO REG, as in the paper.
+above NO REG and HEIN, as in the paper. OURS against HEIN, paired over the same points:
+R(OURS) − R(HEIN) = {ours_vs_hein['value']:+.3f} [{ours_vs_hein['low']:+.3f},
+{ours_vs_hein['high']:+.3f}].
 
 ![margin curves]({link})
 
@@ -207,14 +218,14 @@ above NO REG, as in the paper.
              "R(0.5) in %"], rows))
 
 
-def shares_section(run: Run, shares: dict, chosen: str) -> None:
+def shares_section(run: Run, shares: dict, chosen: str, hein: str) -> None:
     rows = []
-    for k in ["NO REG", chosen] + [k for k in shares if k not in ("NO REG", chosen)]:
-        paper = "NO REG" if k == "NO REG" else ("OURS" if k == chosen else None)
+    for k in ["NO REG", hein, chosen] + [k for k in shares if k not in ("NO REG", chosen, hein)]:
+        paper = "NO REG" if k == "NO REG" else (k.split(" ")[0] if k in (chosen, hein) else None)
         for a in ("deepfool", "fgsm", "pgd"):
             p1 = f"{PAPER_SHARES['001'][paper][PAPER_KEY[a]]:.2f}" if paper else "—"
             p0 = f"{PAPER_SHARES['000'][paper][PAPER_KEY[a]]:.2f}" if paper else "—"
-            name = k if k != chosen else f"OURS ({k.split(' ')[1]})"
+            name = k if k not in (chosen, hein) else f"{paper} ({k.split(' ')[1]})"
             rows.append([name, ATTACK_NAMES[a], pct_ci(shares[k][a], 2), p1, p0])
     run.section("## Table 3: share of closest adversarial examples by attack (%)\n\n"
                 "Among the evaluated test points, the share whose closest boundary point "
@@ -276,7 +287,7 @@ def summary(run: Run, results: dict, budget: Budget) -> str:
                 f"NO REG ({gap:+.2f} pp; the paper: 93.57% vs 93.47%)")
     df = min(share[k]["deepfool"]["value"] for k in share)
     shares = (f"DeepFool finds the closest adversarial example for {pct(df)}% or more of the "
-              f"points of both nets ({'most, as BG does in the paper' if df > 0.5 else 'not most, unlike BG in the paper'}); "
+              f"points of NO REG and OURS ({'most, as BG does in the paper' if df > 0.5 else 'not most, unlike BG in the paper'}); "
               f"PGD's share goes from {pct(share['NO REG']['pgd']['value'])}% (NO REG) to "
               f"{pct(share[chosen]['pgd']['value'])}% (OURS), the paper: 0.65% → 11.29%"
               + (" (our change is within the intervals' overlap)"
@@ -294,7 +305,13 @@ def summary(run: Run, results: dict, budget: Budget) -> str:
         why += ("; and our PGD, run in a sweep of four ball radii, is a stronger competitor "
                 "for NO REG than the paper's PGD (whose NO REG share is under 3%)")
     where = "" if dataset == "fashion-mnist" else " (not the paper's Fashion-MNIST)"
+    hein, vs = results["chosen_hein"], results["ours_vs_hein"]
+    hein_text = (f"HEIN ({hein.split(' ')[1]}) reaches {pct(acc[hein], 2)}% (the paper: "
+                 f"92.80%) and an area R of {curves[hein]['area']['value']:.3f}; co-training's "
+                 f"area is {'larger' if vs['low'] > 0 else 'smaller' if vs['high'] < 0 else 'not significantly different'}"
+                 f" (R(OURS) − R(HEIN) = {vs['value']:+.3f} [{vs['low']:+.3f}, "
+                 f"{vs['high']:+.3f}], paired)")
     return (f"On {dataset}{where}, with λ = "
             f"{chosen.split('=')[-1]} chosen as in the paper (accuracy closest to NO REG), "
-            f"{robust}. {acc_text}. {shares}. {why}. "
+            f"{robust}. {acc_text}. {hein_text}. {shares}. {why}. "
             + stability(run.results["training"], bool(budget.lr_steps)))
