@@ -81,8 +81,8 @@ def test_smoke_run_page_figures_json_and_rerun(tmp_path):
     for heading in ("## Figure 1", "## Figure 3", "## Figure 4", "## Figure 5",
                     "## Clean accuracy (cf. the paper's Table 2)", "## The paper's claims"):
         assert heading in text
-    for paper_number in ("11.9 / 31.6", "12.8 / 18.8", "20.9 / 28.5", "greater than 4",
-                         "d = 0.3"):
+    for paper_number in ("11.9 / 31.6", "12.8 / 18.8", "20.9 / 28.5", "10.2 / 30.5",
+                         "13.2 / 31.3", "greater than 4", "d = 0.3"):
         assert paper_number in text
     pngs = sorted((tmp_path / "out" / "lassance").glob("*.png"))
     assert {p.stem for p in pngs} >= {"fig1-incompatibility", "fig4-noise", "fig5-alpha-lim"}
@@ -110,7 +110,8 @@ def test_smoke_run_page_figures_json_and_rerun(tmp_path):
     assert "digits" in record["incompatibility"]
     for noise in record["noise"].values():
         assert all(0.0 <= p["value"] <= 1.0 for p in noise["curve"])
-    assert len(record["claims"]) == 6
+    assert len(record["claims"]) == 8
+    assert {"parseval", "laplacian", "l2nn"} <= set(record["training"])
 
     again = lassance.run(options, "specrob reproduce lassance --smoke")
     rerun = json.loads((tmp_path / "out" / "lassance.json").read_text())
@@ -140,7 +141,27 @@ def test_the_paper_budget_trains_as_the_authors_code_trains_its_nets():
             ("sgd", 0.9, 5e-4, 100, 0.1, (50,), 0.01, 100)
     assert (p.optimizer, p.weight_decay, p.batch_size, p.lr_steps, p.lr_gamma, p.epochs,
             p.adv_steps) == ("sgd", 2e-4, 128, (102, 154), 0.1, 205, 10)
+    # Parseval and Laplacian: the same script as Vanilla with --beta 0.01 / --gamma, -m 2
+    par, lap, l2nn = seen["parseval"], seen["laplacian"], seen["l2nn"]
+    for config in (par, lap, l2nn):
+        assert (config.optimizer, config.weight_decay, config.lr_steps, config.epochs) == \
+            ("sgd", 5e-4, (50,), 100)
+    assert (par.regime, par.beta) == ("parseval", 0.01)
+    assert (lap.regime, lap.power) == ("laplacian", 2)
+    assert l2nn.regime == "baseline"
     text = page.budget_text({"dataset": {"input_dim": 784, "classes": 10, "train": 60000,
                                          "name": "fashion-mnist", "test": 10000},
                              "incompatibility": {}}, PAPER)
     assert "SGD as the authors' code trains its nets" in text and "Adam" not in text
+
+
+def test_the_compared_methods_leave_the_work_folders_settings_as_they_were():
+    """Adding Parseval, Laplacian and L2NN adds networks only: a work folder made before them
+    (bound to the other budget fields) still resumes."""
+    from dataclasses import asdict
+
+    from specrob.reproduce.lassance.experiment import ADDED, PAPER, Budget
+    bound = {k for k in asdict(PAPER) if k not in ADDED}
+    assert set(ADDED) == set(asdict(PAPER)) - bound
+    assert "epochs" in bound and "compared_epochs" not in bound
+    assert {f.name for f in Budget.__dataclass_fields__.values()} >= set(ADDED)

@@ -4,9 +4,11 @@ robustness alpha_lim(r) (Fig. 5) and accuracy under Gaussian noise (Fig. 4), and
 incompatibility of Lipschitz constraints (Figs. 1 and 3) on Fashion-MNIST and scikit-learn's
 digits; `measure` returns them as a plain results dict.
 
-The paper used CIFAR-10/100 and ImageNet32 with pretrained ResNets; our three nets are
-Vanilla (cross-entropy), PGD (multi-step adversarial training in an l_inf ball) and a
-constraint-trained net under the paper's own Definition 1 (the LocalLipschitz property).
+The paper used CIFAR-10/100 and ImageNet32 with pretrained ResNets; our nets are one MLP
+trained as Vanilla (cross-entropy), PGD (multi-step adversarial training in an l_inf ball), a
+constraint-trained net under the paper's own Definition 1 (the LocalLipschitz property), and
+the paper's Lipschitz-constrained methods: Parseval (regime parseval), Laplacian (regime
+laplacian) and an L2-nonexpansive MLP (L2NN, `specrob.network.nonexpansive`).
 """
 from __future__ import annotations
 
@@ -60,6 +62,19 @@ class Budget:
     overrides: tuple[tuple[tuple[str, object], ...], ...] = ((), (), ())
     code_centres: int = 1000     # the authors' script's alpha_lim: training points ...
     code_samples: int = 100      # ... and uniform draws on the sphere per point
+    # the paper's Lipschitz-constrained methods (Parseval, Laplacian, L2NN): epochs and
+    # TrainConfig overrides per net, Parseval's beta, the Laplacian's gamma and power
+    compared_epochs: tuple[int, int, int] = (20, 20, 20)
+    compared_overrides: tuple[tuple[tuple[str, object], ...], ...] = ((), (), ())
+    parseval_beta: float = 0.01  # the authors' code (P.sh: --beta 0.01)
+    laplacian_gamma: float = 0.001  # the authors' 0.01 collapses this MLP (see the page)
+    laplacian_power: int = 2     # the authors' code (R.sh: -m 2)
+
+
+# Fields that only add networks (each in a folder bound to its own training options, with its
+# own stages): left out of the work folder's settings, so runs made before they existed resume
+ADDED = ("compared_epochs", "compared_overrides", "parseval_beta", "laplacian_gamma",
+         "laplacian_power")
 
 
 FULL = Budget(train=30000, test=None, epochs=(20, 10, 8), adv_steps=7, constraint_steps=7,
@@ -83,15 +98,20 @@ PAPER = Budget(train=None, test=None, epochs=(100, 205, 100), adv_steps=10,
                overrides=(V_SCHEDULE,
                           (("optimizer", "sgd"), ("momentum", 0.9), ("weight_decay", 2e-4),
                            ("lr_steps", (102, 154)), ("lr_gamma", 0.1), ("batch_size", 128)),
-                          V_SCHEDULE))
+                          V_SCHEDULE),
+               # P and L: the same script as V (cifar10.py --beta / --gamma); L2NN: no code
+               # of Qian and Wegman's was used, Vanilla's schedule
+               compared_epochs=(100, 100, 100),
+               compared_overrides=(V_SCHEDULE, V_SCHEDULE, V_SCHEDULE))
 SMOKE = Budget(train=1000, test=500, epochs=(1, 1, 1), adv_steps=3, constraint_steps=3,
                centres=20, samples=50, pgd_steps=5, radii=(0.1, 0.5, 2.0),
                pair_points=500, digits_points=400, snr_db=(-10.0, 0.0, 10.0, 30.0),
-               code_centres=50, code_samples=10)
+               code_centres=50, code_samples=10, compared_epochs=(1, 1, 1))
 
-NETS = ("vanilla", "pgd", "lipschitz")
+NETS = ("vanilla", "pgd", "lipschitz", "parseval", "laplacian", "l2nn")
 LABELS = {"vanilla": "Vanilla (CE)", "pgd": "PGD (l_inf, eps 0.1)",
-          "lipschitz": "LocalLipschitz constraint"}
+          "lipschitz": "LocalLipschitz constraint", "parseval": "Parseval (P)",
+          "laplacian": "Laplacian (L)", "l2nn": "L2NN"}
 # Figs. 1/3: alpha grid (geometric, plus the values of the tables) and d values (l_inf)
 TABLE_ALPHAS = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
 DISTANCES = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, math.inf)
@@ -104,10 +124,18 @@ def alpha_grid() -> list[float]:
 
 
 def build_net(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> nn.Module:
-    """The small net of all three regimes: an MLP on flat (B, n) inputs, the same initial
+    """The small net of every regime: an MLP on flat (B, n) inputs, the same initial
     weights for a given seed (so the regimes differ only in training)."""
     torch.manual_seed(seed)
     return build_model(examples_dir() / "mlp_two_hidden.py", input_dim, classes, hidden=hidden)
+
+
+def build_l2nn(input_dim: int, classes: int, *, hidden: int = 256, seed: int = 0) -> nn.Module:
+    """The L2-nonexpansive MLP of the same widths (examples/l2nn_mlp.py): 1-Lipschitz in l_2
+    by construction (Qian and Wegman's L2NN, as an MLP)."""
+    torch.manual_seed(seed)
+    return build_model(examples_dir() / "l2nn_mlp.py", input_dim, classes,
+                       hidden=(hidden, hidden))
 
 
 # --- stages -----------------------------------------------------------------------------------
@@ -119,7 +147,8 @@ def per_centre_quantiles(per_centre: torch.Tensor, qs=(0.5, 0.9)) -> dict[str, l
 
 
 def train_nets(run: Run, data: Dataset, budget: Budget) -> dict[str, nn.Module]:
-    """Vanilla, PGD-trained and LocalLipschitz-trained copies of the same MLP."""
+    """Vanilla, PGD-trained and LocalLipschitz-trained copies of the same MLP, and the
+    paper's Lipschitz-constrained methods: Parseval, Laplacian, L2NN."""
     pgd_prop, lip_prop = specrob.loads(PGD_SPEC)["P"], specrob.loads(LIP_SPEC)["P"]
     seed = run.options.seed
     common = {"batch_size": budget.batch_size, "lr": budget.lr, "seed": seed,
@@ -134,9 +163,22 @@ def train_nets(run: Run, data: Dataset, budget: Budget) -> dict[str, nn.Module]:
                                             b=budget.constraint_weight, epochs=budget.epochs[2],
                                             **{**common, **c})),
     }
-    return {name: run.train(name, build_net(data.input_dim, data.classes, hidden=budget.hidden,
-                                            seed=seed), prop, data, config)
-            for name, (prop, config) in configs.items()}
+    pe, le, ne = budget.compared_epochs
+    po, lo, no = (dict(o) for o in budget.compared_overrides)
+    configs.update({
+        "parseval": (pgd_prop, TrainConfig(regime="parseval", beta=budget.parseval_beta,
+                                           epochs=pe, **{**common, **po})),
+        "laplacian": (pgd_prop, TrainConfig(regime="laplacian", gamma=budget.laplacian_gamma,
+                                            power=budget.laplacian_power, epochs=le,
+                                            **{**common, **lo})),
+        "l2nn": (pgd_prop, TrainConfig(regime="baseline", epochs=ne, **{**common, **no})),
+    })
+    nets = {}
+    for name, (prop, config) in configs.items():
+        build = build_l2nn if name == "l2nn" else build_net
+        net = build(data.input_dim, data.classes, hidden=budget.hidden, seed=seed)
+        nets[name] = run.train(name, net, prop, data, config)
+    return nets
 
 
 def incompatibility(x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -184,7 +226,7 @@ def measure(run: Run, budget: Budget) -> dict:
     alpha_lim(r) and noisy accuracy; every stage is cached in <work>."""
     options = run.options
     data = run.dataset("fashion-mnist", train=budget.train, test=budget.test)
-    run.settings(budget=asdict(budget))
+    run.settings(budget={k: v for k, v in asdict(budget).items() if k not in ADDED})
     results = {"data": {"name": data.name, "train": len(data.y_train), "test": len(data.y_test)}}
 
     results["incompatibility"] = incompatibility_stages(run, data, budget)
