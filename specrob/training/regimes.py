@@ -268,8 +268,10 @@ class Laplacian(Regime):
 
     def loss(self, model, x, y, ctx):
         seen: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out))
-                 for m in self.relus]
+
+        def keep(_module, _inputs, out) -> None:
+            seen.append(out)
+        hooks = [m.register_forward_hook(keep) for m in self.relus]
         try:
             logits = model(x)
         finally:
