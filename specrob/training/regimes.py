@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from specrob.logic.compiled import CompiledProperty
 from specrob.search.region import ascent_step
@@ -249,36 +250,51 @@ class Parseval(Regime):
         parseval_retraction(model, ctx.config.beta)
 
 
+class ReluRecorder(TorchFunctionMode):
+    """Records the output of every ReLU the network applies, however it is written (nn.ReLU,
+    F.relu, torch.relu, Tensor.relu), in the order they run: a torch function mode sees each
+    call once (inside the handler the mode is off, so F.relu's own torch.relu is not seen)."""
+
+    RELUS = (F.relu, torch.relu, torch.Tensor.relu)
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in self.RELUS:
+            self.seen.append(out)
+        return out
+
+
 class Laplacian(Regime):
     """CE + gamma^m · the mean absolute change, between consecutive layers, of the smoothness
     tr(Y^T L^m Y) of the labels on the batch's cosine-similarity graph
     (`regularisers.smoothness_change`; Lassance et al.'s Laplacian networks, their code's
-    gamma = 0.01, m = 2). The layers are the outputs of the network's nn.ReLU modules, in the
-    order they run."""
+    gamma = 0.01, m = 2). The layers are the network's ReLU outputs, in the order they run
+    (`ReluRecorder`)."""
 
     name = "laplacian"
 
     def setup(self, model, ctx, input_dim, model_file=None):
-        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-        if len(relus) < 2:
-            raise ValueError(f"--regime laplacian compares the outputs of consecutive nn.ReLU "
-                             f"modules; this network has {len(relus)} (build it with at least "
-                             f"2 nn.ReLU layers, not F.relu)")
-        self.relus = relus
+        was = model.training
+        model.eval()  # a dry run that leaves batch-norm statistics alone
+        recorder = ReluRecorder()
+        with torch.no_grad(), recorder:
+            model(torch.zeros(2, input_dim, device=next(model.parameters()).device))
+        model.train(was)
+        if len(recorder.seen) < 2:
+            raise ValueError(f"--regime laplacian compares the outputs of consecutive ReLU "
+                             f"layers; this network applies {len(recorder.seen)} ReLU(s) "
+                             f"(it needs at least 2)")
 
     def loss(self, model, x, y, ctx):
-        seen: list[torch.Tensor] = []
-
-        def keep(_module, _inputs, out) -> None:
-            seen.append(out)
-        hooks = [m.register_forward_hook(keep) for m in self.relus]
-        try:
+        recorder = ReluRecorder()
+        with recorder:
             logits = model(x)
-        finally:
-            for h in hooks:
-                h.remove()
         ce = F.cross_entropy(logits, y)
-        change = smoothness_change(seen, y, logits.shape[-1], ctx.config.power)
+        change = smoothness_change(recorder.seen, y, logits.shape[-1], ctx.config.power)
         weight = ctx.config.gamma ** ctx.config.power
         return ce + weight * change, {"ce": ce.item(), "regulariser": change.item()}
 

@@ -137,3 +137,28 @@ def test_cross_lipschitz_batched_and_per_class_passes_agree_in_value_and_gradien
         grads.append(net[0].weight.grad.clone())
     assert values[0] == pytest.approx(values[1], rel=1e-12)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_the_relu_recorder_sees_every_relu_however_it_is_written():
+    from specrob.training.regimes import ReluRecorder
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(4, 5), nn.Linear(5, 5), nn.Linear(5, 3)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            h1 = self.act(self.a(x))                       # nn.ReLU
+            h2 = torch.nn.functional.relu(self.b(h1))      # F.relu
+            h3 = torch.relu(self.b(h2))                    # torch.relu
+            return self.c(self.b(h3).relu())               # Tensor.relu
+
+    net, x = Mixed(), torch.randn(3, 4)
+    recorder = ReluRecorder()
+    with recorder:
+        out = net(x)
+    assert len(recorder.seen) == 4
+    torch.testing.assert_close(recorder.seen[0], torch.relu(net.a(x)))
+    torch.testing.assert_close(out, net(x))  # the recorder changes nothing
+    assert all(h.min() >= 0 for h in recorder.seen)
