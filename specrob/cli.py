@@ -700,10 +700,11 @@ def reproduce(
     - **shaham**    seed 002: robust optimisation with l_1/l_2/l_inf sets at the authors'
                radii, SGD and input batch norm; Table 1 (clean and A_mnist accuracy),
                FGSM accuracy curves (Fig. 3), accuracies over 3 seeds.
-    - **tibo**      seeds 000/001: co-training vs baseline; Table 1, margin curves and
-               areas (Fig. 3), the attacks' shares of closest examples (Table 3), over 3
-               seeds.
-    - **lassance**  seed 004: alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
+    - **tibo**      seeds 000/001: co-training vs baseline vs HEIN (Cross-Lipschitz);
+               Table 1, margin curves and areas (Fig. 3), the attacks' shares of closest
+               examples (Table 3), over 3 seeds.
+    - **lassance**  seed 004: Vanilla, PGD, Parseval, Laplacian, L2NN (and a LocalLipschitz
+               constraint net): alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
                accuracy under Gaussian noise vs SNR (Fig. 4).
 
     Example:  specrob reproduce casadio        (then read docs/results/casadio.md)
