@@ -64,6 +64,8 @@ class TrainResult(_Result):
     curve: Path | None = None
     property: str = ""
     resumed_after: int = 0
+    # networks exported beside model.onnx by the regime, by stem (adapt: "adapted", f(T(x)))
+    exports: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -339,8 +341,9 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
         data: digits | fashion-mnist[:DIR] | idx:DIR | PATH.npz, or a loaded
             `specrob.data.Dataset`.
         out: the run folder: checkpoint.pt and metrics.json after every epoch, model.onnx
-            (unless `export=False`) and training.png at the end; a rerun resumes (a finished
-            run is reloaded without training), `fresh` starts over.
+            (unless `export=False`; with regime adapt also adapted.onnx, f(T(x))) and
+            training.png at the end; a rerun resumes (a finished run is reloaded without
+            training), `fresh` starts over.
         log: receives one-line status messages (resuming, what is trained).
     Returns TrainResult. Raises SpecError, UsageError, DataError, ModelFileError, TrainError,
     ExportError, RunFolderError, SamplingError (all SpecrobError).
@@ -398,17 +401,22 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
         onnx, diff, curve = None, None, None
         if not leader:  # the other processes: the same weights, nothing to write
             return TrainResult(None, metrics, None, None, prop_ir.name, resumed)
+        exports: dict[str, Path] = {}
         if export:
             onnx = out / "model.onnx"
             example = torch.tensor(dataset.x_test[:256], device="cpu")
             diff = float(export_onnx(trainer.model, example, onnx))
             _runs_exported(onnx)
+            for stem, module in trainer.regime.exports(trainer.model).items():
+                exports[stem] = out / f"{stem}.onnx"
+                export_onnx(module, example, exports[stem])
+                _runs_exported(exports[stem])
         curve = plot_training(metrics, out)
     finally:
         trainer.close()
         if isinstance(model, torch.nn.Module):
             model.train(was_training)  # the caller's module comes back in the mode it had
-    return TrainResult(onnx, metrics, diff, curve, prop_ir.name, resumed)
+    return TrainResult(onnx, metrics, diff, curve, prop_ir.name, resumed, exports)
 
 
 # --- evaluate -------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ def train(
                                            "PATH.npz (arrays x, y)")] = "digits",
     regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
                                              "augmentation | cotrain | cross-lipschitz | "
-                                             "parseval | laplacian")] = TrainConfig.regime,
+                                             "parseval | laplacian | adapt")] = TrainConfig.regime,
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
                                             "yager[:P]")] = TrainConfig.logic,
     search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
@@ -276,6 +276,15 @@ def train(
     power: Annotated[int, typer.Option(
         min=1, help="laplacian regime: the power m of the graph Laplacian (Lassance et al.'s "
                     "code: 2).")] = TrainConfig.power,
+    shifted: Annotated[Optional[Path], typer.Option(
+        help="adapt regime: unlabeled shifted inputs (.npz with an array x, e.g. corrupted "
+             "images) for the paired autoencoders; the run also writes adapted.onnx, the "
+             "classifier after the transfer map (Tibo et al., seed 001, section 4).",
+        show_default=False)] = None,
+    transfer_steps: Annotated[int, typer.Option(
+        min=1, help="adapt regime: the autoencoder pair's steps per classifier step (the "
+                    "paper: 100 epochs for the pair, 50 for the classifier, i.e. 2).")
+                              ] = TrainConfig.transfer_steps,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
     device: Annotated[str, _device_option("the network, its searches and the losses")
                       ] = TrainConfig.device,
@@ -292,7 +301,8 @@ def train(
     violation in its ball (PGD) and L_C is the property's loss in the chosen logic. The other
     regimes use the property's ball: adversarial training, augmentation, co-training; or
     regularise the network whatever the property: cross-lipschitz (Hein and Andriushchenko,
-    --lam), parseval (Cisse et al., --beta), laplacian (Lassance et al., --gamma, --power).
+    --lam), parseval (Cisse et al., --beta), laplacian (Lassance et al., --gamma, --power);
+    or adapt to a shifted distribution: adapt (Tibo et al.'s paired autoencoders, --shifted).
 
     Writes to --out after every epoch: checkpoint.pt and metrics.json (CE, constraint loss,
     clean accuracy, fraction of points whose PGD point satisfies the property); at the end
@@ -312,6 +322,8 @@ def train(
                              batch_size=batch_size, lr=lr, seed=seed, device=device, a=a, b=b,
                              adv_steps=adv_steps, augment=augment, lam=lam, beta=beta,
                              gamma=gamma, power=power,
+                             shifted=None if shifted is None else str(shifted),
+                             transfer_steps=transfer_steps,
                              optimizer=optimizer, momentum=momentum, dampening=dampening,
                              weight_decay=weight_decay, lr_decay=lr_decay,
                              lr_steps=_epochs(lr_steps), lr_gamma=lr_gamma,
@@ -327,8 +339,10 @@ def train(
                       f"{last['test_accuracy']:.3f}, PGD points satisfying {result.property}: "
                       f"train {last['train_satisfied']:.3f} / test {last['test_satisfied']:.3f}")
     console.print(f"wrote {result.model} (onnxruntime matches torch to "
-                  f"{result.onnx_difference:.1e}), {out / 'metrics.json'}, "
-                  f"{out / 'checkpoint.pt'}" + (f", {result.curve}" if result.curve else ""))
+                  f"{result.onnx_difference:.1e}), "
+                  + "".join(f"{path} ({stem}), " for stem, path in result.exports.items())
+                  + f"{out / 'metrics.json'}, {out / 'checkpoint.pt'}"
+                  + (f", {result.curve}" if result.curve else ""))
 
 
 def _epochs(text: str | None) -> tuple[int, ...]:

@@ -16,9 +16,10 @@ OPTIMIZERS = ("adam", "sgd")
 # the folders of earlier runs still resume (`TrainConfig.options`).
 LATER = {"optimizer": "adam", "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
          "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1, "beta": 0.01, "gamma": 0.01,
-         "power": 2}
+         "power": 2, "transfer_steps": 1}
 # Options only one regime reads: left out of the identity of a run of another regime.
-REGIME_OF = {"beta": "parseval", "gamma": "laplacian", "power": "laplacian"}
+REGIME_OF = {"beta": "parseval", "gamma": "laplacian", "power": "laplacian",
+             "transfer_steps": "adapt"}
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class TrainConfig:
     """Options of `specrob train` / `specrob.train`.
 
     regime: baseline | constraint | adversarial | augmentation | cotrain | cross-lipschitz |
-    parseval | laplacian (`regimes.REGIMES`);
+    parseval | laplacian | adapt (`regimes.REGIMES`);
     logic: dl2 | goedel | lukasiewicz | product | yager[:P]; search: how the constraint's worst
     point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
     `batch_size`, `lr` (the co-training generator uses the same rate); `optimizer` adam | sgd
@@ -44,7 +45,10 @@ class TrainConfig:
     co-training: `lam` (Tibo et al. eq. 10); cross-lipschitz: `lam` weighs Hein and
     Andriushchenko's Omega; parseval: `beta`, the retraction's step (Cisse et al.; 0.01 in
     Lassance et al.'s code); laplacian: `gamma` and `power` m, the penalty's weight gamma^m and
-    the Laplacian's power (0.01 and 2 in Lassance et al.'s code); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
+    the Laplacian's power (0.01 and 2 in Lassance et al.'s code); adapt: `shifted`, the .npz
+    of unlabeled shifted inputs the paired autoencoders learn from (Tibo et al., seed 001,
+    section 4), and `transfer_steps`, the pair's Adam steps per classifier step (the paper
+    trains the pair 100 epochs, the classifier 50: 2); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
     per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
     identifies the run (reproductions)."""
 
@@ -80,12 +84,14 @@ class TrainConfig:
     beta: float = 0.01
     gamma: float = 0.01
     power: int = 2
+    shifted: str | None = None  # adapt: the unlabeled shifted inputs (.npz with an array x)
+    transfer_steps: int = 1  # adapt: the autoencoder pair's steps per classifier step
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps"):
             need(self, _whole(getattr(self, name), 0), name, "a whole number >= 0")
         for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
-                     "eval_points", "power"):
+                     "eval_points", "power", "transfer_steps"):
             need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
         need(self, _whole(self.seed, -2**63), "seed", "a whole number")
         need(self, _number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
@@ -118,13 +124,17 @@ class TrainConfig:
         need(self, self.reference is None
              or (self.regime == "augmentation" and self.augment == "static-fgsm"), "reference",
              "none: only --regime augmentation --augment static-fgsm uses a reference network")
+        need(self, self.shifted is None or isinstance(self.shifted, str), "shifted",
+             "a path to an .npz file")
+        need(self, self.shifted is None or self.regime == "adapt", "shifted",
+             "none: only --regime adapt learns from shifted inputs")
 
     def options(self) -> dict:
-        """The options as a plain dict (the run's identity hashes it), without `reference`:
-        the run is bound to the reference network's contents (`Trainer.identity`), not to the
-        path it was given by (runs made before the option existed keep their identity)."""
+        """The options as a plain dict (the run's identity hashes it), without `reference` and
+        `shifted`: the run is bound to those files' contents (`Trainer.identity`), not to the
+        paths they were given by (runs made before the options existed keep their identity)."""
         out = asdict(self)
-        del out["reference"]
+        del out["reference"], out["shifted"]
         for name, default in LATER.items():
             if (out[name] == default or (name == "lr_gamma" and not self.lr_steps)
                     or REGIME_OF.get(name, self.regime) != self.regime):

@@ -15,6 +15,8 @@
   Lassance et al.).
 - laplacian: CE + gamma^m · the change of the class signal's smoothness between consecutive ReLU
   layers (Lassance et al.'s Laplacian networks, "L").
+- adapt: CE for the classifier, and a pair of autoencoders trained on clean and unlabeled
+  shifted inputs (Tibo et al., seed 001, section 4): the run also exports f(T(x)).
 """
 from __future__ import annotations
 
@@ -62,6 +64,10 @@ class Regime:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def exports(self, model: nn.Module) -> dict[str, nn.Module]:
+        """Networks exported beside model.onnx, by file stem (adapt: "adapted", f(T(x)))."""
+        return {}
 
 
 class Baseline(Regime):
@@ -299,6 +305,54 @@ class Laplacian(Regime):
         return ce + weight * change, {"ce": ce.item(), "regulariser": change.item()}
 
 
+class Adapt(Regime):
+    """Transfer by paired autoencoders (Tibo et al., seed 001, section 4): the classifier f
+    learns from the labeled clean batch with CE; after each of its steps, the pair (E, D_1,
+    D_2) takes `transfer_steps` Adam steps at the same rate on the reconstruction loss of a
+    clean batch and a batch of the unlabeled shifted inputs (`--shifted`). f and the pair do not
+    interact (the paper trains them separately): one run trains both. Exports f(D_1(E(x))) as
+    adapted.onnx beside model.onnx."""
+
+    name = "adapt"
+
+    def setup(self, model, ctx, input_dim, model_file=None):
+        from specrob.training.transfer import build_pair, load_shifted
+        device = next(model.parameters()).device
+        if ctx.config.shifted is None:
+            raise ValueError("--regime adapt learns the transfer from unlabeled shifted "
+                             "inputs: give them with --shifted PATH.npz (an array x)")
+        self.pair = build_pair(model_file, input_dim).to(device)
+        self.shifted = torch.tensor(load_shifted(ctx.config.shifted, input_dim), device=device)
+        self.opt = torch.optim.Adam(self.pair.parameters(), lr=ctx.config.lr)
+
+    def loss(self, model, x, y, ctx):
+        ce = F.cross_entropy(model(x), y)
+        return ce, {"ce": ce.item()}
+
+    def after_step(self, model, x, y, ctx, x_other):
+        self.pair.train()
+        for k in range(ctx.config.transfer_steps):
+            # batches of shifted inputs drawn by the trainer's seeded generator; the clean
+            # side takes the step's batch, then other shuffled training points
+            pick = torch.randint(len(self.shifted), (len(x),), device="cpu")
+            clean = x if k == 0 else x_other
+            loss = self.pair.reconstruction_loss(clean, self.shifted[pick.to(clean.device)])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+
+    def state_dict(self):
+        return {"pair": self.pair.state_dict(), "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state):
+        self.pair.load_state_dict(state["pair"])
+        self.opt.load_state_dict(state["opt"])
+
+    def exports(self, model):
+        from specrob.training.transfer import Adapted
+        return {"adapted": Adapted(model, self.pair.eval())}
+
+
 REGIMES: dict[str, type[Regime]] = {r.name: r for r in (Baseline, Constraint, Adversarial,
                                                         Augmentation, CoTrain, CrossLipschitz,
-                                                        Parseval, Laplacian)}
+                                                        Parseval, Laplacian, Adapt)}

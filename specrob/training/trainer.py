@@ -83,10 +83,13 @@ class Trainer:
         if self.config.regime not in REGIMES:
             raise TrainError(f"unknown regime '{self.config.regime}': choose one of "
                              f"{', '.join(REGIMES)}")
-        if self.group is not None and self.config.regime == "cotrain":
-            raise TrainError("--regime cotrain under torchrun: its generator has its own "
-                             "optimiser, which is not averaged across processes; run it in "
-                             "one process")
+        if self.group is not None and self.config.regime in ("cotrain", "adapt"):
+            raise TrainError(f"--regime {self.config.regime} under torchrun: its "
+                             f"{'generator' if self.config.regime == 'cotrain' else 'autoencoder pair'}"
+                             f" has its own optimiser, which is not averaged across processes; "
+                             f"run it in one process")
+        if self.config.shifted is not None and not Path(self.config.shifted).is_file():
+            raise TrainError(f"--shifted {self.config.shifted}: no such file")
         from specrob.devices import resolve_device
         resolved = resolve_device(self.config.device)  # DeviceError: unknown, or no CUDA
         if self.config.augment == "static-fgsm" and self.config.regime == "augmentation":
@@ -142,6 +145,8 @@ class Trainer:
         opts.pop("epochs")
         if self.config.reference is not None:  # static-fgsm's points depend on its weights
             opts["reference_sha256"] = file_identity(Path(self.config.reference))["sha256"]
+        if self.config.shifted is not None:  # adapt: the pair learns from these inputs
+            opts["shifted_sha256"] = file_identity(Path(self.config.shifted))["sha256"]
         return {"config": opts, "property": self.prop.name, "data": self.data.name,
                 "params": {p.name: str(p.value) for p in self.prop.params},
                 "property_text": printer.declaration(self.prop),
@@ -234,7 +239,7 @@ class Trainer:
         self.folder = RunFolder(self.out, "train", self.identity(),
                                 files=("checkpoint.pt", "checkpoint.tmp", "metrics.json",
                                        "model.onnx", "model.onnx.data", "*.png",
-                                       "augmented.pt"),
+                                       "augmented.pt", "adapted.onnx", "adapted.onnx.data"),
                                 fresh=fresh)
         self.folder.open()
 
