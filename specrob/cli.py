@@ -667,7 +667,7 @@ def export(
 @app.command()
 def reproduce(
     paper: Annotated[str, typer.Argument(
-        help="casadio | shaham | tibo | lassance", show_default=False)],
+        help="casadio | shaham | tibo | lassance | tibo-transfer", show_default=False)],
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="A tiny budget (about a minute) that checks the script end to end; "
                         "falls back to digits when Fashion-MNIST is absent.")] = False,
@@ -720,6 +720,9 @@ def reproduce(
     - **lassance**  seed 004: Vanilla, PGD, Parseval, Laplacian, L2NN (and a LocalLipschitz
                constraint net): alpha_lim(r) (Fig. 5), dataset incompatibility (Figs. 1, 3),
                accuracy under Gaussian noise vs SNR (Fig. 4).
+    - **tibo-transfer**  seed 001 section 4: transfer by paired autoencoders (regime
+               adapt) against PLAIN and Gaussian noise augmentation, on corrupted
+               Fashion-MNIST (3 corruptions x 2 sample sizes x SEPARATE / JOINT).
 
     Example:  specrob reproduce casadio        (then read docs/results/casadio.md)
     """

@@ -17,6 +17,7 @@ PAPERS: dict[str, str] = {
     "shaham": "Shaham et al. 2015, seed 002: robust optimisation (l_1, l_2, l_inf)",
     "tibo": "Tibo et al., seeds 000/001: co-training with an adversarial generator, margins",
     "lassance": "Lassance et al., seed 004: local Lipschitz robustness alpha_lim(r)",
+    "tibo-transfer": "Tibo et al., seed 001 section 4: transfer by paired autoencoders",
 }
 
 
@@ -24,7 +25,7 @@ def paper_module(name: str):
     """The module that reproduces paper `name` (one of PAPERS)."""
     if name not in PAPERS:
         raise KeyError(name)
-    return importlib.import_module(f"specrob.reproduce.{name}")
+    return importlib.import_module(f"specrob.reproduce.{name.replace('-', '_')}")
 
 
 class _Package(types.ModuleType):

@@ -77,6 +77,7 @@ class Run:
     claims: list[Claim] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    exports: dict[str, dict[str, Path]] = field(default_factory=dict)  # see `train`
 
     def __post_init__(self):
         self.started = time.perf_counter()
@@ -154,7 +155,8 @@ class Run:
     def train(self, name: str, model: nn.Module, prop, data: Dataset, config, *,
               export: bool = False) -> nn.Module:
         """Train (or resume, or reload when finished) `model` under the property `prop` with
-        `specrob.train`; the run folder is <work>/<name> (with model.onnx when `export`).
+        `specrob.train`; the run folder is <work>/<name> (with model.onnx when `export`, and
+        the regime's other networks, e.g. adapted.onnx, kept in `exports[name]`).
         Records the per-epoch metrics in results['training'][name]."""
         import specrob
         from specrob.runfolder import RunFolderError
@@ -170,6 +172,7 @@ class Run:
         if result.resumed_after < config.epochs:
             self.seconds[f"train {name}"] = round(time.perf_counter() - start, 1)
         self.results.setdefault("training", {})[name] = result.metrics
+        self.exports[name] = result.exports
         model.to(self.device).eval()  # (exporting to ONNX moved it to the CPU)
         return model
 
