@@ -227,8 +227,10 @@ def summary(run: Run, results: dict, budget: Budget) -> str:
     if failed:
         text += ("Differing from the paper: " + "; ".join(
             f"{c.text.split(': ', 1)[-1]} (ours: {c.ours})" for c in failed) + ". ")
-    text += ("Expected sources of difference: far fewer epochs at a larger learning rate, "
-             "our attack (PGD-20 with restarts plus FGSM, worst case per point) is likely "
+    epochs = len(run.results['training']['baseline'])
+    text += ("Expected sources of difference: "
+             + ("far fewer epochs at a larger learning rate, " if epochs < 100 else "")
+             + "our attack (PGD-20 with restarts plus FGSM, worst case per point) is likely "
              "stronger than the paper's single PGD, and the paper's curves are from one "
              "training run each (so are ours: no error bars across seeds).")
     return text
