@@ -39,21 +39,14 @@ def check(run: Run, results: dict, budget: Budget) -> None:
     gap = acc[chosen] - acc["NO REG"]
     a, b, dd = curves[chosen]["area"], curves["NO REG"]["area"], diff[chosen]
     if len(seeds) > 1:  # across seeds: the chosen net of each seed against its NO REG
-        gm, gse = mean_se([r["accuracy"][r["chosen"]] - r["accuracy"]["NO REG"]
-                           for r in seeds.values()])
-        run.claim("Co-training keeps the accuracy almost unchanged (here: within 1 percentage "
-                  "point of NO REG)", abs(gm) + 2 * gse <= 0.01,
-                  f"accuracy gap to NO REG, mean ± standard error over {len(seeds)} seeds: "
-                  f"{100 * gm:+.2f} ± {100 * gse:.2f} pp (holds when the mean ± 2 SE stays "
-                  f"within ±1 pp; seed {next(iter(seeds))}: {pct(acc[chosen], 2)}% vs "
-                  f"{pct(acc['NO REG'], 2)}%)")
-        am, ase = mean_se([r["area_difference"] for r in seeds.values()])
-        run.claim("Co-training learns a more robust model: a larger area R under the margin "
-                  "curve than NO REG (here: the mean difference over the seeds above two "
-                  "standard errors)", am > 2 * ase,
-                  f"area difference (chosen λ - NO REG), mean ± SE over {len(seeds)} seeds: "
-                  f"{am:+.3f} ± {ase:.3f}; seed {next(iter(seeds))}: R = {a['value']:.3f} vs "
-                  f"{b['value']:.3f}, paired 95% interval [{dd['low']:+.3f}, {dd['high']:+.3f}]")
+        accuracy_kept(run, "Co-training keeps the accuracy almost unchanged (here: within 1 "
+                      "percentage point of NO REG)", seeds, "chosen", "accuracy gap to NO REG",
+                      f"; seed {next(iter(seeds))}: {pct(acc[chosen], 2)}% vs "
+                      f"{pct(acc['NO REG'], 2)}%")
+        area_gain(run, "Co-training learns a more robust model: a larger area R under the "
+                  "margin curve than NO REG", seeds, "area_difference", "chosen λ - NO REG",
+                  f"R = {a['value']:.3f} vs {b['value']:.3f}, paired 95% interval "
+                  f"[{dd['low']:+.3f}, {dd['high']:+.3f}]")
     else:
         run.claim("Co-training keeps the accuracy almost unchanged (here: within 1 percentage "
                   "point of NO REG)", abs(gap) <= 0.01,
@@ -88,19 +81,12 @@ def hein_claims(run: Run, results: dict) -> None:
     paper_gap = PAPER_ACCURACY["001"]["HEIN"] - PAPER_ACCURACY["001"]["NO REG"]
     vs = results["ours_vs_hein"]
     if len(seeds) > 1:
-        gm, gse = mean_se([r["accuracy"][r["chosen_hein"]] - r["accuracy"]["NO REG"]
-                           for r in seeds.values()])
-        run.claim(f"HEIN keeps the accuracy close to NO REG's (Table 1: {paper_gap:+.2f} pp; "
-                  f"here: within 1 percentage point)", abs(gm) + 2 * gse <= 0.01,
-                  f"HEIN's accuracy gap to NO REG, mean ± SE over {len(seeds)} seeds: "
-                  f"{100 * gm:+.2f} ± {100 * gse:.2f} pp (holds when the mean ± 2 SE stays "
-                  f"within ±1 pp)")
-        dm, dse = mean_se([r["ours_minus_hein"] for r in seeds.values()])
-        run.claim("Co-training gives a more robust model than HEIN: a larger area R under the "
-                  "margin curve (Figure 3; here: the mean difference over the seeds above two "
-                  "standard errors)", dm > 2 * dse,
-                  f"area difference (OURS - HEIN, each seed's chosen λ), mean ± SE over "
-                  f"{len(seeds)} seeds: {dm:+.3f} ± {dse:.3f}; seed {next(iter(seeds))}: "
+        accuracy_kept(run, f"HEIN keeps the accuracy close to NO REG's (Table 1: "
+                      f"{paper_gap:+.2f} pp; here: within 1 percentage point)", seeds,
+                      "chosen_hein", "HEIN's accuracy gap to NO REG")
+        area_gain(run, "Co-training gives a more robust model than HEIN: a larger area R "
+                  "under the margin curve (Figure 3)", seeds, "ours_minus_hein",
+                  "OURS - HEIN, each seed's chosen λ",
                   f"paired 95% interval [{vs['low']:+.3f}, {vs['high']:+.3f}]")
     else:
         gap = acc[hein] - acc["NO REG"]
@@ -112,3 +98,23 @@ def hein_claims(run: Run, results: dict) -> None:
                   vs["low"] > 0,
                   f"R(OURS) - R(HEIN) = {vs['value']:+.3f} [{vs['low']:+.3f}, "
                   f"{vs['high']:+.3f}] ({chosen} vs {hein})")
+
+
+def accuracy_kept(run: Run, text: str, seeds: dict, chosen: str, what: str,
+                  more: str = "") -> None:
+    """A claim that a regularised net (each seed's `chosen` one) keeps NO REG's accuracy:
+    it holds when the mean gap over the seeds, ± 2 standard errors, stays within ±1 point."""
+    gm, gse = mean_se([r["accuracy"][r[chosen]] - r["accuracy"]["NO REG"]
+                       for r in seeds.values()])
+    run.claim(text, abs(gm) + 2 * gse <= 0.01,
+              f"{what}, mean ± standard error over {len(seeds)} seeds: {100 * gm:+.2f} ± "
+              f"{100 * gse:.2f} pp (holds when the mean ± 2 SE stays within ±1 pp{more})")
+
+
+def area_gain(run: Run, text: str, seeds: dict, key: str, what: str, first: str) -> None:
+    """A claim that an area difference (each seed's `key`) is positive: it holds when its
+    mean over the seeds is above two standard errors. `first`: the first seed's numbers."""
+    m, se = mean_se([r[key] for r in seeds.values()])
+    run.claim(f"{text} (here: the mean difference over the seeds above two standard errors)",
+              m > 2 * se, f"area difference ({what}), mean ± SE over {len(seeds)} seeds: "
+              f"{m:+.3f} ± {se:.3f}; seed {next(iter(seeds))}: {first}")
