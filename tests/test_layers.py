@@ -3,7 +3,8 @@ inside a function; not under `if TYPE_CHECKING:`) goes from a package to one it 
 
     errors, numerics, resources, options the base: no other specrob module (devices: --device)
     lang                                 the language: text -> checked IR, torch-free
-    network, data, stats                 networks (ONNX, model files), datasets, estimates
+    network, data, corruptions, stats    networks (ONNX, model files), datasets and their
+                                         corrupted copies, estimates
     runfolder, models                    run identity and resume; loading a model
     search                               regions, samplers and attacks on a property
     logic                                the property in torch (crisp and differentiable)
@@ -31,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "lang": BASE,
     "network": BASE,
     "data": BASE,
+    "corruptions": BASE,
     "stats": BASE,
     "runfolder": BASE | {"network", "__version__"},
     "models": BASE | {"network", "runfolder"},
