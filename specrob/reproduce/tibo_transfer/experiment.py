@@ -87,7 +87,7 @@ def onnx_accuracy(path, x: np.ndarray, y: np.ndarray, batch: int = 2048) -> floa
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     right = 0
     for i in range(0, len(y), batch):
-        logits = session.run(None, {"x": x[i:i + batch]})[0]
+        logits = np.asarray(session.run(None, {"x": x[i:i + batch]})[0])
         right += int((logits.argmax(1) == y[i:i + batch]).sum())
     return right / max(len(y), 1)
 
