@@ -15,6 +15,7 @@ one line of numpy each).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import numpy as np
@@ -149,18 +150,23 @@ def corrupt(x: np.ndarray, kind: str, *, severity: int = 3, seed: int = 0) -> np
 
     Shape: x (N, side * side) in [0, 1] -> (N, side * side) float32 in [0, 1].
     Raises CorruptionError for an unknown family (the choices named), a severity outside
-    1..5, or rows that are not square images. Source: Hendrycks & Dietterich 2019 (CIFAR-10-C
+    1..5, pixels outside [0, 1], or rows that are not square images. Source: Hendrycks & Dietterich 2019 (CIFAR-10-C
     constants), Mu & Gilmer 2019 (MNIST-C's geometric families); used as Tibo et al.'s shifted
     distributions (seed 001, section 4)."""
     if kind not in CORRUPTIONS:
         raise CorruptionError(f"unknown corruption '{kind}': choose one of "
                               f"{', '.join(CORRUPTIONS)}")
-    if isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5:
+    if isinstance(severity, bool) or not isinstance(severity, numbers.Integral) \
+            or not 1 <= severity <= 5:
         raise CorruptionError(f"severity {severity!r}: give a whole number from 1 to 5")
+    severity = int(severity)  # numpy integers too
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise CorruptionError(f"corrupt takes rows of flattened images (N, side * side), got "
                               f"shape {x.shape}")
+    if x.size and (not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1):
+        raise CorruptionError("pixels must be finite numbers in [0, 1] (scale 8-bit images "
+                              "by 1/255)")
     side = math.isqrt(x.shape[1])
     if side * side != x.shape[1]:
         raise CorruptionError(f"rows of {x.shape[1]} values are not square grayscale images")

@@ -29,6 +29,11 @@ def test_a_higher_severity_moves_the_images_further(kind):
     assert moved[0] < moved[1] < moved[2]
 
 
+def test_a_numpy_integer_severity_is_a_severity():
+    np.testing.assert_array_equal(corrupt(X, "rotate", severity=np.int64(2)),
+                                  corrupt(X, "rotate", severity=2))
+
+
 def test_a_quarter_turn_is_np_rot90():
     img = np.random.default_rng(0).random((1, 7, 7))
     out = _affine(img, rotation_matrices(np.array([90.0])))
@@ -66,9 +71,11 @@ def test_gaussian_noise_has_the_cifar_c_standard_deviation_before_clipping():
 @pytest.mark.parametrize("kind, severity, x, message", [
     ("fog", 3, X, "unknown corruption 'fog': choose one of gaussian-noise"),
     ("rotate", 0, X, "severity 0: give a whole number from 1 to 5"),
+    ("rotate", True, X, "severity True"),
     ("rotate", 2.5, X, "severity 2.5"),
     ("rotate", 3, X[:, :60], "rows of 60 values are not square"),
     ("rotate", 3, X.reshape(-1, 8, 8), "rows of flattened images"),
+    ("rotate", 3, X * 255, "in \\[0, 1\\] \\(scale 8-bit images by 1/255\\)"),
 ])
 def test_bad_requests_are_refused_with_the_fix(kind, severity, x, message):
     with pytest.raises(CorruptionError, match=message):
