@@ -2,6 +2,8 @@
 crisp satisfaction — all batched, with one network call per network application."""
 from __future__ import annotations
 
+from specrob.errors import SpecrobError
+
 import math
 from typing import Callable
 
@@ -181,6 +183,11 @@ class CompiledProperty:
             return self._check_crisp(value, x.shape[0])
 
 
+class ModelInputError(SpecrobError, RuntimeError):
+    """The user's model failed on the inputs `spec.loss(model)` was called with (e.g. images
+    given to a model that takes flat rows); the message has the shape and the model's error."""
+
+
 class ConstraintLoss:
     """`spec.loss(model)`: a callable (x, y) -> mean constraint loss at the worst point of
     each ball, ready to add to a training loss: `ce + 0.2 * constraint(x, y)`."""
@@ -217,12 +224,22 @@ class ConstraintLoss:
 
     def per_sample(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss per sample, shape (B,): x is (B, n) or (B, *shape) (e.g. images)."""
-        model = self.model
+        model, shape = self.model, x.shape
         if x.dim() > 2:  # the property works on flat points; the model sees its own shape
             model = _Reshaped(self.model, tuple(x.shape[1:]))
             x = x.reshape(x.shape[0], -1)
         c = self.compiled(x.shape[-1])
-        x_star = c.worst_point(model, x, y, self.search)
+        try:
+            x_star = c.worst_point(model, x, y, self.search)
+        except RuntimeError as exc:  # the model's own forward fails on these inputs
+            if isinstance(exc, SpecrobError):  # specrob's own report (a non-finite loss)
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ModelInputError(
+                f"the model failed on x of shape {tuple(shape)}: {type(exc).__name__}: "
+                f"{first} (spec.loss gives the model x in the shape it is called with: pass "
+                f"(B, n) rows to a model that takes rows, (B, C, H, W) images to one that "
+                f"takes images)") from exc
         return c.loss(model, x_star, x, y)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

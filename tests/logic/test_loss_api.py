@@ -65,3 +65,19 @@ def test_spec_loss_is_the_constraint_loss_of_the_api():
     assert torch.equal(a, b)
     with pytest.raises(TypeError, match="stpes"):
         spec.loss(net, stpes=5)
+
+
+def test_a_model_that_fails_on_the_given_inputs_is_reported_with_their_shape():
+    """Images given to a model that takes flat rows: the model's error, the shape and the fix
+    (a SpecrobError; still a RuntimeError for callers that catch those)."""
+    import torch
+
+    from specrob.logic.compiled import ModelInputError
+    spec = specrob.load(REPO / "specs" / "cr.rspec", eps=0.1)
+    rows_only = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    constraint = specrob.constraint_loss(spec, rows_only, steps=2)
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    with pytest.raises(ModelInputError, match=r"shape \(4, 1, 8, 8\).*mat1 and mat2") as info:
+        constraint(x, y)
+    assert isinstance(info.value, specrob.SpecrobError) and isinstance(info.value, RuntimeError)
+    assert constraint(x.reshape(4, 64), y).item() >= 0  # rows work
