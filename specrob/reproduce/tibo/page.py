@@ -40,7 +40,8 @@ DIFFERENCES: tuple[tuple[str, str, str, str], ...] = (
     ("HEIN", "the Cross-Lipschitz regulariser of Hein and Andriushchenko, a column of Tables 1 "
      "and 3, its λ chosen like OURS's; its value not given", NO_CODE + " (Hein and "
      "Andriushchenko's own TensorFlow code, max-andr/cross-lipschitz, normalises by n K^2)",
-     "`cross-lipschitz` regime, the same normalisation, λ in {0.1, 1}, chosen by the same rule"),
+     "`cross-lipschitz` regime, the same normalisation, λ in {0.01, 0.1, 1}, chosen by the "
+     "same rule"),
     ("Margin attacks", "FGSM, PGD and BG; radii and steps not given (§3.2)", NO_CODE,
      "FGSM and PGD (20 steps) at l_2 radii 1/64, 1/16, 1/4, 1 of the box's diameter; "
      "DeepFool in place of BG (also a minimum-distance attack)"),
