@@ -419,6 +419,27 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
     return TrainResult(onnx, metrics, diff, curve, prop_ir.name, resumed, exports)
 
 
+def train_autoencoder(*, data: str | Dataset = "digits", out: str | Path = "runs/autoencoder",
+                      config=None, progress: bool = True) -> Path:
+    """Train the generator of the on-manifold kernel: a Wasserstein autoencoder (WAE-MMD) on
+    the training inputs of `data`, saved in `out` as autoencoder.pt and the generator module
+    autoencoder.py (returned), which `specs/manifold.rspec` (`--set generator=`) and
+    `specrob train --regime on-manifold --generator` load.
+
+    config: a `specrob.training.config.AutoencoderConfig` (latent, epochs, batch_size, lr,
+    mmd, seed, device). A checkpoint after every epoch: a rerun resumes.
+    Raises DataError, AutoencoderError, OptionError (all SpecrobError).
+    Source: Tibo et al., seed 000, sections 4.2 and 7 (their g is a Wasserstein autoencoder).
+    """
+    from specrob.data import Dataset, load_data
+    from specrob.training.config import AutoencoderConfig
+    from specrob.training.autoencoder import train_autoencoder as train_wae
+    config = _config(config, AutoencoderConfig, "train_autoencoder")
+    config = dataclasses.replace(config, device=resolve_device(config.device))
+    dataset = data if isinstance(data, Dataset) else load_data(data)
+    return train_wae(dataset.x_train, out, config, data_name=dataset.name, progress=progress)
+
+
 # --- evaluate -------------------------------------------------------------------------------
 
 def evaluate(model: str | Path, spec: str | Path | Spec, *, config=None,

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from specrob import api
 from specrob.estimate.config import EvalConfig
-from specrob.training.config import TrainConfig
+from specrob.training.config import AutoencoderConfig, TrainConfig
 from specrob.verification.config import VerifyConfig
 from specrob.errors import SpecrobError
 from specrob.lang.errors import SpecError
@@ -199,7 +199,8 @@ def train(
                                            "PATH.npz (arrays x, y)")] = "digits",
     regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
                                              "augmentation | cotrain | cross-lipschitz | "
-                                             "parseval | laplacian | adapt")] = TrainConfig.regime,
+                                             "parseval | laplacian | adapt | on-manifold | "
+                                             "latent-adversarial")] = TrainConfig.regime,
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
                                             "yager[:P]")] = TrainConfig.logic,
     search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
@@ -285,6 +286,25 @@ def train(
         min=1, help="adapt regime: the autoencoder pair's steps per classifier step (the "
                     "paper: 100 epochs for the pair, 50 for the classifier, i.e. 2).")
                               ] = TrainConfig.transfer_steps,
+    generator: Annotated[Optional[Path], typer.Option(
+        help="on-manifold / latent-adversarial regimes: the generator module (encode/decode), "
+             "e.g. the autoencoder.py written by `specrob autoencoder`.",
+        show_default=False)] = None,
+    sigma: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="on-manifold regime: the code-space noise of dec(enc(x) + N(0, sigma^2)) (Tibo et "
+             "al., seed 000: 0.06).")] = TrainConfig.sigma,
+    radii: Annotated[int, typer.Option(
+        min=1, help="on-manifold regime: eps values drawn uniformly in [0, d] per step (the "
+                    "paper's |Σ| = 10).")] = TrainConfig.radii,
+    draws: Annotated[int, typer.Option(
+        min=1, help="on-manifold regime: generator samples per training point."
+                    )] = TrainConfig.draws,
+    latent_eps: Annotated[float, typer.Option(
+        min=0.0, callback=_finite,
+        help="latent-adversarial regime: the l_inf radius around enc(x) in code space "
+             "(Stutz et al.'s on-manifold adversarial training); --adv-steps PGD steps.")
+                          ] = TrainConfig.latent_eps,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
     device: Annotated[str, _device_option("the network, its searches and the losses")
                       ] = TrainConfig.device,
@@ -302,7 +322,9 @@ def train(
     regimes use the property's ball: adversarial training, augmentation, co-training; or
     regularise the network whatever the property: cross-lipschitz (Hein and Andriushchenko,
     --lam), parseval (Cisse et al., --beta), laplacian (Lassance et al., --gamma, --power);
-    or adapt to a shifted distribution: adapt (Tibo et al.'s paired autoencoders, --shifted).
+    or adapt to a shifted distribution: adapt (Tibo et al.'s paired autoencoders, --shifted);
+    or learn from a generator's on-manifold points: on-manifold (R4 training of Tibo et al.,
+    seed 000, --generator, --sigma) and latent-adversarial (Stutz et al., --latent-eps).
 
     Writes to --out after every epoch: checkpoint.pt and metrics.json (CE, constraint loss,
     clean accuracy, fraction of points whose PGD point satisfies the property); at the end
@@ -324,6 +346,8 @@ def train(
                              gamma=gamma, power=power,
                              shifted=None if shifted is None else str(shifted),
                              transfer_steps=transfer_steps,
+                             generator=None if generator is None else str(generator),
+                             sigma=sigma, radii=radii, draws=draws, latent_eps=latent_eps,
                              optimizer=optimizer, momentum=momentum, dampening=dampening,
                              weight_decay=weight_decay, lr_decay=lr_decay,
                              lr_steps=_epochs(lr_steps), lr_gamma=lr_gamma,
@@ -606,6 +630,49 @@ def merge(
                   f"{summary['unknown']}; CS = {cs['value']:.3f} [{cs['low']:.3f}, "
                   f"{cs['high']:.3f}]")
     console.print(f"wrote {out / 'results.jsonl'}, {out / 'summary.json'}")
+
+
+@app.command()
+def autoencoder(
+    data: Annotated[str, typer.Option(help="digits | fashion-mnist[:DIR] | idx:DIR | "
+                                           "PATH.npz (arrays x, y)")] = "digits",
+    out: Annotated[Path, typer.Option(help="Output folder: autoencoder.py (the generator "
+                                           "module), autoencoder.pt, autoencoder.json.")
+                   ] = Path("runs/autoencoder"),
+    latent: Annotated[int, typer.Option(min=1, help="Code size.")] = AutoencoderConfig.latent,
+    epochs: Annotated[int, typer.Option(
+        min=1, help="Epochs in all (a rerun resumes).")] = AutoencoderConfig.epochs,
+    batch_size: Annotated[int, typer.Option(min=2, help="Batch size.")
+                          ] = AutoencoderConfig.batch_size,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Adam's learning rate.")
+                  ] = AutoencoderConfig.lr,
+    mmd: Annotated[float, typer.Option(
+        min=0.0, callback=_finite, help="Weight of the MMD between the codes and N(0, I) "
+                                        "(Tolstikhin et al.: 10).")] = AutoencoderConfig.mmd,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = AutoencoderConfig.seed,
+    device: Annotated[str, _device_option("the autoencoder")] = AutoencoderConfig.device,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Train the generator of the on-manifold kernel: a Wasserstein autoencoder on the data.
+
+    The on-manifold scores of specs/manifold.rspec draw dec(enc(x) + N(0, sigma^2)) around
+    each point (Tibo et al., seed 000, eq. 13); this command trains enc and dec (WAE-MMD,
+    Tolstikhin et al. 2018) and writes the generator module they load.
+
+    Example:  specrob autoencoder --data fashion-mnist --out runs/ae
+              specrob eval model.onnx specs/manifold.rspec --data fashion-mnist
+                  --set generator=runs/ae/autoencoder.py
+              specrob train model.py specs/cr.rspec --regime on-manifold
+                  --generator runs/ae/autoencoder.py
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    with _user_errors(f"finished epochs are in {out}"):
+        config = AutoencoderConfig(latent=latent, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   mmd=mmd, seed=seed, device=device)
+        module = api.train_autoencoder(data=data, out=out, config=config, progress=not quiet)
+    console.print(f"wrote {module} (and autoencoder.pt); use it with "
+                  f"--set generator={module} (specs/manifold.rspec) or "
+                  f"--regime on-manifold --generator {module}")
 
 
 def _is_vnnlib(path: Path) -> bool:

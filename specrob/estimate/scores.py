@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from specrob.errors import SpecrobError
 
-import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import nn
 
 from specrob.stats import Estimate, mean, proportion
+from specrob.network.generator import GeneratorError, manifold_samples
+from specrob.network.generator import load_generator as _load_generator
 from specrob.numerics import draw_device, generator
 from specrob.lang import ir
 from specrob.lang.params import constant, resolve_params
@@ -50,26 +51,12 @@ class ScoreResult:
 
 
 def load_generator(path: str | Path):
-    """A generator module for on-manifold kernels: it defines `encode(x)` and `decode(z)`
-    (torch functions), or `load()` returning an object with both. They receive tensors on the
-    evaluation's device (--device); an object that is an nn.Module is moved there."""
-    p = Path(path)
-    if not p.is_file():
-        raise ScoreError(f"generator module '{path}' not found (give it with "
-                         f"--set generator=PATH.py)")
-    spec = importlib.util.spec_from_file_location(f"specrob_generator_{abs(hash(p))}", p)
-    if spec is None or spec.loader is None:  # a file without a Python suffix
-        raise ScoreError(f"generator module '{path}' is not a Python file (.py); give it with "
-                         f"--set generator=PATH.py")
-    module = importlib.util.module_from_spec(spec)
+    """The generator module at `path` (`specrob.network.generator.load_generator`); raises
+    ScoreError."""
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ScoreError(f"{path}: importing the generator failed: {exc}") from exc
-    target = module.load() if callable(getattr(module, "load", None)) else module
-    if not (callable(getattr(target, "encode", None)) and callable(getattr(target, "decode", None))):
-        raise ScoreError(f"{path}: a generator defines encode(x) and decode(z) (or load())")
-    return target
+        return _load_generator(path)
+    except GeneratorError as exc:
+        raise ScoreError(str(exc)) from None
 
 
 class _Kernel:
@@ -109,16 +96,11 @@ class _Kernel:
         if isinstance(k, ir.Gaussian):
             pts = truncated_gaussian(x0, sigma, self.low, self.high, count, gen)
             return pts, torch.ones((count, x0.shape[0]), dtype=torch.bool, device=x0.device)
-        # the user's object (encode/decode, maybe an nn.Module): typed by its protocol only
-        generator = cast(Any, self.generator)
-        assert generator is not None  # a Manifold kernel: loaded in __init__
-        if isinstance(self.generator, nn.Module):  # on the data's device (--device)
-            self.generator.to(x0.device)
-        with torch.no_grad():  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
-            z = generator.encode(x0)
-            noise = torch.randn((count, *z.shape), generator=gen, dtype=z.dtype,
-                                device=draw_device(gen, z)).to(z.device)
-            pts = torch.stack([generator.decode(z + sigma * noise[i]) for i in range(count)])
+        assert self.generator is not None  # a Manifold kernel: loaded in __init__
+        try:  # seed 000 eq. 13: dec(enc(x0) + N(0, sigma^2))
+            pts = manifold_samples(self.generator, x0, sigma, count, gen)
+        except GeneratorError as exc:
+            raise ScoreError(str(exc)) from None
         pts = pts.reshape(count, *x0.shape).clamp(self.low, self.high)
         region = self.region()
         valid = torch.ones(pts.shape[:2], dtype=torch.bool, device=x0.device)

@@ -16,10 +16,13 @@ OPTIMIZERS = ("adam", "sgd")
 # the folders of earlier runs still resume (`TrainConfig.options`).
 LATER = {"optimizer": "adam", "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
          "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1, "beta": 0.01, "gamma": 0.01,
-         "power": 2, "transfer_steps": 1}
+         "power": 2, "transfer_steps": 1, "sigma": 0.06, "radii": 10, "draws": 10,
+         "latent_eps": 0.3}
 # Options only one regime reads: left out of the identity of a run of another regime.
 REGIME_OF = {"beta": "parseval", "gamma": "laplacian", "power": "laplacian",
-             "transfer_steps": "adapt"}
+             "transfer_steps": "adapt", "sigma": "on-manifold", "radii": "on-manifold",
+             "draws": "on-manifold", "latent_eps": "latent-adversarial"}
+GENERATOR_REGIMES = ("on-manifold", "latent-adversarial")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class TrainConfig:
     """Options of `specrob train` / `specrob.train`.
 
     regime: baseline | constraint | adversarial | augmentation | cotrain | cross-lipschitz |
-    parseval | laplacian | adapt (`regimes.REGIMES`);
+    parseval | laplacian | adapt | on-manifold | latent-adversarial (`regimes.REGIMES`);
     logic: dl2 | goedel | lukasiewicz | product | yager[:P]; search: how the constraint's worst
     point is found (pgd | sample | fgsm) with `steps`, `restarts`, `samples`; `epochs`,
     `batch_size`, `lr` (the co-training generator uses the same rate); `optimizer` adam | sgd
@@ -48,7 +51,12 @@ class TrainConfig:
     the Laplacian's power (0.01 and 2 in Lassance et al.'s code); adapt: `shifted`, the .npz
     of unlabeled shifted inputs the paired autoencoders learn from (Tibo et al., seed 001,
     section 4), and `transfer_steps`, the pair's Adam steps per classifier step (the paper
-    trains the pair 100 epochs, the classifier 50: 2); `xi`: DL2's xi; `eval_points`, `eval_steps`: the
+    trains the pair 100 epochs, the classifier 50: 2); on-manifold (R4, Tibo et al., seed 000,
+    section 7): `generator`, the module with encode/decode whose samples
+    dec(enc(x) + N(0, sigma^2)) are drawn (`draws` per point, the paper's sigma 0.06), `radii`
+    the eps values drawn per step (the paper's |Σ| = 10), `lam` the weight;
+    latent-adversarial (Stutz et al. 2019): `generator`, `latent_eps` the l_inf radius in code
+    space, `adv_steps` its PGD steps; `xi`: DL2's xi; `eval_points`, `eval_steps`: the
     per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
     identifies the run (reproductions)."""
 
@@ -86,16 +94,21 @@ class TrainConfig:
     power: int = 2
     shifted: str | None = None  # adapt: the unlabeled shifted inputs (.npz with an array x)
     transfer_steps: int = 1  # adapt: the autoencoder pair's steps per classifier step
+    generator: str | None = None  # on-manifold, latent-adversarial: the generator module
+    sigma: float = 0.06  # on-manifold: the code-space noise of eq. 13
+    radii: int = 10  # on-manifold: |Σ|, eps values per step
+    draws: int = 10  # on-manifold: generator samples per point
+    latent_eps: float = 0.3  # latent-adversarial: the l_inf radius around enc(x)
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps"):
             need(self, _whole(getattr(self, name), 0), name, "a whole number >= 0")
         for name in ("restarts", "samples", "epochs", "batch_size", "adv_steps", "extra",
-                     "eval_points", "power", "transfer_steps"):
+                     "eval_points", "power", "transfer_steps", "radii", "draws"):
             need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
         need(self, _whole(self.seed, -2**63), "seed", "a whole number")
         need(self, _number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
-        for name in ("a", "b", "lam", "xi", "beta", "gamma"):
+        for name in ("a", "b", "lam", "xi", "beta", "gamma", "sigma", "latent_eps"):
             need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a finite number >= 0")
         for name in ("regime", "logic"):
@@ -129,14 +142,45 @@ class TrainConfig:
         need(self, self.shifted is None or self.regime == "adapt", "shifted",
              "none: only --regime adapt learns from shifted inputs")
 
+        need(self, self.generator is None or isinstance(self.generator, str), "generator",
+             "a path to a Python module")
+        need(self, self.generator is None or self.regime in GENERATOR_REGIMES, "generator",
+             "none: only --regime on-manifold or latent-adversarial draws from a generator")
+
     def options(self) -> dict:
         """The options as a plain dict (the run's identity hashes it), without `reference` and
         `shifted`: the run is bound to those files' contents (`Trainer.identity`), not to the
-        paths they were given by (runs made before the options existed keep their identity)."""
+        paths they were given by (runs made before the options existed keep their identity);
+        likewise `generator` (the regime adds its code and weights)."""
         out = asdict(self)
-        del out["reference"], out["shifted"]
+        del out["reference"], out["shifted"], out["generator"]
         for name, default in LATER.items():
             if (out[name] == default or (name == "lr_gamma" and not self.lr_steps)
                     or REGIME_OF.get(name, self.regime) != self.regime):
                 del out[name]
         return out
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Options of `specrob autoencoder` / `specrob.train_autoencoder`: the code size `latent`
+    (Tolstikhin et al. use 8 on MNIST), `epochs`, `batch_size`, Adam's `lr`, the MMD weight
+    `mmd` (their lambda, 10 on MNIST), `seed`, `device`."""
+
+    latent: int = 8
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-3
+    mmd: float = 10.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("latent", "epochs"):
+            need(self, _whole(getattr(self, name), 1), name, "a whole number >= 1")
+        need(self, _whole(self.batch_size, 2), "batch_size",
+             "a whole number >= 2 (the MMD compares codes within a batch)")
+        need(self, _whole(self.seed, -2**63), "seed", "a whole number")
+        need(self, _number(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(self, _number(self.mmd) and self.mmd >= 0, "mmd", "a finite number >= 0")
+        need(self, isinstance(self.device, str) and device_ok(self.device), "device", DEVICES)

@@ -17,10 +17,18 @@
   layers (Lassance et al.'s Laplacian networks, "L").
 - adapt: CE for the classifier, and a pair of autoencoders trained on clean and unlabeled
   shifted inputs (Tibo et al., seed 001, section 4): the run also exports f(T(x)).
+- on-manifold: CE + lam · the robust loss of R4 (Tibo et al., seed 000, sections 3.2 and 7):
+  the cross-entropy between f's outputs at x and at generator samples dec(enc(x) + N(0,
+  sigma^2)) within distance eps of x, weighted 1/eps, for eps drawn uniformly in [0, d].
+- latent-adversarial: on-manifold adversarial training (Stutz et al. 2019, the comparison of
+  seed 000's Table 4): half CE on the batch, half CE at dec(z*), z* the worst code of an l_inf
+  ball around enc(x) (PGD in the generator's code space).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +75,11 @@ class Regime:
 
     def exports(self, model: nn.Module) -> dict[str, nn.Module]:
         """Networks exported beside model.onnx, by file stem (adapt: "adapted", f(T(x)))."""
+        return {}
+
+    def identity(self) -> dict:
+        """What else the run depends on (a generator's code and weights): joins the run's
+        identity, so a checkpoint is resumed only with the same."""
         return {}
 
 
@@ -353,6 +366,110 @@ class Adapt(Regime):
         return {"adapted": Adapted(model, self.pair.eval())}
 
 
+class _WithGenerator(Regime):
+    """A regime that draws from the user's generator (`--generator PATH.py`)."""
+
+    def setup(self, model, ctx, input_dim, model_file=None):
+        from specrob.network.generator import GeneratorError, load_generator
+        if ctx.config.generator is None:
+            raise ValueError(f"--regime {self.name} draws on-manifold points from a generator: "
+                             f"give it with --generator PATH.py (a module with encode/decode, "
+                             f"e.g. the autoencoder.py that `specrob autoencoder` writes)")
+        self.path = str(ctx.config.generator)
+        try:
+            self.generator = load_generator(self.path)
+        except GeneratorError as exc:
+            raise ValueError(str(exc)) from None
+        if isinstance(self.generator, nn.Module):
+            self.generator.to(next(model.parameters()).device)
+            for p in self.generator.parameters():  # fixed while f trains (seed 000, section 7)
+                p.requires_grad_(False)
+        region = ctx.prop.region
+        self.low, self.high = region.low, region.high
+        self.diameter = (self.high - self.low) * input_dim ** 0.5  # d of eps ~ uniform(0, d)
+
+    def identity(self):
+        from specrob.runfolder import array_identity, file_identity
+        out = {"generator_sha256": file_identity(Path(self.path))["sha256"]}
+        if isinstance(self.generator, nn.Module):  # weights it loads from elsewhere
+            out["generator_weights_sha256"] = array_identity(
+                *self.generator.state_dict().values())
+        return out
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator.decode(z).reshape(z.shape[0], -1).clamp(self.low, self.high)
+
+
+class OnManifold(_WithGenerator):
+    """R4 training (Tibo et al., seed 000, Definition 4 with Example 4, sections 3.2 and 7):
+    CE(f(x), y) + lam · R, where for each batch point x the generator gives `draws` samples
+    S(x) = {dec(enc(x) + N(0, sigma^2))} (eq. 13), `radii` values eps are drawn uniformly in
+    [0, d] (Σ, d the domain's l_2 diameter), and R is the mean over x and eps of
+    (1/eps) · the mean of CE(f^(x), f^(x')) over the samples x' of S(x) within l_2 distance
+    eps of x (S_eps(x); pairs with none left out): the indicator of eq. 8 replaced by the
+    cross-entropy between the output distributions, G = p(x)/eps of Example 4.
+    The paper: |Σ| = 10, sigma = 0.06 while training."""
+
+    name = "on-manifold"
+
+    def loss(self, model, x, y, ctx):
+        from specrob.network.generator import manifold_samples
+        c = ctx.config
+        logits = model(x)
+        ce = F.cross_entropy(logits, y)
+        pts = manifold_samples(self.generator, x, c.sigma, c.draws).clamp(self.low, self.high)
+        dist = (pts - x).norm(dim=-1)  # (draws, B)
+        out = model(pts.reshape(-1, x.shape[-1])).reshape(c.draws, len(x), -1)
+        pair = -(logits.softmax(-1) * out.log_softmax(-1)).sum(-1)  # CE(f^(x), f^(x'))
+        eps = torch.rand(c.radii, device=x.device) * self.diameter  # Σ
+        inside = (dist.unsqueeze(0) <= eps[:, None, None]).to(pair.dtype)  # (radii, draws, B)
+        count = inside.sum(1)
+        mean_pair = (inside * pair).sum(1) / count.clamp_min(1)  # (radii, B)
+        used = count > 0
+        weighted = torch.where(used, mean_pair / eps.clamp_min(1e-12)[:, None], 0.0)
+        reg = weighted.sum() / used.sum().clamp_min(1)
+        return ce + c.lam * reg, {"ce": ce.item(), "regulariser": reg.item()}
+
+
+class LatentAdversarial(_WithGenerator):
+    """On-manifold adversarial training (Stutz, Hein and Schiele 2019, the comparison of
+    Tibo et al.'s Table 4): loss 0.5 CE(f(x), y) + 0.5 CE(f(dec(z*)), y), z* maximising
+    CE(f(dec(z)), y) over ||z - enc(x)||_inf <= latent_eps by `adv_steps` signed-gradient
+    steps of 2.5 latent_eps / adv_steps from a uniform start, each point's best iterate kept
+    (PGD in code space)."""
+
+    name = "latent-adversarial"
+
+    def worst_code(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   ctx: Context) -> torch.Tensor:
+        """The on-manifold adversarial inputs dec(z*) (B, n), without gradients."""
+        c = ctx.config
+        eta, steps = c.latent_eps, c.adv_steps
+        with torch.no_grad():
+            z0 = self.generator.encode(x)
+        delta = (torch.rand_like(z0) * 2 - 1) * eta
+        best, best_loss = delta, torch.full((len(x),), -math.inf, device=x.device)
+        for step in range(steps + 1):  # the last pass only scores the final iterate
+            delta.requires_grad_(True)
+            losses = F.cross_entropy(model(self.decode(z0 + delta)), y, reduction="none")
+            better = losses.detach() > best_loss  # keep each point's best iterate
+            best = torch.where(better[:, None], delta.detach(), best)
+            best_loss = torch.maximum(best_loss, losses.detach())
+            if step == steps:
+                break
+            grad, = torch.autograd.grad(losses.sum(), delta)
+            delta = (delta.detach() + 2.5 * eta / steps * grad.sign()).clamp(-eta, eta)
+        with torch.no_grad():
+            return self.decode(z0 + best)
+
+    def loss(self, model, x, y, ctx):
+        adv = self.worst_code(model, x, y, ctx)
+        clean = F.cross_entropy(model(x), y)
+        worst = F.cross_entropy(model(adv), y)
+        return 0.5 * clean + 0.5 * worst, {"ce": clean.item(), "adversarial_ce": worst.item()}
+
+
 REGIMES: dict[str, type[Regime]] = {r.name: r for r in (Baseline, Constraint, Adversarial,
                                                         Augmentation, CoTrain, CrossLipschitz,
-                                                        Parseval, Laplacian, Adapt)}
+                                                        Parseval, Laplacian, Adapt,
+                                                        OnManifold, LatentAdversarial)}

@@ -147,6 +147,7 @@ class Trainer:
             opts["reference_sha256"] = file_identity(Path(self.config.reference))["sha256"]
         if self.config.shifted is not None:  # adapt: the pair learns from these inputs
             opts["shifted_sha256"] = file_identity(Path(self.config.shifted))["sha256"]
+        opts.update(self.regime.identity())  # e.g. a generator's code and weights
         return {"config": opts, "property": self.prop.name, "data": self.data.name,
                 "params": {p.name: str(p.value) for p in self.prop.params},
                 "property_text": printer.declaration(self.prop),

@@ -74,19 +74,28 @@ def default_pair(input_dim: int, *, latent: int = 128) -> PairedAutoencoder:
     the adapted network f(T(x)) is meant to be evaluated and verified like any other, so the
     decoders here are dense. Other inputs get an MLP pair n -> 512 -> latent -> 2048 -> n.
     Shape: flat rows (B, input_dim) in [0, 1]."""
-    def decoder():
-        return nn.Sequential(nn.Linear(latent, 2048), nn.ReLU(), nn.Linear(2048, input_dim),
-                             nn.Sigmoid())
+    return PairedAutoencoder(conv_encoder(input_dim, latent), dense_decoder(latent, input_dim),
+                             dense_decoder(latent, input_dim))
+
+
+def conv_encoder(input_dim: int, latent: int) -> nn.Module:
+    """Conv(32, 3, s2) -> Conv(64, 3, s2) -> Conv(128, 3, s2) -> Dense(latent), ReLUs, for
+    square images of side 8 or more; else the MLP n -> 512 -> latent.
+    Shape: (B, input_dim) -> (B, latent). Source: seed 001, Appendix B."""
     side = math.isqrt(input_dim)
     if side * side != input_dim or side < 8:
-        encoder = nn.Sequential(nn.Linear(input_dim, 512), nn.ReLU(), nn.Linear(512, latent))
-        return PairedAutoencoder(encoder, decoder(), decoder())
+        return nn.Sequential(nn.Linear(input_dim, 512), nn.ReLU(), nn.Linear(512, latent))
     after = math.ceil(math.ceil(math.ceil(side / 2) / 2) / 2)  # three stride-2 convolutions
-    encoder = nn.Sequential(
+    return nn.Sequential(
         _Unflatten(1, side, side),
         nn.Conv2d(1, 32, 3, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(),
         nn.Conv2d(64, 128, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(128 * after ** 2, latent))
-    return PairedAutoencoder(encoder, decoder(), decoder())
+
+
+def dense_decoder(latent: int, input_dim: int) -> nn.Module:
+    """Dense(2048) -> ReLU -> Dense(input_dim) -> sigmoid. Shape: (B, latent) -> (B, n)."""
+    return nn.Sequential(nn.Linear(latent, 2048), nn.ReLU(), nn.Linear(2048, input_dim),
+                         nn.Sigmoid())
 
 
 def build_pair(model_file: str | Path | None, input_dim: int) -> PairedAutoencoder:
