@@ -734,7 +734,8 @@ def export(
 @app.command()
 def reproduce(
     paper: Annotated[str, typer.Argument(
-        help="casadio | shaham | tibo | lassance | tibo-transfer", show_default=False)],
+        help="casadio | shaham | tibo | lassance | tibo-transfer | tibo-manifold",
+        show_default=False)],
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="A tiny budget (about a minute) that checks the script end to end; "
                         "falls back to digits when Fashion-MNIST is absent.")] = False,
@@ -790,6 +791,9 @@ def reproduce(
     - **tibo-transfer**  seed 001 section 4: transfer by paired autoencoders (regime
                adapt) against PLAIN and Gaussian noise augmentation, on corrupted
                Fashion-MNIST (3 corruptions x 2 sample sizes x SEPARATE / JOINT).
+    - **tibo-manifold**  seed 000 section 7: a WAE generator, then R4 training (regime
+               on-manifold) against Stutz et al.'s on-manifold adversarial training and R2
+               co-training, each scored under R2 and R4 (Tables 4 and 5).
 
     Example:  specrob reproduce casadio        (then read docs/results/casadio.md)
     """

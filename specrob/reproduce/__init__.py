@@ -18,6 +18,7 @@ PAPERS: dict[str, str] = {
     "tibo": "Tibo et al., seeds 000/001: co-training with an adversarial generator, margins",
     "lassance": "Lassance et al., seed 004: local Lipschitz robustness alpha_lim(r)",
     "tibo-transfer": "Tibo et al., seed 001 section 4: transfer by paired autoencoders",
+    "tibo-manifold": "Tibo et al., seed 000 section 7: on-manifold robustness R4 (Tables 4-5)",
 }
 
 

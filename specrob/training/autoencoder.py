@@ -28,8 +28,8 @@ SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 MODULE = '''"""A generator for specrob's on-manifold kernel, written by specrob (a Wasserstein
 autoencoder trained on {data}; settings in autoencoder.json). Use it with
 
-    specrob eval MODEL.onnx specs/manifold.rspec --set generator={path}
-    specrob train MODEL.py SPEC.rspec --regime on-manifold --generator {path}
+    specrob eval MODEL.onnx specs/manifold.rspec --set generator=FOLDER/autoencoder.py
+    specrob train MODEL.py SPEC.rspec --regime on-manifold --generator FOLDER/autoencoder.py
 """
 from pathlib import Path
 
@@ -144,13 +144,17 @@ def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig 
         torch.save({"identity": identity, "model": ae.state_dict(),
                     "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history}, tmp)
         tmp.replace(ckpt)
-    torch.save({"format": FORMAT, "input_dim": x.shape[1], "latent": config.latent,
-                "state": {k: v.cpu() for k, v in ae.state_dict().items()}},
-               out / "autoencoder.pt")
-    (out / "autoencoder.json").write_text(json.dumps(
-        {**identity, "data": data_name, "history": history}, indent=2))
+    # the files a generator is loaded from, written once the training is done (a rerun of a
+    # finished one leaves them as they are: runs trained with them are bound to their contents)
     module = out / "autoencoder.py"
-    module.write_text(MODULE.format(data=data_name, path=module))
+    if not (module.exists() and (out / "autoencoder.pt").exists()
+            and (out / "autoencoder.json").exists() and json.loads((out / "autoencoder.json").read_text())["history"] == history):
+        torch.save({"format": FORMAT, "input_dim": x.shape[1], "latent": config.latent,
+                    "state": {k: v.cpu() for k, v in ae.state_dict().items()}},
+                   out / "autoencoder.pt")
+        (out / "autoencoder.json").write_text(json.dumps(
+            {**identity, "data": data_name, "history": history}, indent=2))
+        module.write_text(MODULE.format(data=data_name))
     return module
 
 
