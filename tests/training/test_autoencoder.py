@@ -81,3 +81,28 @@ def test_unreadable_files_and_bad_options_are_clear_errors(tmp_path):
         load_autoencoder(tmp_path / "b.pt")
     with pytest.raises(OptionError, match="batch_size"):
         AutoencoderConfig(batch_size=1)
+
+
+def test_the_cli_writes_a_generator_that_eval_reads(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from specrob.cli import app
+    from tests.conftest import REPO
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["autoencoder", "--out", "ae", "--epochs", "1",
+                                      "--latent", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "--set generator=ae/autoencoder.py" in " ".join(result.output.split())
+    train = CliRunner().invoke(app, ["train", str(REPO / "examples" / "digits_mlp.py"),
+                                     str(REPO / "specs" / "cr.rspec"), "--epochs", "1",
+                                     "--quiet", "--out", "run"])
+    assert train.exit_code == 0, train.output
+    spec = tmp_path / "m.rspec"
+    spec.write_text('import "manifold.rspec"\n'
+                    'score s = on_manifold_average(generator = "ae/autoencoder.py")\n')
+    ev = CliRunner().invoke(app, ["eval", "run/model.onnx", str(spec), "--out", "ev",
+                                  "--points", "20", "--samples", "5", "--grid", "4"])
+    assert ev.exit_code == 0, ev.output
+    assert "score s:" in ev.output
+    bad = CliRunner().invoke(app, ["autoencoder", "--out", "ae2", "--batch-size", "1"])
+    assert bad.exit_code == 2
