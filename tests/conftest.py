@@ -90,3 +90,17 @@ def explicit_devices():
             return out
 
     return ExplicitDevices()
+
+
+def train_cli_output(tmp_path, monkeypatch, *args: str, code: int = 2) -> str:
+    """`specrob train examples/digits_mlp.py specs/cr.rspec --epochs 1 --quiet ARGS` in
+    tmp_path: asserts the exit code and returns the output with its whitespace collapsed."""
+    from typer.testing import CliRunner
+
+    from specrob.cli import app
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", str(REPO / "examples" / "digits_mlp.py"),
+                                      str(REPO / "specs" / "cr.rspec"), "--epochs", "1",
+                                      "--quiet", *args])
+    assert result.exit_code == code, result.output
+    return " ".join(result.output.split())

@@ -7,16 +7,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
 
 import specrob
-from specrob.cli import app
 from specrob.data import load_data
 from specrob.errors import OptionError
 from specrob.logic import CompiledProperty
 from specrob.training.config import TrainConfig
 from specrob.training.regimes import Context, LatentAdversarial, OnManifold
-from tests.conftest import REPO
+from tests.conftest import REPO, train_cli_output
 
 PROP = specrob.loads("property P = CR(eps = 0.1, p = inf)")["P"]
 # code space of dimension 2: enc(x) = x A, dec(z) = sigmoid(z A^T) (a fixed linear pair)
@@ -128,9 +126,4 @@ def test_a_generator_is_only_taken_by_the_regimes_that_use_it():
     (["--regime", "latent-adversarial", "--generator", "missing.py"], "not found"),
 ])
 def test_the_cli_says_what_the_generator_regimes_need(tmp_path, monkeypatch, args, message):
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(app, ["train", str(REPO / "examples" / "digits_mlp.py"),
-                                      str(REPO / "specs" / "cr.rspec"), "--epochs", "1",
-                                      "--quiet", *args])
-    assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())
+    assert message in train_cli_output(tmp_path, monkeypatch, *args)
