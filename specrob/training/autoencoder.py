@@ -89,7 +89,7 @@ def wae_loss(ae: Autoencoder, x: torch.Tensor, mmd: float, gen: torch.Generator
     return recon + mmd * dist, recon.item(), dist.item()
 
 
-def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig = AutoencoderConfig(),
+def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig | None = None,
                       *, data_name: str = "the training inputs", progress: bool = True) -> Path:
     """Train a WAE on rows x (N, n) in [0, 1] and save it in folder `out`: autoencoder.pt
     (weights), autoencoder.json (settings, losses per epoch) and autoencoder.py (the generator
@@ -99,6 +99,7 @@ def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig 
     from tqdm import tqdm
 
     from specrob.runfolder import array_identity
+    config = config or AutoencoderConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
@@ -110,7 +111,7 @@ def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig 
     torch.manual_seed(config.seed)
     ae = Autoencoder(x.shape[1], config.latent).to(config.device)
     opt = torch.optim.Adam(ae.parameters(), lr=config.lr)
-    epoch, history = 0, []
+    done, history = 0, []
     if ckpt.exists():
         state = torch.load(ckpt, map_location=config.device, weights_only=False)
         if state["identity"] != identity:
@@ -118,10 +119,10 @@ def train_autoencoder(x: np.ndarray, out: str | Path, config: AutoencoderConfig 
                                    f"give another folder (or delete {ckpt})")
         ae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        epoch, history = state["epoch"], state["history"]
+        done, history = state["epoch"], state["history"]
     gen = torch.Generator().manual_seed(config.seed)
     data = torch.tensor(x)
-    for epoch in range(epoch, config.epochs):
+    for epoch in range(done, config.epochs):
         gen.manual_seed(config.seed * 1000003 + epoch)  # per-epoch seed: exact resume
         order = torch.randperm(len(data), generator=gen)
         ae.train()

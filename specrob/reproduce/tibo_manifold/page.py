@@ -16,36 +16,35 @@ def differences(budget: Budget) -> list[list[str]]:
     """The rows of "How this differs from the authors' experiments" for this budget."""
     points = "all 60000" if budget.train is None else f"the first {budget.train}"
     return [
-
-    ["Generator g", "a Wasserstein autoencoder (details in the paper's appendix, not in the "
-     "text)", NO_CODE, "WAE-MMD (Tolstikhin et al.: inverse multiquadratic kernels, lambda 10, "
-     "prior N(0, I)); encoder Conv(32)-Conv(64)-Conv(128)-Dense(latent), decoder "
-     f"Dense(2048)-Dense(784) sigmoid; code size {budget.latent}, {budget.ae_epochs} epochs "
-     "(`specrob autoencoder`)"],
-    ["Classifier f", "the convnet of section 6", NO_CODE,
-     f"MLP 784-{budget.hidden}-{budget.hidden}-10 (examples/mlp_two_hidden.py), as on the "
-     "Tibo page"],
-    ["Training data and epochs", "F-MNIST; epochs not given", NO_CODE,
-     f"{points} training points, {budget.epochs} epochs, Adam {budget.lr:g}, batch "
-     f"{budget.batch_size}, one seed"],
-    ["R4 training", "Definition 4 with |Σ| = 10, sigma = 0.06; the indicator replaced by "
-     "CE(f^(x), f^(x')); lambda not given", NO_CODE,
-     f"regime on-manifold: |Σ| = {budget.radii_train} eps uniform in [0, d] (d = 28, the l_2 "
-     f"diameter of [0, 1]^784), sigma = {budget.sigma}, {budget.draws_train} samples of S(x) "
-     f"per point (not given), weight 1/eps, lambda {budget.lam_r4:g}"],
-    ["R2 training", "Algorithm 1 (co-training with an adversarial generator)", NO_CODE,
-     f"regime cotrain, lambda {budget.lam_r2:g} (the Tibo page's grid)"],
-    ["STUTZ", "Stutz et al. 2019, on-manifold adversarial training (with their VAE-GAN)",
-     "Stutz et al.'s own code (not run here)", "regime latent-adversarial in the same g's "
-     f"code space: {budget.latent_steps} PGD steps in an l_inf ball of radius "
-     f"{budget.latent_eps} around enc(x), half clean and half adversarial cross-entropy"],
-    ["R4 score", "eq. 9 with the same generator, |Σ| = 200, for each test x", NO_CODE,
-     f"score on_manifold_average of specs/manifold.rspec: {budget.radii_eval} eps values "
-     f"(midpoints), {budget.draws_eval} samples of S(x) per point and eps, on the first "
-     f"{budget.score_points} test points, with a 95% interval"],
-    ["R2 score", "the margins of section 5's attacks (FGSM, PGD, BG)", NO_CODE,
-     "§3.2's ensemble of the Tibo page (FGSM, PGD, DeepFool for BG), the mean l_2 margin of "
-     f"the first {budget.score_points} test points"],
+        ["Generator g", "a Wasserstein autoencoder (details in the paper's appendix, not in the "
+         "text)", NO_CODE, "WAE-MMD (Tolstikhin et al.: inverse multiquadratic kernels, lambda 10, "
+         "prior N(0, I)); encoder Conv(32)-Conv(64)-Conv(128)-Dense(latent), decoder "
+         f"Dense(2048)-Dense(784) sigmoid; code size {budget.latent}, {budget.ae_epochs} epochs "
+         "(`specrob autoencoder`)"],
+        ["Classifier f", "the convnet of section 6", NO_CODE,
+         f"MLP 784-{budget.hidden}-{budget.hidden}-10 (examples/mlp_two_hidden.py), as on the "
+         "Tibo page"],
+        ["Training data and epochs", "F-MNIST; epochs not given", NO_CODE,
+         f"{points} training points, {budget.epochs} epochs, Adam {budget.lr:g}, batch "
+         f"{budget.batch_size}, one seed"],
+        ["R4 training", "Definition 4 with |Σ| = 10, sigma = 0.06; the indicator replaced by "
+         "CE(f^(x), f^(x')); lambda not given", NO_CODE,
+         f"regime on-manifold: |Σ| = {budget.radii_train} eps uniform in [0, d] (d = 28, the l_2 "
+         f"diameter of [0, 1]^784), sigma = {budget.sigma}, {budget.draws_train} samples of S(x) "
+         f"per point (not given), weight 1/eps, lambda {budget.lam_r4:g}"],
+        ["R2 training", "Algorithm 1 (co-training with an adversarial generator)", NO_CODE,
+         f"regime cotrain, lambda {budget.lam_r2:g} (the Tibo page's grid)"],
+        ["STUTZ", "Stutz et al. 2019, on-manifold adversarial training (with their VAE-GAN)",
+         "Stutz et al.'s own code (not run here)", "regime latent-adversarial in the same g's "
+         f"code space: {budget.latent_steps} PGD steps in an l_inf ball of radius "
+         f"{budget.latent_eps} around enc(x), half clean and half adversarial cross-entropy"],
+        ["R4 score", "eq. 9 with the same generator, |Σ| = 200, for each test x", NO_CODE,
+         f"score on_manifold_average of specs/manifold.rspec: {budget.radii_eval} eps values "
+         f"(midpoints), {budget.draws_eval} samples of S(x) per point and eps, on the first "
+         f"{budget.score_points} test points, with a 95% interval"],
+        ["R2 score", "the margins of section 5's attacks (FGSM, PGD, BG)", NO_CODE,
+         "§3.2's ensemble of the Tibo page (FGSM, PGD, DeepFool for BG), the mean l_2 margin of "
+         f"the first {budget.score_points} test points"],
     ]
 
 
@@ -99,7 +98,7 @@ def samples_figure(run: Run, results: dict) -> None:
     import matplotlib.pyplot as plt
     s = results["samples"]
     x, recon, draws = s["x"], s["reconstruction"], s["draws"]
-    side = int(round(x.shape[-1] ** 0.5))
+    side = round(x.shape[-1] ** 0.5)
     columns = 2 + draws.shape[0]
     fig, axes = plt.subplots(len(x), columns, figsize=(1.1 * columns, 1.1 * len(x)))
     for i in range(len(x)):
