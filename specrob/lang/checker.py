@@ -525,6 +525,10 @@ def check_params(params: tuple[ast.Param, ...], sources: dict[str, Source], defa
                 raise ov.error(message, expected)
 
             value = check_value(p.name, ptype, ov.value, fail_override)
+            if ptype == "path" and isinstance(value, str) and not Path(value).is_absolute():
+                # a --set path is the user's, relative to where they run; a path written in
+                # the spec is relative to the spec's folder
+                value = str(Path(value).resolve())
         else:
             assert p.default is not None  # no default and no override was refused above
             pos = p.default.pos

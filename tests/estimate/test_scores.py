@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import specrob
+from tests.conftest import REPO
 from specrob.estimate.scores import ScoreError, estimate_score
 
 
@@ -122,6 +123,23 @@ def test_a_network_with_nan_outputs_is_refused_not_scored():
     with pytest.raises(ScoreError, match="NaN or inf"):
         estimate_score(s, NaNNet(), torch.rand(4, 2), torch.zeros(4, dtype=torch.long),
                        samples=5)
+
+
+def test_a_set_generator_path_is_relative_to_the_current_folder(tmp_path, monkeypatch):
+    """A path written in the spec is the spec's (relative to its folder); one given with --set
+    is the user's, relative to where they run (as `--set generator=runs/ae/autoencoder.py`
+    with the standard library's specs/manifold.rspec)."""
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "ae.py").write_text(
+        "def encode(x):\n    return x\n\ndef decode(z):\n    return z\n")
+    monkeypatch.chdir(tmp_path)
+    spec = specrob.load(REPO / "specs" / "manifold.rspec", generator="runs/ae.py", sigma=0.0)
+    s = spec["on_manifold_average"]
+    assert s.value("generator") == str(tmp_path / "runs" / "ae.py")
+    x = torch.rand(10, 2)
+    r = estimate_score(s, Threshold(), x, torch.zeros(10, dtype=torch.long), samples=3,
+                       grid=2, spec_dir=REPO / "specs")
+    assert r.value.value > 0
 
 
 def test_a_generator_that_is_not_a_python_file_is_a_clear_error(tmp_path):

@@ -169,9 +169,13 @@ def test_gaussian_kernel_and_constant_weight():
     assert s.kernel == ir.Gaussian(ir.Param("sigma")) and s.G == ir.Weight(False)
 
 
-def test_path_parameters_are_strings():
+def test_path_parameters_are_strings_and_a_set_path_is_the_users():
+    """A --set path is relative to the current folder (made absolute); an absolute one stays."""
+    from pathlib import Path
     spec = specrob.loads("score s = on_manifold_worst()\n", generator="mine.py")
-    assert spec["s"].value("generator") == "mine.py"
+    assert spec["s"].value("generator") == str(Path("mine.py").resolve())
+    spec = specrob.loads("score s = on_manifold_worst()\n", generator="/data/ae.py")
+    assert spec["s"].value("generator") == "/data/ae.py"
 
 
 def test_inf_parameter_values():
