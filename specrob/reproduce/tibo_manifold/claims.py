@@ -32,7 +32,9 @@ def check(run: Run, results: dict, budget: Budget) -> None:
     r2 = {k: v["value"] for k, v in results["R2"].items()}
     run.claim("R4 training generalises better than Stutz et al.'s on-manifold adversarial "
               "training (Table 4: 94.04% vs 92.11%)", acc["R4"] > acc["STUTZ"],
-              f"R4 {pct(acc['R4'], 2)}%, STUTZ {pct(acc['STUTZ'], 2)}%")
+              f"R4 {pct(acc['R4'], 2)}%, STUTZ {pct(acc['STUTZ'], 2)}% (95% intervals "
+              + ("overlap" if overlap(results["accuracy"]["R4"], results["accuracy"]["STUTZ"])
+                 else "apart") + ")")
     run.claim("... while keeping a slightly higher robustness score R4 (Table 4: 0.286 vs "
               "0.280)", r4["R4"] >= r4["STUTZ"],
               f"R4 of the R4-trained net {r4['R4']:.3f}, of STUTZ {r4['STUTZ']:.3f}")
@@ -49,4 +51,6 @@ def check(run: Run, results: dict, budget: Budget) -> None:
               f"[{r4_est['R4']['low']:.3f}, {r4_est['R4']['high']:.3f}]")
     run.claim("R4 training gives a somewhat higher accuracy than R2 training (Table 5: 94.04% "
               "vs 93.29%)", acc["R4"] > acc["R2"],
-              f"R4-trained {pct(acc['R4'], 2)}%, R2-trained {pct(acc['R2'], 2)}%")
+              f"R4-trained {pct(acc['R4'], 2)}%, R2-trained {pct(acc['R2'], 2)}% (95% intervals "
+              + ("overlap" if overlap(results["accuracy"]["R4"], results["accuracy"]["R2"])
+                 else "apart") + ")")
