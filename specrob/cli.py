@@ -265,7 +265,8 @@ def train(
         min=0.0, callback=_finite,
         help="cotrain regime: weight of the generator regulariser (Tibo et al. eq. 10); "
              "cross-lipschitz: weight of Hein and Andriushchenko's Cross-Lipschitz "
-             "regulariser (the HEIN method).")] = TrainConfig.lam,
+             "regulariser (the HEIN method); on-manifold: weight of the R4 term.")
+                  ] = TrainConfig.lam,
     beta: Annotated[float, typer.Option(
         min=0.0, callback=_finite,
         help="parseval regime: the retraction W <- (1+beta) W - beta W W^T W after each step "
@@ -650,7 +651,8 @@ def autoencoder(
         min=0.0, callback=_finite, help="Weight of the MMD between the codes and N(0, I) "
                                         "(Tolstikhin et al.: 10).")] = AutoencoderConfig.mmd,
     seed: Annotated[int, typer.Option(help="Random seed.")] = AutoencoderConfig.seed,
-    device: Annotated[str, _device_option("the autoencoder")] = AutoencoderConfig.device,
+    device: Annotated[str, _device_option("the autoencoder's training steps")
+                      ] = AutoencoderConfig.device,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train the generator of the on-manifold kernel: a Wasserstein autoencoder on the data.
@@ -660,10 +662,12 @@ def autoencoder(
     Tolstikhin et al. 2018) and writes the generator module they load.
 
     Example:  specrob autoencoder --data fashion-mnist --out runs/ae
-              specrob eval model.onnx specs/manifold.rspec --data fashion-mnist
-                  --set generator=runs/ae/autoencoder.py
-              specrob train model.py specs/cr.rspec --regime on-manifold
-                  --generator runs/ae/autoencoder.py
+
+    then  specrob eval model.onnx specs/manifold.rspec --data fashion-mnist
+    --set generator=runs/ae/autoencoder.py  (on-manifold scores)
+
+    or  specrob train model.py specs/cr.rspec --data fashion-mnist --regime on-manifold
+    --generator runs/ae/autoencoder.py  (R4 training)
     """
     console = Console(highlight=False, soft_wrap=True)
     with _user_errors(f"finished epochs are in {out}"):
