@@ -384,17 +384,22 @@ class _WithGenerator(Regime):
             self.generator.to(next(model.parameters()).device)
             for p in self.generator.parameters():  # fixed while f trains (seed 000, section 7)
                 p.requires_grad_(False)
+        self._bind()
         region = ctx.prop.region
         self.low, self.high = region.low, region.high
         self.diameter = (self.high - self.low) * input_dim ** 0.5  # d of eps ~ uniform(0, d)
 
     def identity(self):
+        return self._identity
+
+    def _bind(self) -> None:
+        """The generator's code and weights as loaded, hashed once (they stay fixed while f
+        trains; every checkpoint carries them)."""
         from specrob.runfolder import array_identity, file_identity
-        out = {"generator_sha256": file_identity(Path(self.path))["sha256"]}
+        self._identity = {"generator_sha256": file_identity(Path(self.path))["sha256"]}
         if isinstance(self.generator, nn.Module):  # weights it loads from elsewhere
-            out["generator_weights_sha256"] = array_identity(
+            self._identity["generator_weights_sha256"] = array_identity(
                 *self.generator.state_dict().values())
-        return out
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator.decode(z).reshape(z.shape[0], -1).clamp(self.low, self.high)
