@@ -74,8 +74,8 @@ from specrob.data import DataError, load_data  # noqa: E402
 from specrob.estimate.evaluation import select_centres  # noqa: E402
 from specrob.network import load_onnx_checked  # noqa: E402
 from specrob.network.model_file import build_model  # noqa: E402
-from specrob.verification.bounds import spec_bounds  # noqa: E402
-from specrob.verification.encode import Centre, Encoder  # noqa: E402
+from specrob.bounds import spec_bounds  # noqa: E402
+from specrob.lang.encode import Centre, Encoder  # noqa: E402
 from specrob.verification.marabou import solve_query  # noqa: E402
 from specrob.verification.pipeline import Verifier, VerifyConfig, bounds_stage  # noqa: E402
 

@@ -36,7 +36,7 @@ from torch import nn  # noqa: E402
 
 from specrob.data import load_data  # noqa: E402
 from specrob.lang.loader import load, overrides_from_cli  # noqa: E402
-from specrob.verification.encode import Centre, Encoder  # noqa: E402
+from specrob.lang.encode import Centre, Encoder  # noqa: E402
 from specrob.verification.vnnlib import vnnlib_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

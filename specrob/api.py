@@ -747,7 +747,7 @@ def export(model: str | Path, spec: str | Path | Spec, *, format: str = "vnnlib"
     instances.csv with `timeout` seconds per query. f(x0) comes from onnxruntime, as in
     `verify`. Raises UsageError for a property VNN-LIB cannot express."""
     from specrob.network.oracle import Oracle
-    from specrob.verification.encode import Centre, Encoder, Unsupported
+    from specrob.lang.encode import Centre, Encoder, Unsupported
     from specrob.verification.vnnlib import export as write
 
     if format != "vnnlib":

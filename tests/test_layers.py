@@ -5,6 +5,8 @@ inside a function; not under `if TYPE_CHECKING:`) goes from a package to one it 
     lang                                 the language: text -> checked IR, torch-free
     network, data, corruptions, stats    networks (ONNX, model files), datasets and their
                                          corrupted copies, estimates
+    bounds                               bound propagation (IBP, CROWN) on the network IR:
+                                         verification proves with it, training trains with it
     runfolder, models                    run identity and resume; loading a model
     search                               regions, samplers and attacks on a property
     logic                                the property in torch (crisp and differentiable)
@@ -38,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": BASE | {"network", "runfolder"},
     "search": BASE | {"lang", "network", "stats"},
     "logic": BASE | {"lang", "search"},
+    "bounds": BASE | {"network"},
 }
 LOWER = set(ALLOWED) | {"__version__"}
 ALLOWED |= {

@@ -137,6 +137,27 @@ class Query:
     note: str = ""
 
 
+def output_rows(f: Formula) -> list[tuple[np.ndarray, float]]:
+    """The rows (c, d), c of shape (m,), one per atom of `f` that is a linear inequality in the
+    outputs only, in the formula's depth-first order: the atom holds at z exactly when
+    c . z + d > 0 (strict atoms) or >= 0. A positive lower bound of c . f(x) + d over the input
+    set proves the atom there; bound propagation proves (verification) and trains
+    (training's certified regime) with these rows."""
+    out: list[tuple[np.ndarray, float]] = []
+
+    def walk(g: Formula) -> None:
+        if isinstance(g, Atom):
+            if g.is_linear_in_outputs() and g.op in ("<=", "<", ">=", ">"):
+                sign = 1.0 if g.op in (">=", ">") else -1.0
+                out.append((sign * g.lin.out[0], sign * float(g.lin.const[0])))
+        elif isinstance(g, (And, Or)):
+            for item in g.items:
+                walk(item)
+
+    walk(f)
+    return out
+
+
 def output_sensitivity(a: Atom, error: np.ndarray) -> float:
     """How far the atom's left-hand side can move when every output z_i moves by at most
     error[i] (shape (m,)): |c| . error + sum_k |w_k| || |A_k| error ||_{p_k}."""

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from specrob.network.ir import Network, Relu
 from specrob.lang import query as q
-from specrob.verification.bounds import (
+from specrob.bounds import (
     DTYPE,
     SAFETY,
     compile_network,
@@ -52,7 +52,7 @@ from specrob.verification.bounds import (
     adam_ascent,
     unsupported,
 )
-from specrob.verification.bounds.common import Interval
+from specrob.bounds.common import Interval
 
 __all__ = ["INPUT_SPLIT_MAX_INPUTS", "BabResult", "branch_and_bound"]
 

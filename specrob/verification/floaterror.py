@@ -56,7 +56,7 @@ def float32_error(net: Network, centres: np.ndarray | Tensor, eps: float | np.nd
 
     Shape: centres (B, n) -> (B, m), float64. Raises NotImplementedError for nodes without a
     bound (Softmax, LogSoftmax), ValueError for an empty region."""
-    from specrob.verification.bounds import interval_bounds
+    from specrob.bounds import interval_bounds
     bounds = interval_bounds(net, centres, eps, p=p, low=low, high=high)
     x = bounds[net.input_name][0]
     errors: dict[str, Tensor] = {net.input_name: torch.zeros_like(x)}

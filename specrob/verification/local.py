@@ -23,7 +23,7 @@ def stable_radius(net: Network, x0: np.ndarray, low: float | np.ndarray,
                   high: float | np.ndarray, start: float, halvings: int = 24) -> float | None:
     """The largest gamma = start / 2^k such that every kink keeps its side on the l_inf box
     of radius gamma around x0 (∩ [low, high]); None if there is none (x0 on a kink)."""
-    from specrob.verification.bounds import compile_network, ibp_bounds, input_region
+    from specrob.bounds import compile_network, ibp_bounds, input_region
     comp = compile_network(net, torch.device("cpu"))
     kinks = [(i, node) for i, node in enumerate(net.nodes)
              if isinstance(node, (Relu, LeakyRelu, Clip, MaxPool))]

@@ -34,7 +34,7 @@ from specrob.logic.compiled import CompiledProperty
 from specrob.search.attacks import block_seed
 from specrob.numerics import generator
 from specrob.lang import query as q
-from specrob.verification.encode import Centre, Encoder, Unsupported
+from specrob.lang.encode import Centre, Encoder, Unsupported
 
 
 BAB_SHARE = 0.6  # of a centre's --timeout for branch and bound; Marabou gets the rest
@@ -108,19 +108,8 @@ def snap(x: np.ndarray, x0: np.ndarray, region) -> np.ndarray:
 
 # --- bound propagation -------------------------------------------------------------------
 
-def _rows(f: q.Formula, out: list) -> None:
-    """The linear output rows (C, d) whose positive lower bound proves each atom."""
-    if isinstance(f, q.Atom):
-        if f.is_linear_in_outputs() and f.op in ("<=", "<", ">=", ">"):
-            sign = 1.0 if f.op in (">=", ">") else -1.0
-            out.append((sign * f.lin.out[0], sign * float(f.lin.const[0])))
-    elif isinstance(f, (q.And, q.Or)):
-        for i in f.items:
-            _rows(i, out)
-
-
 def _proved(f: q.Formula, bounds: list[float], tol: float, cursor: list[int]) -> bool:
-    """Is f proved, given lower bounds of its atoms' rows in `_rows` order?"""
+    """Is f proved, given lower bounds of its atoms' rows in `q.output_rows` order?"""
     if isinstance(f, q.Const):
         return f.value
     if isinstance(f, q.Atom):
@@ -152,12 +141,10 @@ def region_arrays(queries: list[q.Query]):
 def bounds_stage(net, queries: list[q.Query], method: str, tol: float,
                  device: torch.device | str = "cpu") -> list[bool]:
     """Which queries bound propagation proves (batched over the centres, on `device`)."""
-    from specrob.verification.bounds import spec_bounds
+    from specrob.bounds import spec_bounds
     rows = []
     for query in queries:
-        r: list = []
-        _rows(query.body, r)
-        rows.append(r)
+        rows.append(q.output_rows(query.body))
     k = max((len(r) for r in rows), default=0)
     if k == 0:
         return [_proved(query.body, [], tol, [0]) for query in queries]
@@ -597,7 +584,7 @@ class Verifier:
         return self.per_network(todo, queries, self.bound_group)
 
     def bound_group(self, todo: list[int], queries: dict[int, q.Query]) -> list[int]:
-        from specrob.verification.bounds import unsupported
+        from specrob.bounds import unsupported
         start = time.perf_counter()
         method = self.config.bounds
         net = self.nets.get(todo[0], self.net)

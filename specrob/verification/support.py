@@ -22,7 +22,7 @@ from specrob.lang import query as q
 from specrob.lang.params import constant, resolve_params
 from specrob.lang.support import Support
 from specrob.lang.walk import class_indices
-from specrob.verification.encode import Centre, Encoder, Unsupported
+from specrob.lang.encode import Centre, Encoder, Unsupported
 
 DRY_INPUTS = 8  # inputs of the synthetic network the property is encoded for
 

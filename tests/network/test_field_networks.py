@@ -339,7 +339,8 @@ def test_the_number_of_classes_comes_from_the_output(tmp_path):
 # --- back ends refuse what they do not bound -------------------------------------------
 
 def test_bounds_and_marabou_refuse_a_log_softmax_node_gracefully(tmp_path):
-    from specrob.verification import bounds, marabou
+    from specrob import bounds
+    from specrob.verification import marabou
 
     net = load_onnx(export(mlp_zoo(), (20,), tmp_path / "m.onnx", fixed=False))
     assert isinstance(net.nodes[-1], LogSoftmax)

@@ -11,7 +11,7 @@ from torch import nn
 import specrob
 from specrob.estimate.security import security_curve
 from specrob.search.attacks import attack_model, default_attacks
-from specrob.verification.encode import Centre, Encoder
+from specrob.lang.encode import Centre, Encoder
 from specrob.lang.query import query_order_only
 from specrob.lang.walk import order_only
 from specrob.network.final_layer import final_monotone

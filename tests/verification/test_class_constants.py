@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 import specrob
 from specrob.logic.compiled import CompiledProperty
-from specrob.verification.encode import Centre, Encoder, Unsupported
+from specrob.lang.encode import Centre, Encoder, Unsupported
 from specrob.verification.pipeline import Verifier, VerifyConfig
 from specrob.verification.vnnlib import VnnlibExportError, vnnlib_text
 from tests.verification.test_pipeline import grid_violations, small_net, to_onnx

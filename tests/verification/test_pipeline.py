@@ -315,7 +315,7 @@ def test_a_dead_marabou_worker_loses_no_centre(tmp_path):
                  out=None)
     encoder_query = v.marabou_stage
     todo = [0, 1, 2, 3]
-    from specrob.verification.encode import Centre, Encoder
+    from specrob.lang.encode import Centre, Encoder
     encoder = Encoder(prop, 2, 3)
     fx0 = v.oracle(x0.numpy())
     queries = {}

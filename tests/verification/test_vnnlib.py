@@ -9,7 +9,7 @@ import pytest
 
 import specrob
 from specrob.lang import query as q
-from specrob.verification.encode import Centre, Encoder
+from specrob.lang.encode import Centre, Encoder
 from specrob.verification.vnnlib import VnnlibExportError, vnnlib_text
 
 from vnnlib.compat import read_vnnlib_simple  # noqa: E402 - the test extra installs it

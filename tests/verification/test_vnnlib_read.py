@@ -10,7 +10,7 @@ import pytest
 
 import specrob
 from specrob.lang import query as q
-from specrob.verification.encode import Centre, Encoder
+from specrob.lang.encode import Centre, Encoder
 from specrob.verification.vnnlib import vnnlib_text
 from specrob.verification.vnnlib_read import VnnlibError, read_vnnlib
 

@@ -2,13 +2,13 @@
 the registry OPS maps each IR node type to its operator."""
 from specrob.network.ir import (Add, Affine, AveragePool, BatchNorm, Clip, Conv, Elementwise,
                                 LeakyRelu, MaxPool, Relu, Reshape, Sigmoid, Softmax, Tanh)
-from specrob.verification.bounds.operators.base import Op
-from specrob.verification.bounds.operators.conv import ConvOp
-from specrob.verification.bounds.operators.linear import AddOp, AffineOp, ReshapeOp, ScaleOp
-from specrob.verification.bounds.operators.pool import MaxPoolOp
-from specrob.verification.bounds.operators.relu import KinkOp
-from specrob.verification.bounds.operators.smooth import SmoothOp
-from specrob.verification.bounds.operators.softmax import SoftmaxOp
+from specrob.bounds.operators.base import Op
+from specrob.bounds.operators.conv import ConvOp
+from specrob.bounds.operators.linear import AddOp, AffineOp, ReshapeOp, ScaleOp
+from specrob.bounds.operators.pool import MaxPoolOp
+from specrob.bounds.operators.relu import KinkOp
+from specrob.bounds.operators.smooth import SmoothOp
+from specrob.bounds.operators.softmax import SoftmaxOp
 
 OPS = {Affine: AffineOp, Elementwise: ScaleOp, BatchNorm: ScaleOp, Add: AddOp,
         Reshape: ReshapeOp, Conv: ConvOp, AveragePool: ConvOp, Relu: KinkOp,

@@ -8,8 +8,8 @@ from torch import Tensor
 
 from specrob.network.ir import (Sigmoid,
                                 Tanh)
-from specrob.verification.bounds.common import dot, down, pos_neg, up
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import dot, down, pos_neg, up
+from specrob.bounds.operators.base import Op
 
 
 class SmoothOp(Op):

@@ -9,11 +9,11 @@ import torch
 from torch import Tensor
 
 from specrob.network.ir import (Network, Softmax)
-from specrob.verification.bounds.common import METHODS, DTYPE, down, pos_neg
-from specrob.verification.bounds.operators import OPS
-from specrob.verification.bounds.crown import Crown, ibp_bounds
-from specrob.verification.bounds.network import CompiledNetwork, compile_network
-from specrob.verification.bounds.region import BoundRegion, input_region
+from specrob.bounds.common import METHODS, DTYPE, down, pos_neg
+from specrob.bounds.operators import OPS
+from specrob.bounds.crown import Crown, ibp_bounds
+from specrob.bounds.network import CompiledNetwork, compile_network
+from specrob.bounds.region import BoundRegion, input_region
 
 
 def unsupported(net: Network, method: str) -> tuple[str, ...]:

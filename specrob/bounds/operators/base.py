@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from specrob.network.ir import (Node)
-from specrob.verification.bounds.common import Interval
+from specrob.bounds.common import Interval
 
 
 class Op:

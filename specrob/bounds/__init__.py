@@ -33,12 +33,12 @@ analysis, but ample for networks of ordinary magnitude). A float32 execution of 
 network can differ from exact arithmetic by about 1e-6 relative: that is not covered.
 """
 
-from specrob.verification.bounds.common import DTYPE, METHODS, SAFETY
-from specrob.verification.bounds.crown import (Crown, adam_ascent, ibp_bounds, interval_bounds,
+from specrob.bounds.common import DTYPE, METHODS, SAFETY
+from specrob.bounds.crown import (Crown, adam_ascent, ibp_bounds, interval_bounds,
                                                relaxations)
-from specrob.verification.bounds.network import CompiledNetwork, compile_network
-from specrob.verification.bounds.region import BoundRegion, input_region
-from specrob.verification.bounds.spec import output_bounds, spec_bounds, supports, unsupported
+from specrob.bounds.network import CompiledNetwork, compile_network
+from specrob.bounds.region import BoundRegion, input_region
+from specrob.bounds.spec import output_bounds, spec_bounds, supports, unsupported
 
 __all__ = ["DTYPE", "METHODS", "SAFETY", "BoundRegion", "CompiledNetwork", "Crown",
            "adam_ascent", "compile_network", "ibp_bounds", "input_region", "interval_bounds",

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specrob.network.ir import (AveragePool, Conv)
-from specrob.verification.bounds.common import DTYPE, as_tensor, dot, down, pos_neg, up
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import DTYPE, as_tensor, dot, down, pos_neg, up
+from specrob.bounds.operators.base import Op
 
 
 class ConvOp(Op):

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specrob.network.ir import (MaxPool)
-from specrob.verification.bounds.common import DTYPE
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import DTYPE
+from specrob.bounds.operators.base import Op
 
 
 class MaxPoolOp(Op):

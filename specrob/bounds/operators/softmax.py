@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from specrob.network.ir import (Softmax)
-from specrob.verification.bounds.common import down, up
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import down, up
+from specrob.bounds.operators.base import Op
 
 
 class SoftmaxOp(Op):

@@ -17,11 +17,11 @@ from specrob.network import (Add, Affine, AveragePool, Clip, Conv, Elementwise, 
                              MaxPool, Network, Relu, Reshape, Sigmoid, Softmax, Tanh,
                              load_onnx_checked, to_torch)
 from specrob.search.region import Region, ascent_step
-from specrob.verification import bounds as bounds_module
-from specrob.verification.bounds import METHODS, output_bounds, spec_bounds, supports, unsupported
-from specrob.verification.bounds.common import dot
-from specrob.verification.bounds.operators.pool import MaxPoolOp
-from specrob.verification.bounds.operators.smooth import SmoothOp
+from specrob import bounds as bounds_module
+from specrob.bounds import METHODS, output_bounds, spec_bounds, supports, unsupported
+from specrob.bounds.common import dot
+from specrob.bounds.operators.pool import MaxPoolOp
+from specrob.bounds.operators.smooth import SmoothOp
 
 PS = (1.0, 2.0, math.inf)
 EPS = {1.0: 0.8, 2.0: 0.3, math.inf: 0.08}  # radii that leave many ReLUs unstable

@@ -8,7 +8,7 @@ import torch
 import specrob
 from specrob.logic import CompiledProperty
 from specrob.lang import query as q
-from specrob.verification.encode import Centre, Encoder, Unsupported
+from specrob.lang.encode import Centre, Encoder, Unsupported
 
 PROPERTIES = ["CR()", "CR(p = 2)", "SR(delta = 1.5)", "SR(delta = 1, q = 1)", "SR_label(delta = 2)",
               "LR(L = 3)", "LR(L = 3, p = 1, q = 1)"]

@@ -8,8 +8,8 @@ import numpy as np
 
 from specrob.network.ir import (Add, Affine, BatchNorm, Elementwise,
                                 Reshape)
-from specrob.verification.bounds.common import as_tensor, dot, down, pos_neg, up
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import as_tensor, dot, down, pos_neg, up
+from specrob.bounds.operators.base import Op
 
 
 class AffineOp(Op):

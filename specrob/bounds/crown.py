@@ -11,12 +11,12 @@ import torch
 from torch import Tensor
 
 from specrob.network.ir import (Network)
-from specrob.verification.bounds.common import DTYPE, Interval, down, up
-from specrob.verification.bounds.network import CompiledNetwork, compile_network
-from specrob.verification.bounds.region import BoundRegion, input_region
+from specrob.bounds.common import DTYPE, Interval, down, up
+from specrob.bounds.network import CompiledNetwork, compile_network
+from specrob.bounds.region import BoundRegion, input_region
 
 if TYPE_CHECKING:
-    from specrob.verification.bounds.operators.relu import KinkOp
+    from specrob.bounds.operators.relu import KinkOp
 
 
 def interval_bounds(net: Network, centres: np.ndarray | Tensor, eps: float | np.ndarray | Tensor,

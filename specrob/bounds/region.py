@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from specrob.network.ir import (Network)
-from specrob.verification.bounds.common import DTYPE, dot
+from specrob.bounds.common import DTYPE, dot
 
 
 class BoundRegion:

@@ -8,7 +8,7 @@ import weakref
 import torch
 
 from specrob.network.ir import (Network)
-from specrob.verification.bounds.operators import OPS, Op
+from specrob.bounds.operators import OPS, Op
 
 
 class CompiledNetwork:

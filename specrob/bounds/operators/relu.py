@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specrob.network.ir import (Clip, LeakyRelu, Relu)
-from specrob.verification.bounds.common import DTYPE, dot, down, sum_rest, up
-from specrob.verification.bounds.operators.base import Op
+from specrob.bounds.common import DTYPE, dot, down, sum_rest, up
+from specrob.bounds.operators.base import Op
 
 
 class KinkOp(Op):
