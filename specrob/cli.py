@@ -200,7 +200,8 @@ def train(
     regime: Annotated[str, typer.Option(help="baseline | constraint | adversarial | "
                                              "augmentation | cotrain | cross-lipschitz | "
                                              "parseval | laplacian | adapt | on-manifold | "
-                                             "latent-adversarial")] = TrainConfig.regime,
+                                             "latent-adversarial | certified")
+                      ] = TrainConfig.regime,
     logic: Annotated[str, typer.Option(help="dl2 | goedel | lukasiewicz | product | "
                                             "yager[:P]")] = TrainConfig.logic,
     search: Annotated[str, typer.Option(callback=_choice("pgd", "sample", "fgsm"),
@@ -306,6 +307,39 @@ def train(
         help="latent-adversarial regime: the l_inf radius around enc(x) in code space "
              "(Stutz et al.'s on-manifold adversarial training); --adv-steps PGD steps.")
                           ] = TrainConfig.latent_eps,
+    bound: Annotated[str, typer.Option(
+        callback=_choice("ibp", "crown-ibp"),
+        help="certified regime: the bound propagation trained through: ibp (Gowal et al. "
+             "2018) | crown-ibp (CROWN's last pass over IBP's intermediate bounds, Zhang et al. "
+             "2020).")] = TrainConfig.bound,
+    cert_loss: Annotated[str, typer.Option(
+        callback=_choice("logic", "ce"),
+        help="certified regime: logic (the body in --logic, each atom's worst case from its "
+             "bound) | ce (cross-entropy of the worst-case margins, the IBP papers' loss; "
+             "needs a conjunction).")] = TrainConfig.cert_loss,
+    warmup: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite,
+        help="certified regime: the fraction of training with the natural loss only.")
+                      ] = TrainConfig.warmup,
+    ramp: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite,
+        help="certified regime: the fraction of training over which eps grows from 0 to the "
+             "property's, the natural weight from 1 to --kappa and CROWN-IBP's beta from 1 "
+             "to --crown-end.")] = TrainConfig.ramp,
+    kappa: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite,
+        help="certified regime: the natural cross-entropy's final weight (Gowal et al.: "
+             "0.5).")] = TrainConfig.kappa,
+    crown_end: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite,
+        help="certified regime, --bound crown-ibp: the CROWN-IBP bound's final weight beta "
+             "(Zhang et al.: 0, i.e. IBP at the end; 1 keeps CROWN-IBP).")
+                         ] = TrainConfig.crown_end,
+    pgd_mix: Annotated[float, typer.Option(
+        min=0.0, max=1.0, callback=_finite,
+        help="certified regime: the PGD constraint loss's share alpha of the robust loss "
+             "(MTL-IBP's mix, De Palma et al. 2024; --steps PGD steps).")
+                       ] = TrainConfig.pgd_mix,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same result).")] = TrainConfig.seed,
     device: Annotated[str, _device_option("the network, its searches and the losses")
                       ] = TrainConfig.device,
@@ -325,7 +359,10 @@ def train(
     --lam), parseval (Cisse et al., --beta), laplacian (Lassance et al., --gamma, --power);
     or adapt to a shifted distribution: adapt (Tibo et al.'s paired autoencoders, --shifted);
     or learn from a generator's on-manifold points: on-manifold (R4 training of Tibo et al.,
-    seed 000, --generator, --sigma) and latent-adversarial (Stutz et al., --latent-eps).
+    seed 000, --generator, --sigma) and latent-adversarial (Stutz et al., --latent-eps); or
+    train for verifiability: certified (the property's body bounded over its ball by the
+    verifier's own bound propagation, --bound ibp | crown-ibp, with the eps ramp --warmup,
+    --ramp, --kappa; `specrob verify` then decides more points).
 
     Writes to --out after every epoch: checkpoint.pt and metrics.json (CE, constraint loss,
     clean accuracy, fraction of points whose PGD point satisfies the property); at the end
@@ -349,6 +386,8 @@ def train(
                              transfer_steps=transfer_steps,
                              generator=None if generator is None else str(generator),
                              sigma=sigma, radii=radii, draws=draws, latent_eps=latent_eps,
+                             bound=bound, cert_loss=cert_loss, warmup=warmup, ramp=ramp,
+                             kappa=kappa, crown_end=crown_end, pgd_mix=pgd_mix,
                              optimizer=optimizer, momentum=momentum, dampening=dampening,
                              weight_decay=weight_decay, lr_decay=lr_decay,
                              lr_steps=_epochs(lr_steps), lr_gamma=lr_gamma,

@@ -38,8 +38,10 @@ from specrob.bounds.crown import (Crown, adam_ascent, ibp_bounds, interval_bound
                                                relaxations)
 from specrob.bounds.network import CompiledNetwork, compile_network
 from specrob.bounds.region import BoundRegion, input_region
-from specrob.bounds.spec import output_bounds, spec_bounds, supports, unsupported
+from specrob.bounds.spec import (interval_spec, output_bounds, spec_bounds, supports,
+                                 unsupported)
 
 __all__ = ["DTYPE", "METHODS", "SAFETY", "BoundRegion", "CompiledNetwork", "Crown",
            "adam_ascent", "compile_network", "ibp_bounds", "input_region", "interval_bounds",
+           "interval_spec",
            "output_bounds", "relaxations", "spec_bounds", "supports", "unsupported"]

@@ -45,8 +45,14 @@ def dot(A: Tensor, v: Tensor) -> Tensor:
     return (A @ v.unsqueeze(-1)).squeeze(-1)
 
 
-def as_tensor(array: np.ndarray | float, device: torch.device) -> Tensor:
-    return torch.as_tensor(np.array(array, dtype=np.float64), dtype=DTYPE, device=device)
+def as_tensor(array: np.ndarray | float | Tensor, device: torch.device,
+              dtype: torch.dtype = DTYPE) -> Tensor:
+    """A node's weights on `device` in `dtype`. A tensor (the live parameters of a network
+    traced from a module, `specrob.network.trace`) keeps its autograd graph: bounds computed
+    from it are differentiable in the weights (certified training)."""
+    if isinstance(array, Tensor):
+        return array.to(device=device, dtype=dtype)
+    return torch.as_tensor(np.array(array, dtype=np.float64), dtype=dtype, device=device)
 
 
 def pos_neg(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -51,7 +51,10 @@ class Crown:
     alpha_steps, alpha_lr = 0, 0.1
 
     def __init__(self, comp: CompiledNetwork, region: BoundRegion, ibp: dict[str, Interval],
-                 chunk_elements: int, alpha_steps: int = 0, alpha_lr: float = 0.1):
+                 chunk_elements: int, alpha_steps: int = 0, alpha_lr: float = 0.1,
+                 refine: bool = True):
+        """`refine=False`: the intermediate bounds are `ibp`'s as given, only the final
+        backward pass is CROWN's (CROWN-IBP, Zhang et al. 2020: cheap enough to train with)."""
         self.comp, self.region, self.chunk = comp, region, chunk_elements
         self.alpha_steps, self.alpha_lr = alpha_steps, alpha_lr
         self.B = region.x0.shape[0]
@@ -66,6 +69,9 @@ class Crown:
                     f"method='ibp'")
             if op.kind in ("kink", "relaxed"):
                 self.relax[i] = op.relaxation(*self.bounds[op.node.inputs[0]])
+            if not refine:
+                self.bounds[op.node.output] = ibp[op.node.output]
+                continue
             # IBP from the (tightened) inputs, intersected with plain IBP
             l, u = op.interval([self.bounds[v] for v in op.node.inputs])
             pl, pu = ibp[op.node.output]
@@ -99,10 +105,10 @@ class Crown:
             k = idx.numel()
             # one-hot rows +e_i (lower bounds) and -e_i (minus upper bounds), shared by the
             # batch (batch axis 1: linear nodes keep it so until the first relaxation)
-            A = torch.zeros((1, 2 * k, N), dtype=DTYPE, device=l.device)
+            A = torch.zeros((1, 2 * k, N), dtype=l.dtype, device=l.device)
             ar = torch.arange(k, device=l.device)
             A[0, ar, idx], A[0, k + ar, idx] = 1.0, -1.0
-            zero = torch.zeros((1, 2 * k), dtype=DTYPE, device=l.device)
+            zero = torch.zeros((1, 2 * k), dtype=l.dtype, device=l.device)
             A = A.reshape(1, 2 * k, *shape)
             if self.alpha_steps > 0:
                 lower = self.lower(value, A, zero, alpha=True, steps=self.alpha_steps,

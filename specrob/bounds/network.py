@@ -8,13 +8,17 @@ import weakref
 import torch
 
 from specrob.network.ir import (Network)
+from specrob.bounds.common import DTYPE
 from specrob.bounds.operators import OPS, Op
 
 
 class CompiledNetwork:
-    """A network's nodes as bound operators on one device (float64), built once per network."""
+    """A network's nodes as bound operators on one device, in float64 (verification: built
+    once per network, `compile_network`) or another dtype. A network traced from a live module
+    (`specrob.network.trace`) holds its parameters as tensors: compiled again after every
+    update, its bounds are differentiable in the weights (certified training)."""
 
-    def __init__(self, net: Network, device: torch.device):
+    def __init__(self, net: Network, device: torch.device, dtype: torch.dtype = DTYPE):
         # the network's fields, not the network: the cache holds this weakly keyed by it
         self.source, self.input_name, self.output_name = net.source, net.input_name, net.output_name
         self.input_shape, self.output_shape = tuple(net.input_shape), tuple(net.output_shape)
@@ -24,7 +28,7 @@ class CompiledNetwork:
             if type(node) not in OPS:
                 raise NotImplementedError(f"{net.source}: no bound propagation for "
                                           f"{type(node).__name__} node '{node.name}'")
-            self.ops.append(OPS[type(node)](node, shapes, device))
+            self.ops.append(OPS[type(node)](node, shapes, device, dtype))
             shapes[node.output] = tuple(node.shape)
         self.shapes = shapes
         self.producer = {node.output: i for i, node in enumerate(net.nodes)}

@@ -96,7 +96,7 @@ def _spec_lower(comp: CompiledNetwork, region: BoundRegion, C: Tensor, d: Tensor
         ibp = ibp_bounds(comp, region)
         if method == "ibp":
             l, u = (x.reshape(B, -1) for x in ibp[out])
-            return down(_interval_spec(C, l, u) + d)
+            return down(interval_spec(C, l, u) + d)
         crown = Crown(comp, region, ibp, chunk)
     A = C.reshape(C.shape[0], C.shape[1], *comp.output_shape)
     lower = crown.lower(out, A, d, alpha=method != "crown", steps=steps, lr=lr)
@@ -108,13 +108,14 @@ def _spec_lower(comp: CompiledNetwork, region: BoundRegion, C: Tensor, d: Tensor
         lower = torch.maximum(lower, crown.lower(out, A, d, alpha=True, steps=steps, lr=lr))
     with torch.no_grad():
         l, u = (x.reshape(B, -1) for x in crown.bounds[out])
-        interval = _interval_spec(C, l, u) + d
+        interval = interval_spec(C, l, u) + d
     # never looser than the interval bound of the (tightened) output
     return down(torch.maximum(lower, interval))
 
 
-def _interval_spec(C: Tensor, l: Tensor, u: Tensor) -> Tensor:
-    """IBP's lower bound of C z over l <= z <= u: (B, K)."""
+def interval_spec(C: Tensor, l: Tensor, u: Tensor) -> Tensor:
+    """IBP's lower bound of C z over l <= z <= u: (B, K) from C (B or 1, K, m), l and u
+    (B, m)."""
     Cp, Cn = pos_neg(C)
     return (Cp @ l.unsqueeze(-1) + Cn @ u.unsqueeze(-1)).squeeze(-1)
 

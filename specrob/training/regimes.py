@@ -23,6 +23,9 @@
 - latent-adversarial: on-manifold adversarial training (Stutz et al. 2019, the comparison of
   seed 000's Table 4): half CE on the batch, half CE at dec(z*), z* the worst code of an l_inf
   ball around enc(x) (PGD in the generator's code space).
+- certified: kappa·CE + (1 - kappa)·the property's certified loss, its body linearised over
+  the ball by IBP or CROWN-IBP (`training.certified`; Gowal et al. 2018, Zhang et al. 2020),
+  with eps, kappa and beta ramped; optionally mixed with the PGD constraint loss (MTL-IBP).
 """
 from __future__ import annotations
 
@@ -46,11 +49,15 @@ from specrob.training.static_augment import STATIC
 
 @dataclass
 class Context:
-    """What a regime may use: the compiled property (its ball and loss) and the run's typed
-    options (one default per option, in `TrainConfig`)."""
+    """What a regime may use: the compiled property (its ball and loss), the run's typed
+    options (one default per option, in `TrainConfig`) and the fraction of training done
+    before the current step (`progress`, in [0, 1): schedules such as certified training's
+    ramp read it; set by the trainer from the epoch and batch, so a resumed run sees the
+    same values)."""
 
     prop: CompiledProperty
     config: TrainConfig
+    progress: float = 0.0
 
 
 class Regime:
@@ -474,7 +481,55 @@ class LatentAdversarial(_WithGenerator):
         return 0.5 * clean + 0.5 * worst, {"ce": clean.item(), "adversarial_ce": worst.item()}
 
 
+class Certified(Regime):
+    """kappa·CE(x) + (1 - kappa)·L_rob, L_rob the property's certified loss over the ball (its
+    rows' lower bounds by `bound` ibp | crown-ibp in the body's logic, `training.certified`),
+    or with `pgd_mix` alpha > 0, (1 - alpha)·certified + alpha·the PGD constraint loss (the
+    mix of MTL-IBP, De Palma et al. 2024). eps, kappa and CROWN-IBP's beta follow
+    `certified.Schedule` (`warmup`, `ramp`, `kappa`, `crown_end`)."""
+
+    name = "certified"
+
+    def setup(self, model, ctx, input_dim, model_file=None):
+        from specrob.training.certified import CertifiedLoss, Schedule
+        cfg = ctx.config
+        param = next(model.parameters())
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            classes = model(torch.zeros((1, input_dim), dtype=param.dtype,
+                                        device=param.device)).reshape(1, -1).shape[1]
+            model.train(was)
+        self.cert = CertifiedLoss(ctx.prop.prop, model, input_dim, classes, bound=cfg.bound,
+                                  logic=ctx.prop.logic, cert_loss=cfg.cert_loss,
+                                  source=str(model_file or "model"))
+        self.schedule = Schedule(cfg.warmup, cfg.ramp, cfg.kappa, cfg.crown_end)
+
+    def loss(self, model, x, y, ctx):
+        share, kappa, beta = self.schedule.at(ctx.progress)
+        ce = F.cross_entropy(model(x), y)
+        logs = {"ce": ce.item(), "eps_share": share}
+        if share == 0:  # warmup: the robust part has weight 0
+            return ce, logs
+        fx0 = model(x) if self.cert.needs_fx0 else None
+        lower, formulas = self.cert.lower(x, y, None if fx0 is None else fx0.detach(),
+                                          eps_share=share, beta=beta)
+        robust = self.cert.loss(lower, formulas).mean()
+        logs["certified_loss"] = robust.item()
+        logs["batch_certified"] = self.cert.proved(lower, formulas).float().mean().item()
+        alpha = ctx.config.pgd_mix
+        if alpha > 0:
+            fx0c = ctx.prop.centre_output(model, x)
+            x_star = ctx.prop.worst_point(model, x, y, search_of(ctx.config),
+                                          fx0=None if fx0c is None else fx0c.detach())
+            lc = ctx.prop.loss(model, x_star, x, y, fx0c).mean()
+            logs["batch_constraint_loss"] = lc.item()
+            robust = (1 - alpha) * robust + alpha * lc
+        return kappa * ce + (1 - kappa) * robust, logs
+
+
 REGIMES: dict[str, type[Regime]] = {r.name: r for r in (Baseline, Constraint, Adversarial,
                                                         Augmentation, CoTrain, CrossLipschitz,
                                                         Parseval, Laplacian, Adapt,
-                                                        OnManifold, LatentAdversarial)}
+                                                        OnManifold, LatentAdversarial,
+                                                        Certified)}

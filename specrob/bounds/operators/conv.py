@@ -17,27 +17,27 @@ class ConvOp(Op):
     """Conv, and AveragePool as a depthwise convolution by ones times 1 / (window count);
     backwards it is the transposed convolution (the adjoint of the linear map)."""
 
-    def __init__(self, node: Conv | AveragePool, shapes, device):
+    def __init__(self, node: Conv | AveragePool, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         C, H, W = self.in_shapes[0]
         self.pads = tuple(node.pads)  # (top, left, bottom, right)
         self.stride = tuple(node.strides)
         self.out_scale: Tensor | None = None
         if isinstance(node, Conv):
-            self.W = as_tensor(node.weight, device)
-            self.b = as_tensor(node.bias, device)
+            self.W = as_tensor(node.weight, device, dtype)
+            self.b = as_tensor(node.bias, device, dtype)
             self.b_map = self.b[:, None, None].expand(self.out_shape).contiguous()
             self.dilation, self.groups = tuple(node.dilations), int(node.group)
         else:
             kh, kw = node.kernel
-            self.W = torch.ones((C, 1, kh, kw), dtype=DTYPE, device=device)
+            self.W = torch.ones((C, 1, kh, kw), dtype=dtype, device=device)
             self.b = None
             self.dilation, self.groups = (1, 1), C
             if node.count_include_pad or not any(self.pads):
                 self.W = self.W / (kh * kw)
             else:  # the mean over the real pixels of each window
-                ones = torch.ones((1, 1, H, W), dtype=DTYPE, device=device)
-                counts = self._apply(ones, torch.ones((1, 1, kh, kw), dtype=DTYPE,
+                ones = torch.ones((1, 1, H, W), dtype=dtype, device=device)
+                counts = self._apply(ones, torch.ones((1, 1, kh, kw), dtype=dtype,
                                                       device=device), groups=1)
                 self.out_scale = 1.0 / counts[0]  # (1, H_out, W_out)
         self.Wp, self.Wn = pos_neg(self.W)

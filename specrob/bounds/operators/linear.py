@@ -8,16 +8,16 @@ import numpy as np
 
 from specrob.network.ir import (Add, Affine, BatchNorm, Elementwise,
                                 Reshape)
-from specrob.bounds.common import as_tensor, dot, down, pos_neg, up
+from specrob.bounds.common import DTYPE, as_tensor, dot, down, pos_neg, up
 from specrob.bounds.operators.base import Op
 
 
 class AffineOp(Op):
-    def __init__(self, node: Affine, shapes, device):
+    def __init__(self, node: Affine, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
-        self.W = as_tensor(node.weight, device)
+        self.W = as_tensor(node.weight, device, dtype)
         self.Wp, self.Wn = pos_neg(self.W)
-        self.b = as_tensor(node.bias, device)
+        self.b = as_tensor(node.bias, device, dtype)
 
     def interval(self, bounds):
         l, u = bounds[0]
@@ -35,7 +35,7 @@ class AffineOp(Op):
 class ScaleOp(Op):
     """y = x * scale + shift coordinatewise (Elementwise; BatchNorm per channel)."""
 
-    def __init__(self, node: Elementwise | BatchNorm, shapes, device):
+    def __init__(self, node: Elementwise | BatchNorm, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         if isinstance(node, BatchNorm):
             a, b = node.scale_shift()
@@ -43,8 +43,8 @@ class ScaleOp(Op):
             scale, shift = a.reshape(-1, *extra), b.reshape(-1, *extra)
         else:
             scale, shift = node.scale, node.shift
-        self.scale = as_tensor(np.broadcast_to(scale, self.out_shape), device)
-        self.shift = as_tensor(np.broadcast_to(shift, self.out_shape), device)
+        self.scale = as_tensor(np.broadcast_to(scale, self.out_shape), device, dtype)
+        self.shift = as_tensor(np.broadcast_to(shift, self.out_shape), device, dtype)
         self.sp, self.sn = pos_neg(self.scale)
 
     def interval(self, bounds):
@@ -60,7 +60,7 @@ class ScaleOp(Op):
 
 
 class AddOp(Op):
-    def __init__(self, node: Add, shapes, device):
+    def __init__(self, node: Add, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         self.subtract = node.subtract
 
@@ -75,7 +75,7 @@ class AddOp(Op):
 
 
 class ReshapeOp(Op):
-    def __init__(self, node: Reshape, shapes, device):
+    def __init__(self, node: Reshape, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
 
     def interval(self, bounds):

@@ -22,7 +22,7 @@ class MaxPoolOp(Op):
     kind = "relaxed"
     node: MaxPool
 
-    def __init__(self, node: MaxPool, shapes, device):
+    def __init__(self, node: MaxPool, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         C, H, W = self.in_shapes[0]
         top, left, bottom, right = node.pads

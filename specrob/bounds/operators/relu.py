@@ -21,7 +21,7 @@ class KinkOp(Op):
     kind = "kink"
     node: Relu | LeakyRelu | Clip
 
-    def __init__(self, node: Relu | LeakyRelu | Clip, shapes, device):
+    def __init__(self, node: Relu | LeakyRelu | Clip, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         self.a0, self.c0 = 0.0, 0.0
         self.terms: list[tuple[float, float, float]] = []  # (g, sigma, h)
@@ -81,9 +81,9 @@ class KinkOp(Op):
         for _, sigma, h in self.terms:
             wl, wu = (l + h, u + h) if sigma > 0 else (h - u, h - l)
             active, unstable = wl >= 0, (wl < 0) & (wu > 0)
-            s = torch.where(unstable, wu / (wu - wl).clamp_min(1e-300), active.to(DTYPE))
+            s = torch.where(unstable, wu / (wu - wl).clamp_min(torch.finfo(l.dtype).tiny), active.to(l.dtype))
             t = torch.where(unstable, -s * wl, torch.zeros_like(wl))
-            alpha = torch.where(unstable, (wu > -wl).to(DTYPE), active.to(DTYPE))
+            alpha = torch.where(unstable, (wu > -wl).to(l.dtype), active.to(l.dtype))
             out.append((s, t, alpha, unstable))
         return out
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from specrob.network.ir import (Sigmoid,
                                 Tanh)
-from specrob.bounds.common import dot, down, pos_neg, up
+from specrob.bounds.common import DTYPE, dot, down, pos_neg, up
 from specrob.bounds.operators.base import Op
 
 
@@ -28,7 +28,7 @@ class SmoothOp(Op):
     kind = "relaxed"
     BISECTIONS = 30
 
-    def __init__(self, node: Sigmoid | Tanh, shapes, device):
+    def __init__(self, node: Sigmoid | Tanh, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         self.f0 = 0.5 if isinstance(node, Sigmoid) else 0.0
 

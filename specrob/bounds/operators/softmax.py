@@ -6,14 +6,14 @@ from __future__ import annotations
 import torch
 
 from specrob.network.ir import (Softmax)
-from specrob.bounds.common import down, up
+from specrob.bounds.common import DTYPE, down, up
 from specrob.bounds.operators.base import Op
 
 
 class SoftmaxOp(Op):
     kind = "softmax"
 
-    def __init__(self, node: Softmax, shapes, device):
+    def __init__(self, node: Softmax, shapes, device, dtype=DTYPE):
         super().__init__(node, shapes)
         axis = node.axis
         self.dim = axis + 1 if axis >= 0 else axis
