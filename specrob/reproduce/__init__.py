@@ -19,6 +19,8 @@ PAPERS: dict[str, str] = {
     "lassance": "Lassance et al., seed 004: local Lipschitz robustness alpha_lim(r)",
     "tibo-transfer": "Tibo et al., seed 001 section 4: transfer by paired autoencoders",
     "tibo-manifold": "Tibo et al., seed 000 section 7: on-manifold robustness R4 (Tables 4-5)",
+    "certified": "issue 17: certified training (IBP, CROWN-IBP) judged by constraint "
+                 "satisfaction",
 }
 
 
