@@ -318,14 +318,14 @@ def train(
              "bound) | ce (cross-entropy of the worst-case margins, the IBP papers' loss; "
              "needs a conjunction).")] = TrainConfig.cert_loss,
     warmup: Annotated[float, typer.Option(
-        min=0.0, max=1.0, callback=_finite,
-        help="certified regime: the fraction of training with the natural loss only.")
+        min=0.0, callback=_finite,
+        help="certified regime: epochs (fractions allowed) of the natural loss only.")
                       ] = TrainConfig.warmup,
     ramp: Annotated[float, typer.Option(
-        min=0.0, max=1.0, callback=_finite,
-        help="certified regime: the fraction of training over which eps grows from 0 to the "
-             "property's, the natural weight from 1 to --kappa and CROWN-IBP's beta from 1 "
-             "to --crown-end.")] = TrainConfig.ramp,
+        min=0.0, callback=_finite,
+        help="certified regime: epochs over which eps grows from 0 to the property's, the "
+             "natural weight from 1 to --kappa and CROWN-IBP's beta from 1 to --crown-end "
+             "(warmup + ramp <= --epochs).")] = TrainConfig.ramp,
     kappa: Annotated[float, typer.Option(
         min=0.0, max=1.0, callback=_finite,
         help="certified regime: the natural cross-entropy's final weight (Gowal et al.: "

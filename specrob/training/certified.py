@@ -51,24 +51,26 @@ class CertifiedError(SpecrobError, ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    """The ramp of certified training (Gowal et al. 2018; Zhang et al. 2020), over the fraction
-    t of training done: nothing but CE for t < warmup, then over the next `ramp` fraction eps
-    grows linearly from 0 to the property's radius, the natural loss's weight kappa from 1 to
-    `kappa` and CROWN-IBP's weight beta from 1 to `crown_end`; constant after."""
+    """The ramp of certified training (Gowal et al. 2018; Zhang et al. 2020), over the epochs
+    done t (fractional: epoch index + the share of its batches done): nothing but CE for
+    t < warmup, then over the next `ramp` epochs eps grows linearly from 0 to the property's
+    radius, the natural loss's weight kappa from 1 to `kappa` and CROWN-IBP's weight beta from
+    1 to `crown_end`; constant after. In epochs, not in shares of the training, so a run
+    extended with more epochs (or resumed) follows the same schedule."""
 
-    warmup: float = 0.0
-    ramp: float = 0.5
+    warmup: float = 1.0
+    ramp: float = 4.0
     kappa: float = 0.5
     crown_end: float = 0.0
 
     def scale(self, t: float) -> float:
-        """The share s in [0, 1] of the ramp done at t."""
+        """The share s in [0, 1] of the ramp done after t epochs."""
         if t < self.warmup:
             return 0.0
         return 1.0 if self.ramp <= 0 else min(1.0, (t - self.warmup) / self.ramp)
 
     def at(self, t: float) -> tuple[float, float, float]:
-        """(eps share, kappa, beta) at t."""
+        """(eps share, kappa, beta) after t epochs."""
         s = self.scale(t)
         return s, 1.0 - s * (1.0 - self.kappa), 1.0 - s * (1.0 - self.crown_end)
 

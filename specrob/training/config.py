@@ -17,7 +17,7 @@ OPTIMIZERS = ("adam", "sgd")
 LATER = {"optimizer": "adam", "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0,
          "lr_decay": 0.0, "lr_steps": (), "lr_gamma": 0.1, "beta": 0.01, "gamma": 0.01,
          "power": 2, "transfer_steps": 1, "sigma": 0.06, "radii": 10, "draws": 10,
-         "latent_eps": 0.3, "bound": "ibp", "cert_loss": "logic", "warmup": 0.0, "ramp": 0.5,
+         "latent_eps": 0.3, "bound": "ibp", "cert_loss": "logic", "warmup": 1.0, "ramp": 4.0,
          "kappa": 0.5, "crown_end": 0.0, "pgd_mix": 0.0}
 # Options only one regime reads: left out of the identity of a run of another regime.
 REGIME_OF = {"beta": "parseval", "gamma": "laplacian", "power": "laplacian",
@@ -64,8 +64,9 @@ class TrainConfig:
     space, `adv_steps` its PGD steps; certified (IBP / CROWN-IBP training of the property's
     body, `training.certified`): `bound` ibp | crown-ibp, `cert_loss` logic (the body in
     `logic` with each row's worst case) | ce (the cross-entropy of the worst-case margins), the
-    ramp as fractions of the training: `warmup` (CE only), then over `ramp` eps 0 -> the
-    property's, the natural weight 1 -> `kappa` and CROWN-IBP's beta 1 -> `crown_end`;
+    ramp in epochs (fractions allowed): `warmup` (CE only), then over `ramp` eps 0 -> the
+    property's, the natural weight 1 -> `kappa` and CROWN-IBP's beta 1 -> `crown_end`
+    (warmup + ramp <= epochs);
     `pgd_mix` alpha mixes in the PGD constraint loss (MTL-IBP), with `steps`; `xi`: DL2's xi; `eval_points`, `eval_steps`: the
     per-epoch satisfaction metric (PGD on up to this many points); `extras`: what else
     identifies the run (reproductions)."""
@@ -111,8 +112,8 @@ class TrainConfig:
     latent_eps: float = 0.3  # latent-adversarial: the l_inf radius around enc(x)
     bound: str = "ibp"  # certified: ibp | crown-ibp
     cert_loss: str = "logic"  # certified: logic | ce
-    warmup: float = 0.0  # certified: the fraction of training with CE only
-    ramp: float = 0.5  # certified: the fraction over which eps, kappa, beta ramp
+    warmup: float = 1.0  # certified: epochs of CE only
+    ramp: float = 4.0  # certified: epochs over which eps, kappa, beta ramp
     kappa: float = 0.5  # certified: the natural loss's final weight
     crown_end: float = 0.0  # certified: CROWN-IBP's final weight beta
     pgd_mix: float = 0.0  # certified: the PGD constraint loss's share of the robust loss
@@ -161,11 +162,17 @@ class TrainConfig:
 
         need(self, self.bound in BOUNDS, "bound", " | ".join(BOUNDS))
         need(self, self.cert_loss in CERT_LOSSES, "cert_loss", " | ".join(CERT_LOSSES))
-        for name in ("warmup", "ramp", "kappa", "crown_end", "pgd_mix"):
+        for name in ("kappa", "crown_end", "pgd_mix"):
             need(self, _number(getattr(self, name)) and 0 <= getattr(self, name) <= 1, name,
                  "a number in [0, 1]")
-        need(self, self.warmup + self.ramp <= 1, "ramp",
-             "at most 1 - warmup (the ramp must end by the end of training)")
+        for name in ("warmup", "ramp"):
+            need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
+                 "a number of epochs >= 0")
+        need(self, self.regime != "certified" or self.warmup + self.ramp <= self.epochs,
+             "ramp", f"at most --epochs - --warmup = {self.epochs - self.warmup:g} epochs (the "
+                     f"eps ramp must end before training does, or the network is trained for a "
+                     f"smaller radius than the property's); lower --warmup / --ramp or raise "
+                     f"--epochs")
         need(self, self.generator is None or isinstance(self.generator, str), "generator",
              "a path to a Python module")
         need(self, self.generator is None or self.regime in GENERATOR_REGIMES, "generator",

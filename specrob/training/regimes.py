@@ -50,10 +50,10 @@ from specrob.training.static_augment import STATIC
 @dataclass
 class Context:
     """What a regime may use: the compiled property (its ball and loss), the run's typed
-    options (one default per option, in `TrainConfig`) and the fraction of training done
-    before the current step (`progress`, in [0, 1): schedules such as certified training's
-    ramp read it; set by the trainer from the epoch and batch, so a resumed run sees the
-    same values)."""
+    options (one default per option, in `TrainConfig`) and the epochs done before the current
+    step (`progress`: the epoch index plus the share of its batches done; schedules such as
+    certified training's ramp read it; set by the trainer from the epoch and batch, so a
+    resumed run sees the same values)."""
 
     prop: CompiledProperty
     config: TrainConfig

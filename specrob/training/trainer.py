@@ -336,7 +336,7 @@ class Trainer:
                 average_gradients(self.model, self.group, 0, len(batch))
                 self.step(epoch)
                 continue
-            self.ctx.progress = (epoch + (start // cfg.batch_size) / len(batches)) / cfg.epochs
+            self.ctx.progress = epoch + (start // cfg.batch_size) / len(batches)
             loss, logs = self.regime.loss(self.model, x, y, self.ctx)
             if not torch.isfinite(loss):
                 shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())

@@ -32,9 +32,9 @@ property CR(eps: nonneg[input] = 0.1):
 EPS = (0.01, 0.05, 0.1)
 NETS = {"mlp": ("fashion_mnist_net.py", "784-100-10 clamp net (seed 003)"),
         "cnn": ("small_cnn.py", "small CNN (conv16-conv32-100-10)")}
-# name, label, regime options (the certified ones: Gowal et al.'s ramp: warmup, then eps, kappa
-# and CROWN-IBP's beta ramped over half of the training)
-CERTIFIED = {"warmup": 0.1, "ramp": 0.5, "kappa": 0.5, "cert_loss": "ce"}
+# name, label, regime options (the certified ones: Gowal et al.'s ramp: a tenth of the epochs
+# of warmup, then eps, kappa and CROWN-IBP's beta ramped over half of them; `_ramp`)
+CERTIFIED = {"kappa": 0.5, "cert_loss": "ce"}
 REGIMES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("constraint", "Constraint loss (Casadio et al.: CE + 0.2 DL2 at PGD's worst point)",
      {"regime": "constraint", "a": 1.0, "b": 0.2}),
@@ -94,6 +94,8 @@ def measure(run: Run, budget: Budget) -> dict:
         for name, eps, options in runs:
             torch.manual_seed(run.options.seed)
             prop = specrob.load(spec_path, eps=eps)["CR"]
+            if options["regime"] == "certified":
+                options = {**options, "warmup": budget.epochs / 10, "ramp": budget.epochs / 2}
             config = TrainConfig(epochs=budget.epochs, batch_size=budget.batch_size,
                                  lr=budget.lr, seed=run.options.seed, steps=budget.pgd_steps,
                                  adv_steps=budget.pgd_steps, eval_points=256, eval_steps=10,
