@@ -256,6 +256,23 @@ class Encoder:
         return _Scalar(a.out * k, a.inp * k, a.const * k, [(w * k, v, p) for w, v, p in a.norms])
 
 
+DRY_INPUTS = 8  # inputs of the synthetic network a property is encoded for by `dry_query`
+
+
+def dry_query(prop: ir.Property) -> q.Query:
+    """The property encoded at a synthetic centre (the middle of its domain, outputs f(x0) all
+    distinct and non-zero) for a network with DRY_INPUTS inputs and enough outputs for its
+    class indices: what the back ends' `supports` inspect. Raises Unsupported with the
+    reason."""
+    from specrob.lang.walk import class_indices
+    m = max(10, 1 + max(class_indices(prop), default=0))
+    params = resolve_params(prop, DRY_INPUTS)
+    low, high = constant(prop.domain.low, params), constant(prop.domain.high, params)
+    mid = 0.5 if not (math.isfinite(low) and math.isfinite(high)) else (low + high) / 2
+    centre = Centre(np.full(DRY_INPUTS, mid), 0, np.linspace(1.0, 2.0, m))
+    return Encoder(prop, DRY_INPUTS, m).query(centre)
+
+
 def _linear_if_possible(atom: q.Atom) -> q.Formula:
     """w·||v||_inf + c <= 0 with w > 0 and c constant is the conjunction of the linear atoms
     ±w·v_l + c <= 0 over the rows l (exact), which bound propagation and VNN-LIB can take."""

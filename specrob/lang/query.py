@@ -158,6 +158,11 @@ def output_rows(f: Formula) -> list[tuple[np.ndarray, float]]:
     return out
 
 
+def has_or(f: Formula) -> bool:
+    """Whether the formula has a disjunction (below conjunctions)."""
+    return isinstance(f, Or) or (isinstance(f, And) and any(has_or(i) for i in f.items))
+
+
 def output_sensitivity(a: Atom, error: np.ndarray) -> float:
     """How far the atom's left-hand side can move when every output z_i moves by at most
     error[i] (shape (m,)): |c| . error + sum_k |w_k| || |A_k| error ||_{p_k}."""

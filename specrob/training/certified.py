@@ -108,7 +108,7 @@ class CertifiedLoss:
         # the body's shape does not depend on the centre's numbers: one dry run shows
         # whether every atom has a row
         body = self._formula(np.zeros(input_dim), 0, np.zeros(classes))
-        if cert_loss == "ce" and _has_or(body):
+        if cert_loss == "ce" and q.has_or(body):
             raise CertifiedError(f"property '{prop.name}': its body has a disjunction; the "
                                  f"certified cross-entropy (--cert-loss ce) needs a "
                                  f"conjunction of rows; use --cert-loss logic")
@@ -123,7 +123,7 @@ class CertifiedLoss:
         except Unsupported as exc:
             raise CertifiedError(f"property '{self.prop.name}': {exc}; certified training "
                                  f"bounds linear output rows only") from None
-        _check_rows(body, self.prop.name)
+        check_rows(body, self.prop.name)
         if not self.needs_fx0:
             self._cache[key] = body
         return body
@@ -229,7 +229,7 @@ def _shape(f: q.Formula) -> str:
     return tag + "(" + ",".join(_shape(i) for i in f.items) + ")"
 
 
-def _check_rows(f: q.Formula, name: str) -> None:
+def check_rows(f: q.Formula, name: str) -> None:
     """Every atom must be a linear inequality in the outputs (a row)."""
     if isinstance(f, q.Atom):
         if f.norms:
@@ -245,13 +245,7 @@ def _check_rows(f: q.Formula, name: str) -> None:
                                  f"no positive lower bound proves; use < or >")
     elif isinstance(f, (q.And, q.Or)):
         for i in f.items:
-            _check_rows(i, name)
-
-
-def _has_or(f: q.Formula) -> bool:
-    if isinstance(f, q.Or):
-        return True
-    return isinstance(f, q.And) and any(_has_or(i) for i in f.items)
+            check_rows(i, name)
 
 
 def _constant_false(f: q.Formula) -> bool:

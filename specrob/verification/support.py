@@ -19,23 +19,8 @@ import numpy as np
 
 from specrob.lang import ir
 from specrob.lang import query as q
-from specrob.lang.params import constant, resolve_params
+from specrob.lang.encode import Unsupported, dry_query
 from specrob.lang.support import Support
-from specrob.lang.walk import class_indices
-from specrob.lang.encode import Centre, Encoder, Unsupported
-
-DRY_INPUTS = 8  # inputs of the synthetic network the property is encoded for
-
-
-def dry_query(prop: ir.Property) -> q.Query:
-    """The property encoded at a synthetic centre. Raises Unsupported with the reason."""
-    m = max(10, 1 + max(class_indices(prop), default=0))
-    params = resolve_params(prop, DRY_INPUTS)
-    low, high = constant(prop.domain.low, params), constant(prop.domain.high, params)
-    mid = 0.5 if not (math.isfinite(low) and math.isfinite(high)) else (low + high) / 2
-    centre = Centre(np.full(DRY_INPUTS, mid), 0, np.linspace(1.0, 2.0, m))
-    return Encoder(prop, DRY_INPUTS, m).query(centre)
-
 
 def _atoms(f: q.Formula) -> list[q.Atom]:
     if isinstance(f, q.Atom):
@@ -46,7 +31,7 @@ def _atoms(f: q.Formula) -> list[q.Atom]:
 
 
 def _has_or(f: q.Formula) -> bool:
-    return isinstance(f, q.Or) or (isinstance(f, q.And) and any(_has_or(i) for i in f.items))
+    return q.has_or(f)
 
 
 def supports(prop: ir.Property) -> dict[str, Support]:
