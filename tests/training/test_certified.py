@@ -41,6 +41,21 @@ property EITHER(eps: nonneg[input] = 0.1):
     forall x in ball(x0, eps, inf):
         f(x)[0] > f(x)[1] or f(x)[0] > f(x)[2]
 
+property SCR(eps: nonneg[input] = 0.1, eta: prob = 0.6):
+    centres: test
+    forall x in ball(x0, eps, inf):
+        softmax(f(x))[y] >= eta
+
+property CR_L2(eps: nonneg[input] = 0.1):
+    centres: test
+    forall x in ball(x0, eps, 2):
+        forall j != y: f(x)[y] > f(x)[j]
+
+property CR_L1(eps: nonneg[input] = 0.1):
+    centres: test
+    forall x in ball(x0, eps, 1):
+        forall j != y: f(x)[y] > f(x)[j]
+
 property LR(eps: nonneg[input] = 0.1):
     centres: test
     forall x in ball(x0, eps, inf):
@@ -60,20 +75,22 @@ def tiny_net(inputs: int = 2, classes: int = 3, seed: int = 0) -> nn.Module:
 
 
 def grid_minimum(model: nn.Module, x0: torch.Tensor, eps: float, C: torch.Tensor,
-                 d: torch.Tensor, side: int = 301) -> torch.Tensor:
-    """min over a side x side grid of the 2-d box [x0 - eps, x0 + eps] ∩ [0, 1]^2 of every
-    row C f(x) + d: (K,)."""
+                 d: torch.Tensor, side: int = 301, p: float = math.inf) -> torch.Tensor:
+    """min over a side x side grid of the 2-d ball B_p(x0, eps) ∩ [0, 1]^2 of every row
+    C f(x) + d: (K,)."""
     lo, hi = (x0 - eps).clamp(0, 1), (x0 + eps).clamp(0, 1)
     a = torch.linspace(0, 1, side, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
     xs = lo + grid * (hi - lo)
+    xs = xs[torch.linalg.vector_norm(xs - x0, ord=p, dim=1) <= eps]
     with torch.no_grad():
         return (model(xs) @ C.T + d).amin(0)
 
 
 @pytest.mark.parametrize("bound", ["ibp", "crown-ibp"])
-@pytest.mark.parametrize("name", ["CR", "SR"])
-def test_the_lower_bounds_are_below_the_exhaustive_minimum_of_every_row(spec, bound, name):
+@pytest.mark.parametrize("name, p", [("CR", math.inf), ("SR", math.inf), ("SCR", math.inf),
+                                     ("CR_L2", 2.0), ("CR_L1", 1.0)])
+def test_the_lower_bounds_are_below_the_exhaustive_minimum_of_every_row(spec, bound, name, p):
     """Oracle: exhaustive search over a fine grid of the (2-d) ball."""
     model = tiny_net()
     cert = CertifiedLoss(spec[name], model, 2, 3, bound=bound, logic=make_logic("dl2"))
@@ -85,7 +102,7 @@ def test_the_lower_bounds_are_below_the_exhaustive_minimum_of_every_row(spec, bo
         rows = q.output_rows(formulas[b])
         C = torch.tensor(np.array([c for c, _ in rows]))
         d = torch.tensor([dd for _, dd in rows], dtype=torch.float64)
-        truth = grid_minimum(model, x0[b], 0.1, C, d)
+        truth = grid_minimum(model, x0[b], 0.1, C, d, p=p)
         assert torch.all(lower[b, :len(rows)] <= truth + 1e-12), (lower[b, :len(rows)] - truth)
         assert torch.all(lower[b, :len(rows)] >= truth - 20.0)  # a bound, not a placeholder
 
