@@ -140,6 +140,12 @@ class _Tracer:
     def alias(self, n: torch.fx.Node, arg: Any) -> None:
         self.values[n.name] = self.read(arg)
 
+    def number(self, n: torch.fx.Node, value: Any) -> float:
+        """A constant argument that must be a number (a clamp bound, a slope)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(n, f"an argument {value!r} that is not a number")
+        return float(value)
+
     def constant(self, n: torch.fx.Node, value: Any) -> np.ndarray:
         if isinstance(value, torch.Tensor):
             if value.requires_grad:
@@ -251,19 +257,16 @@ class _Tracer:
             self.emit(Tanh, n, [self.var(n, args[0])])
         elif f is F.leaky_relu:
             slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
-            self.emit(LeakyRelu, n, [self.var(n, args[0])], alpha=float(slope))
+            self.emit(LeakyRelu, n, [self.var(n, args[0])], alpha=self.number(n, slope))
         elif f in _CLAMP or f is F.hardtanh:
             low = args[1] if len(args) > 1 else kwargs.get("min", kwargs.get("min_val"))
             high = args[2] if len(args) > 2 else kwargs.get("max", kwargs.get("max_val"))
             if f is F.hardtanh:
                 low = -1.0 if low is None else low
                 high = 1.0 if high is None else high
-            for bound in (low, high):
-                if bound is not None and not isinstance(bound, (int, float)):
-                    raise self.fail(n, "a clamp with bounds that are not numbers")
             self.emit(Clip, n, [self.var(n, args[0])],
-                      low=None if low is None else float(low),
-                      high=None if high is None else float(high))
+                      low=None if low is None else self.number(n, low),
+                      high=None if high is None else self.number(n, high))
         elif f in _RESHAPE:
             self.reshape(n, args[0])
         elif f is F.linear:

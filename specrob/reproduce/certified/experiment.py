@@ -88,7 +88,8 @@ def measure(run: Run, budget: Budget) -> dict:
     verdicts: dict[str, dict] = {}
     for kind in NETS:
         # the baseline does not depend on eps: trained once, verified at every eps
-        runs = [(f"{kind}-baseline", EPS[0], {"regime": "baseline"})]
+        runs: list[tuple[str, float, dict[str, Any]]] = [
+            (f"{kind}-baseline", EPS[0], {"regime": "baseline"})]
         runs += [(f"{kind}-{name}-{eps:g}", eps, options) for eps in EPS
                  for name, _, options in REGIMES]
         for name, eps, options in runs:
