@@ -17,13 +17,16 @@ Interval = tuple[Tensor, Tensor]
 
 
 def down(x: Tensor) -> Tensor:
-    """A lower bound widened for float64 rounding (SAFETY * (1 + |x|))."""
-    return x - SAFETY * (1 + x.abs())
+    """A lower bound widened for float64 rounding (SAFETY * (1 + |x|)). Other dtypes (float32
+    bounds of certified training, which prove nothing) are returned as they are: the widening
+    is below their resolution anyway."""
+    return x - SAFETY * (1 + x.abs()) if x.dtype == DTYPE else x
 
 
 def up(x: Tensor) -> Tensor:
-    """An upper bound widened for float64 rounding (SAFETY * (1 + |x|))."""
-    return x + SAFETY * (1 + x.abs())
+    """An upper bound widened for float64 rounding (SAFETY * (1 + |x|)); other dtypes as
+    they are (see `down`)."""
+    return x + SAFETY * (1 + x.abs()) if x.dtype == DTYPE else x
 
 
 def sum_rest(x: Tensor) -> Tensor:

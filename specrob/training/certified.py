@@ -75,12 +75,36 @@ class Schedule:
         return s, 1.0 - s * (1.0 - self.kappa), 1.0 - s * (1.0 - self.crown_end)
 
 
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """One centre's body (the verifier's query body), its rows C (k, m) and d (k,), the
+    body's shape (centres of one shape are evaluated together) and whether it is false."""
+
+    body: q.Formula
+    C: np.ndarray
+    d: np.ndarray
+    shape: str
+    false: bool
+
+
+@dataclass(frozen=True, eq=False)
+class RowBatch:
+    """A batch's prepared bodies and the number of rows of each (counts, (B,))."""
+
+    prepared: list[_Prepared]
+    counts: np.ndarray
+
+    @property
+    def formulas(self) -> list[q.Formula]:
+        return [p.body for p in self.prepared]
+
+
 class CertifiedLoss:
     """The property's certified loss for one model: `lower` gives the rows' lower bounds,
     `__call__` the loss per centre.
 
     Shapes: x0 (B, n) in the data's units, y (B,) labels, fx0 (B, m) or None; `lower`
-    returns (B, K) (rows padded with +1, never read) and the per-centre formulas."""
+    returns (B, K) (rows padded with +1, never read) and the batch's bodies (`RowBatch`)."""
 
     def __init__(self, prop: ir.Property, model: nn.Module, input_dim: int, classes: int, *,
                  bound: str = "ibp", logic: Logic, cert_loss: str = "logic",
@@ -104,17 +128,19 @@ class CertifiedLoss:
             raise CertifiedError(f"property '{prop.name}': certified training bounds l_1, l_2 "
                                  f"and l_inf balls, not p = {prop.ball.p:g}")
         self.needs_fx0 = _mentions_centre_output(prop)
-        self._cache: dict = {}
+        self._cache: dict[tuple, _Prepared] = {}
         # the body's shape does not depend on the centre's numbers: one dry run shows
         # whether every atom has a row
-        body = self._formula(np.zeros(input_dim), 0, np.zeros(classes))
+        body = self._prepared(np.zeros(input_dim), 0, np.zeros(classes)).body
         if cert_loss == "ce" and q.has_or(body):
             raise CertifiedError(f"property '{prop.name}': its body has a disjunction; the "
                                  f"certified cross-entropy (--cert-loss ce) needs a "
                                  f"conjunction of rows; use --cert-loss logic")
 
     # --- the rows -----------------------------------------------------------------------
-    def _formula(self, x0: np.ndarray, y: int, fx0: np.ndarray) -> q.Formula:
+    def _prepared(self, x0: np.ndarray, y: int, fx0: np.ndarray) -> _Prepared:
+        """The centre's body and its rows; cached by label when the body does not read
+        f(x0) (CR: one per class)."""
         key = (y, fx0.tobytes() if self.needs_fx0 else None)
         if key in self._cache:
             return self._cache[key]
@@ -124,29 +150,34 @@ class CertifiedLoss:
             raise CertifiedError(f"property '{self.prop.name}': {exc}; certified training "
                                  f"bounds linear output rows only") from None
         check_rows(body, self.prop.name)
+        rows = q.output_rows(body)
+        prepared = _Prepared(body, np.array([c for c, _ in rows]).reshape(len(rows), self.m),
+                             np.array([d for _, d in rows], dtype=np.float64),
+                             _shape(body), isinstance(body, q.Const) and not body.value)
         if not self.needs_fx0:
-            self._cache[key] = body
-        return body
+            self._cache[key] = prepared
+        return prepared
 
     def lower(self, x0: torch.Tensor, y: torch.Tensor, fx0: torch.Tensor | None, *,
-              eps_share: float, beta: float) -> tuple[torch.Tensor, list[q.Formula]]:
-        """Lower bounds (B, K) of every centre's rows over its ball scaled by eps_share."""
+              eps_share: float, beta: float) -> tuple[torch.Tensor, RowBatch]:
+        """Lower bounds (B, K) of every centre's rows over its ball scaled by eps_share, and
+        the batch's bodies and rows (padding rows are +1, never read)."""
         B = x0.shape[0]
         xs = x0.detach().reshape(B, -1).cpu().double().numpy()
         ys = y.detach().cpu().numpy()
         fs = fx0.detach().reshape(B, -1).cpu().double().numpy() if fx0 is not None \
             else np.zeros((B, self.m))
-        formulas = [self._formula(xs[b], int(ys[b]), fs[b]) for b in range(B)]
-        rows = [q.output_rows(f) for f in formulas]
-        K = max((len(r) for r in rows), default=0)
+        prepared = [self._prepared(xs[b], int(ys[b]), fs[b]) for b in range(B)]
+        counts = np.array([len(p.d) for p in prepared])
+        batch = RowBatch(prepared, counts)
+        K = int(counts.max(initial=0))
         device, dtype = x0.device, x0.dtype
         if K == 0:
-            return torch.zeros((B, 0), device=device, dtype=dtype), formulas
+            return torch.zeros((B, 0), device=device, dtype=dtype), batch
         C = np.zeros((B, K, self.m))
-        d = np.ones((B, K))  # padding rows: trivially positive, never read
-        for b, r in enumerate(rows):
-            for i, (c, dd) in enumerate(r):
-                C[b, i], d[b, i] = c, dd
+        d = np.ones((B, K))
+        for b, p in enumerate(prepared):
+            C[b, :counts[b]], d[b, :counts[b]] = p.C, p.d
         Ct = torch.tensor(C, device=device, dtype=dtype)
         dt = torch.tensor(d, device=device, dtype=dtype)
         eps = torch.full((B,), self.encoder.eps * eps_share, device=device, dtype=dtype)
@@ -161,45 +192,44 @@ class CertifiedLoss:
             crown = Crown(comp, region, ibp, chunk_elements=1 << 40, refine=False)
             A = Ct.reshape(B, K, *self.net.output_shape)
             lower = beta * crown.backward(self.net.output_name, A, dt) + (1 - beta) * lower
-        return lower, formulas
+        return lower, batch
 
     # --- the loss -----------------------------------------------------------------------
-    def loss(self, lower: torch.Tensor, formulas: list[q.Formula]) -> torch.Tensor:
+    def loss(self, lower: torch.Tensor, batch: RowBatch) -> torch.Tensor:
         """The worst-case violation per centre (B,), >= 0: `cert_loss` of the body with each
         atom replaced by its row's lower bound."""
         if self.cert_loss == "ce":
-            out = []
-            for b, f in enumerate(formulas):
-                k = len(q.output_rows(f))
-                if _constant_false(f):  # the encoder folded the body to false: no rows
-                    out.append(lower.new_tensor(math.log(2.0)))
-                    continue
-                margins = torch.cat([lower.new_zeros(1), -lower[b, :k]])
-                out.append(torch.logsumexp(margins, 0))
-            return torch.stack(out)
-        return self._evaluate(lower, formulas, self.logic, loss=True)
+            B, K = lower.shape
+            real = torch.arange(K, device=lower.device)[None, :] < \
+                torch.as_tensor(batch.counts, device=lower.device)[:, None]
+            margins = torch.where(real, -lower, torch.full_like(lower, -math.inf))
+            out = torch.logsumexp(torch.cat([lower.new_zeros(B, 1), margins], 1), 1)
+            false = torch.as_tensor([p.false for p in batch.prepared], device=lower.device)
+            # a body folded to false by the encoder has no rows: a constant loss
+            return torch.where(false, torch.full_like(out, math.log(2.0)), out)
+        return self._evaluate(lower, batch, self.logic, loss=True)
 
-    def proved(self, lower: torch.Tensor, formulas: list[q.Formula]) -> torch.Tensor:
+    def proved(self, lower: torch.Tensor, batch: RowBatch) -> torch.Tensor:
         """Which centres the bounds prove (B,) bool: every atom needed has L > 0."""
-        return self._evaluate(lower.detach(), formulas, Boolean(), loss=False)
+        return self._evaluate(lower.detach(), batch, Boolean(), loss=False)
 
-    def _evaluate(self, lower: torch.Tensor, formulas: list[q.Formula], logic: Logic,
+    def _evaluate(self, lower: torch.Tensor, batch: RowBatch, logic: Logic,
                   loss: bool) -> torch.Tensor:
-        # centres whose formulas have one shape are evaluated together
+        # centres whose bodies have one shape are evaluated together
         groups: dict[str, list[int]] = {}
-        for b, f in enumerate(formulas):
-            groups.setdefault(_shape(f), []).append(b)
-        out: list[torch.Tensor | None] = [None] * len(formulas)
+        for b, p in enumerate(batch.prepared):
+            groups.setdefault(p.shape, []).append(b)
+        order, parts = [], []
         for members in groups.values():
             idx = torch.tensor(members, device=lower.device)
-            values = lower.index_select(0, idx)
-            cursor = [0]
-            v = _value(formulas[members[0]], values, logic, cursor)
+            v = _value(batch.prepared[members[0]].body, lower.index_select(0, idx), logic, [0])
             v = logic.loss(v) if loss else v
-            v = v.expand(len(members)) if v.dim() == 0 or v.shape[0] != len(members) else v
-            for j, b in enumerate(members):
-                out[b] = v[j]
-        return torch.stack([o for o in out if o is not None])
+            parts.append(v.expand(len(members)) if v.dim() == 0 else v)
+            order += members
+        inverse = torch.empty(len(order), dtype=torch.long, device=lower.device)
+        inverse[torch.tensor(order, device=lower.device)] = torch.arange(len(order),
+                                                                       device=lower.device)
+        return torch.cat(parts)[inverse]
 
 
 def _value(f: q.Formula, rows: torch.Tensor, logic: Logic, cursor: list[int]) -> torch.Tensor:
@@ -246,10 +276,6 @@ def check_rows(f: q.Formula, name: str) -> None:
     elif isinstance(f, (q.And, q.Or)):
         for i in f.items:
             check_rows(i, name)
-
-
-def _constant_false(f: q.Formula) -> bool:
-    return isinstance(f, q.Const) and not f.value
 
 
 def _mentions_centre_output(prop: ir.Property) -> bool:

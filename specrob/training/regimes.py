@@ -512,11 +512,11 @@ class Certified(Regime):
         if share == 0:  # warmup: the robust part has weight 0
             return ce, logs
         fx0 = model(x) if self.cert.needs_fx0 else None
-        lower, formulas = self.cert.lower(x, y, None if fx0 is None else fx0.detach(),
-                                          eps_share=share, beta=beta)
-        robust = self.cert.loss(lower, formulas).mean()
+        lower, rows = self.cert.lower(x, y, None if fx0 is None else fx0.detach(),
+                                      eps_share=share, beta=beta)
+        robust = self.cert.loss(lower, rows).mean()
         logs["certified_loss"] = robust.item()
-        logs["batch_certified"] = self.cert.proved(lower, formulas).float().mean().item()
+        logs["batch_certified"] = self.cert.proved(lower, rows).float().mean().item()
         alpha = ctx.config.pgd_mix
         if alpha > 0:
             fx0c = ctx.prop.centre_output(model, x)

@@ -97,9 +97,9 @@ def test_the_lower_bounds_are_below_the_exhaustive_minimum_of_every_row(spec, bo
     x0 = torch.tensor([[0.3, 0.6], [0.9, 0.1], [0.5, 0.5]], dtype=torch.float64)
     y = torch.tensor([0, 1, 2])
     fx0 = model(x0).detach()
-    lower, formulas = cert.lower(x0, y, fx0, eps_share=1.0, beta=1.0)
+    lower, batch = cert.lower(x0, y, fx0, eps_share=1.0, beta=1.0)
     for b in range(3):
-        rows = q.output_rows(formulas[b])
+        rows = q.output_rows(batch.formulas[b])
         C = torch.tensor(np.array([c for c, _ in rows]))
         d = torch.tensor([dd for _, dd in rows], dtype=torch.float64)
         truth = grid_minimum(model, x0[b], 0.1, C, d, p=p)
@@ -115,9 +115,9 @@ def test_ibp_bounds_equal_the_verifiers_ibp_bounds_on_the_exported_network(spec,
     cert = CertifiedLoss(spec["CR"], model, 6, 4, bound="ibp", logic=make_logic("dl2"))
     x0 = torch.rand(5, 6, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 3, 0])
-    lower, formulas = cert.lower(x0, y, None, eps_share=0.5, beta=0.0)
+    lower, batch = cert.lower(x0, y, None, eps_share=0.5, beta=0.0)
     for b in range(5):
-        rows = q.output_rows(formulas[b])
+        rows = q.output_rows(batch.formulas[b])
         C = torch.tensor(np.array([c for c, _ in rows]))
         theirs = spec_bounds(onnx_net, x0[b:b + 1], 0.05, p=math.inf, low=0.0, high=1.0, C=C,
                              method="ibp")
@@ -129,8 +129,8 @@ def test_crown_ibp_is_differentiable_in_every_parameter(spec):
     cert = CertifiedLoss(spec["CR"], model, 2, 3, bound="crown-ibp", logic=make_logic("dl2"),
                          cert_loss="ce")
     x0 = torch.rand(4, 2, dtype=torch.float64)
-    lower, formulas = cert.lower(x0, torch.tensor([0, 1, 2, 0]), None, eps_share=1.0, beta=0.7)
-    cert.loss(lower, formulas).sum().backward()
+    lower, batch = cert.lower(x0, torch.tensor([0, 1, 2, 0]), None, eps_share=1.0, beta=0.7)
+    cert.loss(lower, batch).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
@@ -140,19 +140,19 @@ def test_the_losses_are_the_body_of_the_worst_cases_in_the_logic(spec):
     x0 = torch.rand(3, 2, dtype=torch.float64)
     y = torch.tensor([0, 1, 2])
     dl2 = CertifiedLoss(spec["CR"], model, 2, 3, bound="ibp", logic=make_logic("dl2"))
-    lower, formulas = dl2.lower(x0, y, None, eps_share=1.0, beta=0.0)
+    lower, batch = dl2.lower(x0, y, None, eps_share=1.0, beta=0.0)
     assert lower.shape == (3, 2)
-    assert torch.allclose(dl2.loss(lower, formulas), torch.relu(-lower).sum(1))
+    assert torch.allclose(dl2.loss(lower, batch), torch.relu(-lower).sum(1))
     ce = CertifiedLoss(spec["CR"], model, 2, 3, bound="ibp", logic=make_logic("dl2"),
                        cert_loss="ce")
     expected = torch.log(1 + torch.exp(-lower).sum(1))  # CE of the worst-case logits
-    assert torch.allclose(ce.loss(lower, formulas), expected)
+    assert torch.allclose(ce.loss(lower, batch), expected)
     goedel = CertifiedLoss(spec["EITHER"], model, 2, 3, bound="ibp",
                            logic=make_logic("goedel"))
-    lower, formulas = goedel.lower(x0, y, None, eps_share=1.0, beta=0.0)
+    lower, batch = goedel.lower(x0, y, None, eps_share=1.0, beta=0.0)
     truth = 1 / (1 + torch.relu(-lower))  # Gödel's atom for L > 0, then max for `or`
-    assert torch.allclose(goedel.loss(lower, formulas), 1 - truth.amax(1))
-    assert torch.equal(goedel.proved(lower, formulas), (lower > 0).any(1))
+    assert torch.allclose(goedel.loss(lower, batch), 1 - truth.amax(1))
+    assert torch.equal(goedel.proved(lower, batch), (lower > 0).any(1))
 
 
 def test_the_ramp_follows_the_schedule():
@@ -178,10 +178,10 @@ def test_the_rows_are_the_verifiers_rows(spec):
     """The loss bounds exactly the atoms the verifier proves (one encoder, one row list)."""
     cert = CertifiedLoss(spec["SR"], tiny_net(), 2, 3, logic=make_logic("dl2"))
     fx0 = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64)
-    _, formulas = cert.lower(torch.rand(1, 2, dtype=torch.float64), torch.tensor([0]), fx0,
+    _, batch = cert.lower(torch.rand(1, 2, dtype=torch.float64), torch.tensor([0]), fx0,
                              eps_share=1.0, beta=0.0)
     query = Encoder(spec["SR"], 2, 3).query(Centre(torch.rand(2).numpy(), 0, fx0[0].numpy()))
-    assert [(list(c), d) for c, d in q.output_rows(formulas[0])] == \
+    assert [(list(c), d) for c, d in q.output_rows(batch.formulas[0])] == \
         [(list(c), d) for c, d in q.output_rows(query.body)]
 
 

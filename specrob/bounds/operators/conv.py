@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from specrob.network.ir import (AveragePool, Conv)
-from specrob.bounds.common import DTYPE, as_tensor, dot, down, pos_neg, up
+from specrob.bounds.common import DTYPE, as_tensor, dot, down, up
 from specrob.bounds.operators.base import Op
 
 
@@ -40,14 +40,15 @@ class ConvOp(Op):
                 counts = self._apply(ones, torch.ones((1, 1, kh, kw), dtype=dtype,
                                                       device=device), groups=1)
                 self.out_scale = 1.0 / counts[0]  # (1, H_out, W_out)
-        self.Wp, self.Wn = pos_neg(self.W)
+        self.W_abs = self.W.abs()
         self.has_neg = bool((self.W < 0).any())
 
     def _apply(self, x: Tensor, weight: Tensor, groups: int | None = None) -> Tensor:
         top, left, bottom, right = self.pads
-        if any(self.pads):
-            x = F.pad(x, (left, right, top, bottom))
-        y = F.conv2d(x, weight, None, self.stride, 0, self.dilation,
+        padding = (top, left)
+        if (top, left) != (bottom, right):  # asymmetric (ONNX allows it): pad first
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        y = F.conv2d(x, weight, None, self.stride, padding, self.dilation,
                      self.groups if groups is None else groups)
         return y if self.out_scale is None else y * self.out_scale
 
@@ -56,10 +57,12 @@ class ConvOp(Op):
 
     def interval(self, bounds):
         l, u = bounds[0]
-        lo, hi = self._apply(l, self.Wp), self._apply(u, self.Wp)
-        if self.has_neg:
-            lo, hi = lo + self._apply(u, self.Wn), hi + self._apply(l, self.Wn)
-        return down(self._bias(lo)), up(self._bias(hi))
+        if not self.has_neg:  # pooling: monotone
+            return down(self._bias(self._apply(l, self.W))), up(self._bias(self._apply(u, self.W)))
+        # centre and radius (Gowal et al.): two convolutions instead of four; the rounding
+        # this changes is inside the SAFETY widening
+        mid, rad = self._apply((l + u) / 2, self.W), self._apply((u - l) / 2, self.W_abs)
+        return down(self._bias(mid - rad)), up(self._bias(mid + rad))
 
     def back(self, A):
         B, K = A.shape[:2]
