@@ -53,12 +53,32 @@ def write(run: Run, results: dict, budget: Budget) -> None:
                     "unknown of the points) · clean accuracy %. The baseline is one network, "
                     "verified at each radius.\n\n"
                     + table(["training"] + [f"eps = {e:g}" for e in EPS], rows))
+    _cost(run)
     first = next(iter(results["constraint_satisfaction"].values()))
     run.section("## Reproduce one cell\n\n```\n" + first["command"] + "\n```")
     _figure(run, results)
     run.section("## For scale: the literature\n\nCertified accuracy on CIFAR-10 (CNN7, eps "
                 "2/255), GPU-scale and not a target here: "
                 + ", ".join(f"{k} {v:.2f}%" for k, v in LITERATURE.items()) + ".")
+
+
+def _cost(run: Run) -> None:
+    """Seconds per training epoch (wall-clock, as metrics.json records them, the per-epoch
+    evaluation included) at the largest radius."""
+    training = run.results.get("training", {})
+    top = EPS[-1]
+    rows = []
+    for r in ROWS:
+        cells = []
+        for kind in NETS:
+            name = f"{kind}-baseline" if r == "baseline" else f"{kind}-{r}-{top:g}"
+            epochs = training.get(name, [])
+            cells.append(f"{sum(e['seconds'] for e in epochs) / len(epochs):.1f}"
+                         if epochs else "—")
+        rows.append([LABEL[r], *cells])
+    run.section(f"## Training cost\n\nSeconds per epoch at eps = {top:g} (wall-clock on the "
+                "shared 2-core machine, one torch thread; the epoch's evaluation included).\n\n"
+                + table(["training", *NETS], rows))
 
 
 def _figure(run: Run, results: dict) -> None:
