@@ -43,7 +43,6 @@ from specrob.network.trace import TraceError, trace_module
 from specrob.training.config import BOUNDS, CERT_LOSSES
 
 
-
 class CertifiedError(SpecrobError, ValueError):
     """A property or network certified training cannot bound; the message says which part and
     what to use instead."""
@@ -101,7 +100,7 @@ class RowBatch:
 
 class CertifiedLoss:
     """The property's certified loss for one model: `lower` gives the rows' lower bounds,
-    `__call__` the loss per centre.
+    `loss` the worst-case violation per centre, `proved` which centres the bounds prove.
 
     Shapes: x0 (B, n) in the data's units, y (B,) labels, fx0 (B, m) or None; `lower`
     returns (B, K) (rows padded with +1, never read) and the batch's bodies (`RowBatch`)."""
