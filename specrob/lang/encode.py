@@ -265,12 +265,14 @@ def dry_query(prop: ir.Property) -> q.Query:
     class indices: what the back ends' `supports` inspect. Raises Unsupported with the
     reason."""
     from specrob.lang.walk import class_indices
-    m = max(10, 1 + max(class_indices(prop), default=0))
-    params = resolve_params(prop, DRY_INPUTS)
+    # constant indices (f(x)[k], x0[i]) must exist in the synthetic network, inputs included
+    top = 1 + max(class_indices(prop), default=0)
+    m, n = max(10, top), max(DRY_INPUTS, top)
+    params = resolve_params(prop, n)
     low, high = constant(prop.domain.low, params), constant(prop.domain.high, params)
     mid = 0.5 if not (math.isfinite(low) and math.isfinite(high)) else (low + high) / 2
-    centre = Centre(np.full(DRY_INPUTS, mid), 0, np.linspace(1.0, 2.0, m))
-    return Encoder(prop, DRY_INPUTS, m).query(centre)
+    centre = Centre(np.full(n, mid), 0, np.linspace(1.0, 2.0, m))
+    return Encoder(prop, n, m).query(centre)
 
 
 def _linear_if_possible(atom: q.Atom) -> q.Formula:

@@ -233,11 +233,15 @@ class _Tracer:
         else:
             raise self.fail(n, f"module {type(mod).__name__}")
 
+    def shape_of(self, value: str) -> tuple[int, ...]:
+        """The per-sample shape of an IR value (the input or a node's output)."""
+        if value == "input":
+            return self.input_shape
+        return next(tuple(node.shape) for node in self.nodes if node.output == value)
+
     def reshape(self, n: torch.fx.Node, x: Any) -> None:
         source = self.var(n, x)
-        before = self.input_shape if source == "input" else next(
-            node.shape for node in self.nodes if node.output == source)
-        if self.shape(n) == tuple(before):
+        if self.shape(n) == self.shape_of(source):
             self.alias(n, x)
         else:
             self.emit(Reshape, n, [source])
@@ -245,6 +249,8 @@ class _Tracer:
     def function_node(self, n: torch.fx.Node) -> None:
         f = n.target if n.op == "call_function" else str(n.target)
         args, kwargs = list(n.args), dict(n.kwargs)
+        if f is operator.getitem and args and self.read(args[0])[0] == "value":
+            raise self.fail(n, "indexing or slicing a value that changes with x (x[...])")
         if f in _SHAPE:
             self.values[n.name] = ("shape", None)
         elif f in _ALIAS:
@@ -292,9 +298,12 @@ class _Tracer:
             raise self.fail(n, "arithmetic with extra arguments")
         (ka, a), (kb, b) = self.read(args[0]), self.read(args[1])
         if ka == "value" and kb == "value":
-            if f in _ADD or f in _SUB:
+            if (f in _ADD or f in _SUB) and self.shape_of(a) == self.shape_of(b):
                 self.emit(Add, n, [a, b], subtract=f in _SUB)
                 return
+            if f in _ADD or f in _SUB:
+                raise self.fail(n, f"a sum of two values of shapes {self.shape_of(a)} and "
+                                   f"{self.shape_of(b)} (broadcasting)")
             raise self.fail(n, "a product or quotient of two values that change with x")
         if ka != "value" and kb != "value":
             if "shape" in (ka, kb):

@@ -126,7 +126,8 @@ class CertifiedLoss:
         if self.encoder.prop.ball.p not in (1.0, 2.0, math.inf):
             raise CertifiedError(f"property '{prop.name}': certified training bounds l_1, l_2 "
                                  f"and l_inf balls, not p = {prop.ball.p:g}")
-        self.needs_fx0 = _mentions_centre_output(prop)
+        self.needs_fx0 = _mentions(prop, ir.Net(True))
+        self.needs_x0 = _mentions(prop, ir.Input(True))
         self._cache: dict[tuple, _Prepared] = {}
         # the body's shape does not depend on the centre's numbers: one dry run shows
         # whether every atom has a row
@@ -138,9 +139,10 @@ class CertifiedLoss:
 
     # --- the rows -----------------------------------------------------------------------
     def _prepared(self, x0: np.ndarray, y: int, fx0: np.ndarray) -> _Prepared:
-        """The centre's body and its rows; cached by label when the body does not read
-        f(x0) (CR: one per class)."""
-        key = (y, fx0.tobytes() if self.needs_fx0 else None)
+        """The centre's body and its rows; cached by label when the body reads neither x0
+        nor f(x0) (CR: one per class)."""
+        key = (y, fx0.tobytes() if self.needs_fx0 else None,
+               x0.tobytes() if self.needs_x0 else None)
         if key in self._cache:
             return self._cache[key]
         try:
@@ -153,7 +155,7 @@ class CertifiedLoss:
         prepared = _Prepared(body, np.array([c for c, _ in rows]).reshape(len(rows), self.m),
                              np.array([d for _, d in rows], dtype=np.float64),
                              _shape(body), isinstance(body, q.Const) and not body.value)
-        if not self.needs_fx0:
+        if not (self.needs_fx0 or self.needs_x0):  # the rows do not depend on the centre
             self._cache[key] = prepared
         return prepared
 
@@ -277,6 +279,7 @@ def check_rows(f: q.Formula, name: str) -> None:
             check_rows(i, name)
 
 
-def _mentions_centre_output(prop: ir.Property) -> bool:
+def _mentions(prop: ir.Property, term) -> bool:
+    """Whether the body reads `term` (f(x0): ir.Net(True); x0: ir.Input(True))."""
     from specrob.lang.walk import mentions
-    return mentions(prop.body, lambda node: node == ir.Net(True))
+    return mentions(prop.body, lambda node: node == term)

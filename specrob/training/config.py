@@ -168,6 +168,11 @@ class TrainConfig:
         for name in ("warmup", "ramp"):
             need(self, _number(getattr(self, name)) and getattr(self, name) >= 0, name,
                  "a number of epochs >= 0")
+        for name in ("bound", "cert_loss", "warmup", "ramp", "kappa", "crown_end", "pgd_mix"):
+            need(self, self.regime == "certified" or getattr(self, name) == LATER[name], name,
+                 f"its default {LATER[name]!r}: only --regime certified reads it")
+        need(self, self.regime != "certified" or self.warmup <= self.epochs, "warmup",
+             f"at most --epochs = {self.epochs} (the warmup must end before training does)")
         need(self, self.regime != "certified" or self.warmup + self.ramp <= self.epochs,
              "ramp", f"at most --epochs - --warmup = {self.epochs - self.warmup:g} epochs (the "
                      f"eps ramp must end before training does, or the network is trained for a "

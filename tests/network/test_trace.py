@@ -126,7 +126,27 @@ class Product(nn.Module):
         return self.fc(x) * self.fc(x)
 
 
+class Broadcast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return torch.relu(x) + self.fc(x)  # (4,) + (1,): broadcasting
+
+
+class Sliced(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x[:, :2])
+
+
 @pytest.mark.parametrize("model, words", [
+    (Broadcast(), ["node 'add'", "shapes (4,) and (1,)", "broadcasting"]),
+    (Sliced(), ["node 'getitem'", "slicing"]),
     (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)), ["'1'", "BatchNorm1d"]),
     (Branchy(), ["torch.fx cannot trace", "control flow"]),
     (Product(), ["node 'mul'", "product"]),

@@ -56,6 +56,11 @@ property CR_L1(eps: nonneg[input] = 0.1):
     forall x in ball(x0, eps, 1):
         forall j != y: f(x)[y] > f(x)[j]
 
+property ABOVE(eps: nonneg[input] = 0.1):
+    centres: test
+    forall x in ball(x0, eps, inf):
+        f(x)[y] >= 20 * x0[1] - 10
+
 property LR(eps: nonneg[input] = 0.1):
     centres: test
     forall x in ball(x0, eps, inf):
@@ -183,6 +188,39 @@ def test_the_rows_are_the_verifiers_rows(spec):
     query = Encoder(spec["SR"], 2, 3).query(Centre(torch.rand(2).numpy(), 0, fx0[0].numpy()))
     assert [(list(c), d) for c, d in q.output_rows(batch.formulas[0])] == \
         [(list(c), d) for c, d in q.output_rows(query.body)]
+
+
+def test_rows_that_read_x0_are_each_centres_own(spec):
+    """A body with x0 in a row's constant is encoded per centre, not cached by label."""
+    model = tiny_net()
+    cert = CertifiedLoss(spec["ABOVE"], model, 2, 3, logic=make_logic("dl2"))
+    x0 = torch.tensor([[0.5, 0.0], [0.5, 1.0]], dtype=torch.float64)
+    lower, _ = cert.lower(x0, torch.tensor([2, 2]), None, eps_share=0.0, beta=0.0)
+    with torch.no_grad():
+        truth = model(x0)[:, 2] - (20 * x0[:, 1] - 10)
+    assert torch.allclose(lower[:, 0], truth)
+
+
+def test_what_certified_training_supports_is_said_for_large_input_indices(spec):
+    from specrob.training.support import supports
+    prop = specrob.loads(SPEC.replace("20 * x0[1] - 10", "20 * x0[20] - 10"))["ABOVE"]
+    assert supports(prop)["certified"].level == "exact"
+    assert supports(spec["LR"])["certified"].level == "no"
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"regime": "constraint", "bound": "crown-ibp"}, ["bound", "only --regime certified"]),
+    ({"regime": "certified", "epochs": 3, "warmup": 4.0, "ramp": 0.0},
+     ["warmup", "at most --epochs = 3"]),
+    ({"regime": "certified", "epochs": 3, "warmup": 1.0, "ramp": 4.0},
+     ["ramp", "at most --epochs - --warmup = 2"]),
+])
+def test_certified_options_are_checked(options, words):
+    from specrob.errors import OptionError
+    with pytest.raises(OptionError) as error:
+        TrainConfig(**options)
+    for word in words:
+        assert word in str(error.value)
 
 
 def _train(tmp_path, regime: str, epochs: int, **options):
