@@ -398,6 +398,15 @@ def train(model: str | Path | torch.nn.Module, spec: str | Path | Spec | Propert
             log(f"training {prop_ir.name} on {dataset.name} ({dataset.train_size} points), "
                 f"regime {config.regime}, logic {config.logic}")
         metrics = trainer.fit()
+        chance = 1.0 / dataset.classes
+        if config.regime == "certified" and metrics and \
+                metrics[-1]["test_accuracy"] <= 1.5 * chance:
+            # a robust loss that wins over the natural one flattens the network (constant
+            # outputs satisfy nothing, but their bounds stop moving): say what to change
+            log(f"note: test accuracy {metrics[-1]['test_accuracy']:.3f} is near chance "
+                f"({chance:.3f}): the certified loss may have collapsed the network to constant "
+                f"outputs; lengthen --warmup / --ramp, raise --kappa, lower --lr, or try "
+                f"--cert-loss ce")
         onnx, diff, curve = None, None, None
         if not leader:  # the other processes: the same weights, nothing to write
             return TrainResult(None, metrics, None, None, prop_ir.name, resumed)

@@ -288,3 +288,19 @@ def test_the_cli_trains_a_certified_network_and_refuses_a_batch_norm_model(tmp_p
                                       "--ramp", "1", "--quiet"])
     assert result.exit_code != 0
     assert "BatchNorm1d" in result.output and "Traceback" not in result.output
+
+
+def test_a_network_collapsed_by_the_certified_loss_is_pointed_out(tmp_path):
+    """A radius far too large for the ramp flattens the digits MLP to constant outputs: the
+    run says so and what to change."""
+    data = load_data("digits")
+    torch.manual_seed(0)
+    model = build_model(REPO / "examples" / "digits_mlp.py", data.input_dim, data.classes)
+    messages: list[str] = []
+    config = TrainConfig(regime="certified", epochs=2, warmup=0.0, ramp=0.2, eval_points=64,
+                         eval_steps=2)
+    prop = specrob.loads(SPEC, eps=0.3)["CR"]
+    result = specrob.train(model, prop, data=data, config=config, out=tmp_path,
+                           progress=False, export=False, log=messages.append)
+    assert result.metrics[-1]["test_accuracy"] <= 0.15
+    assert any("near chance" in m and "--ramp" in m for m in messages), messages
