@@ -26,7 +26,7 @@ import specrob  # noqa: E402
 from specrob.logic.logics import make_logic  # noqa: E402
 from specrob.network.model_file import build_model  # noqa: E402
 from specrob.training.certified import CertifiedLoss  # noqa: E402
-from common import cpu_times  # noqa: E402 - benchmarks/ is on sys.path when run
+from common import cpu_times, ratio_summary  # noqa: E402 - benchmarks/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = """property CR(eps: nonneg[input] = 0.1):
@@ -97,10 +97,9 @@ def main() -> None:
             torch.logsumexp(F.pad(-hand_lower(model, x, y, 0.1), (1, 0)), 1).mean().backward()
 
         ours, hand = cpu_times(ours_step, hand_step, args.repeat)
-        ratios = [a / b for a, b in zip(ours, hand)]
         print(f"{file}, batch {args.batch}: specrob {statistics.median(ours) * 1e3:.1f} ms, "
               f"hand-written IBP {statistics.median(hand) * 1e3:.1f} ms (median); specrob / "
-              f"hand: min {min(ratios):.2f}, median {statistics.median(ratios):.2f}")
+              f"hand: {ratio_summary(ours, hand)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from specrob.training.regularisers import cross_lipschitz  # noqa: E402
-from common import cpu_times  # noqa: E402 - benchmarks/ is on sys.path when run
+from common import cpu_times, ratio_summary  # noqa: E402 - benchmarks/ is on sys.path when run
 
 
 def nets():
@@ -68,10 +68,9 @@ def main() -> None:
                 opt.step()
             return run
         batched, looped = cpu_times(step(True), step(False), args.repeat)
-        ratios = [b / a for a, b in zip(looped, batched)]
         print(f"{name}, batch {args.batch}: batched {statistics.median(batched) * 1e3:.1f} ms, "
               f"K passes {statistics.median(looped) * 1e3:.1f} ms a step (median); "
-              f"batched / K passes: min {min(ratios):.2f}, median {statistics.median(ratios):.2f}")
+              f"batched / K passes: {ratio_summary(batched, looped)}")
 
 
 if __name__ == "__main__":

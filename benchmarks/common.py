@@ -21,6 +21,13 @@ def cpu_times(run_a, run_b, repeat: int, warmup: int = 3) -> tuple[list[float], 
     return a, b
 
 
+def ratio_summary(a: list[float], b: list[float]) -> str:
+    """"min R, median R" of the per-round ratios a / b (CPU times of `cpu_times`)."""
+    import statistics
+    ratios = [x / y for x, y in zip(a, b)]
+    return f"min {min(ratios):.2f}, median {statistics.median(ratios):.2f}"
+
+
 def model_cases(root) -> list[tuple]:
     """(data name, model file, plain-training epochs): the digits MLP, a CNN on digits (the
     Shaham et al. convnet, padded for 8x8 images), and the seed-003 Fashion-MNIST network
