@@ -41,20 +41,15 @@ def hand_ibp(model: nn.Sequential, x: torch.Tensor, eps: float) -> tuple[torch.T
     """Interval bounds of the logits over the l_inf ball ∩ [0, 1], layer by layer."""
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     for layer in model:
-        if isinstance(layer, (nn.Linear, nn.Conv2d)):
-            mid, rad = (hi + lo) / 2, (hi - lo) / 2
-            f = F.linear if isinstance(layer, nn.Linear) else None
-            if f is not None:
-                mid, rad = f(mid, layer.weight, layer.bias), F.linear(rad, layer.weight.abs())
-            else:
-                mid = F.conv2d(mid, layer.weight, layer.bias, layer.stride, layer.padding)
-                rad = F.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding)
+        mid, rad = (hi + lo) / 2, (hi - lo) / 2
+        if isinstance(layer, nn.Linear):
+            mid, rad = F.linear(mid, layer.weight, layer.bias), F.linear(rad, layer.weight.abs())
             lo, hi = mid - rad, mid + rad
-        elif isinstance(layer, nn.ReLU):
-            lo, hi = lo.relu(), hi.relu()
-        elif isinstance(layer, (nn.Flatten, nn.Unflatten)):
-            lo, hi = layer(lo), layer(hi)
-        else:  # the clamp net's Clamp module
+        elif isinstance(layer, nn.Conv2d):
+            mid = F.conv2d(mid, layer.weight, layer.bias, layer.stride, layer.padding)
+            rad = F.conv2d(rad, layer.weight.abs(), None, layer.stride, layer.padding)
+            lo, hi = mid - rad, mid + rad
+        else:  # ReLU, Flatten, Unflatten, the clamp net's Clamp: monotone, applied to both ends
             lo, hi = layer(lo), layer(hi)
     return lo, hi
 

@@ -100,6 +100,7 @@ class _Tracer:
         finally:
             self.gm.train(was_training)
         self.nodes: list[Node] = []
+        self.shapes: dict[str, tuple[int, ...]] = {"input": self.input_shape}  # per IR value
         self.values: dict[str, Any] = {}  # fx node name -> ("value", ir name) | ("const", x)
 
     # --- helpers -------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class _Tracer:
         node = cls(name=n.name, op_type=op_type, inputs=tuple(inputs), output=n.name,
                    shape=self.shape(n), **fields)
         self.nodes.append(node)
+        self.shapes[n.name] = tuple(node.shape)
         self.values[n.name] = ("value", n.name)
 
     def alias(self, n: torch.fx.Node, arg: Any) -> None:
@@ -235,9 +237,7 @@ class _Tracer:
 
     def shape_of(self, value: str) -> tuple[int, ...]:
         """The per-sample shape of an IR value (the input or a node's output)."""
-        if value == "input":
-            return self.input_shape
-        return next(tuple(node.shape) for node in self.nodes if node.output == value)
+        return self.shapes[value]
 
     def reshape(self, n: torch.fx.Node, x: Any) -> None:
         source = self.var(n, x)

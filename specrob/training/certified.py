@@ -102,10 +102,12 @@ class CertifiedLoss:
     """The property's certified loss for one model: `lower` gives the rows' lower bounds,
     `loss` the worst-case violation per centre, `proved` which centres the bounds prove.
 
-    Shapes: x0 (B, n) in the data's units, y (B,) labels, fx0 (B, m) or None; `lower`
+    `classes` None: the traced network's outputs. Shapes: x0 (B, n) in the data's units, y
+    (B,) labels, fx0 (B, m) or None; `lower`
     returns (B, K) (rows padded with +1, never read) and the batch's bodies (`RowBatch`)."""
 
-    def __init__(self, prop: ir.Property, model: nn.Module, input_dim: int, classes: int, *,
+    def __init__(self, prop: ir.Property, model: nn.Module, input_dim: int,
+                 classes: int | None, *,
                  bound: str = "ibp", logic: Logic, cert_loss: str = "logic",
                  source: str = "model"):
         if bound not in BOUNDS:
@@ -114,11 +116,12 @@ class CertifiedLoss:
             raise CertifiedError(f"unknown certified loss {cert_loss!r}: choose one of "
                                  f"{', '.join(CERT_LOSSES)}")
         self.prop, self.bound, self.logic, self.cert_loss = prop, bound, logic, cert_loss
-        self.n, self.m = input_dim, classes
         try:
             self.net = trace_module(model, (input_dim,), source=source)
         except TraceError as exc:
             raise CertifiedError(str(exc)) from None
+        classes = self.net.output_size if classes is None else classes
+        self.n, self.m = input_dim, classes
         if self.net.output_size != classes:
             raise CertifiedError(f"{source}: the traced network has {self.net.output_size} "
                                  f"outputs, the data {classes} classes")

@@ -493,14 +493,9 @@ class Certified(Regime):
     def setup(self, model, ctx, input_dim, model_file=None):
         from specrob.training.certified import CertifiedLoss, Schedule
         cfg = ctx.config
-        param = next(model.parameters())
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            classes = model(torch.zeros((1, input_dim), dtype=param.dtype,
-                                        device=param.device)).reshape(1, -1).shape[1]
-            model.train(was)
-        self.cert = CertifiedLoss(ctx.prop.prop, model, input_dim, classes, bound=cfg.bound,
+        # the classes are the traced network's outputs (the trainer has checked them
+        # against the data)
+        self.cert = CertifiedLoss(ctx.prop.prop, model, input_dim, None, bound=cfg.bound,
                                   logic=ctx.prop.logic, cert_loss=cfg.cert_loss,
                                   source=str(model_file or "model"))
         self.schedule = Schedule(cfg.warmup, cfg.ramp, cfg.kappa, cfg.crown_end)

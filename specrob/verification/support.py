@@ -30,10 +30,6 @@ def _atoms(f: q.Formula) -> list[q.Atom]:
     return []
 
 
-def _has_or(f: q.Formula) -> bool:
-    return q.has_or(f)
-
-
 def supports(prop: ir.Property) -> dict[str, Support]:
     """{"bounds", "marabou", "vnnlib": Support} for the property (see the module's text)."""
     from specrob.verification.vnnlib import VnnlibExportError, vnnlib_text
@@ -55,7 +51,7 @@ def supports(prop: ir.Property) -> dict[str, Support]:
     else:
         note = "; ".join(n for n in (
             "a disjunction is verified only when one part holds on the whole ball"
-            if _has_or(query.body) else "", strengthened) if n)
+            if q.has_or(query.body) else "", strengthened) if n)
         out["bounds"] = Support("sound" if note else "exact", note)
     marabou_notes = [n for n in (strengthened, box if query.region.p == 2 else "") if n]
     out["marabou"] = Support("sound" if marabou_notes else "exact", "; ".join(marabou_notes))
