@@ -304,3 +304,32 @@ def test_a_network_collapsed_by_the_certified_loss_is_pointed_out(tmp_path):
                            progress=False, export=False, log=messages.append)
     assert result.metrics[-1]["test_accuracy"] <= 0.15
     assert any("near chance" in m and "--ramp" in m for m in messages), messages
+
+
+def test_the_pgd_mix_is_the_convex_combination_of_the_two_robust_losses(spec):
+    """--pgd-mix alpha (MTL-IBP): kappa CE + (1 - kappa) ((1 - alpha) certified + alpha PGD
+    constraint loss). Oracle: the three parts computed separately with the same PGD draws."""
+    from specrob.logic import CompiledProperty
+    from specrob.training.regimes import Certified, Context, search_of
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 3))
+    config = TrainConfig(regime="certified", cert_loss="ce", pgd_mix=0.3, kappa=0.6,
+                         warmup=0.0, ramp=1.0, steps=3)
+    ctx = Context(CompiledProperty(spec["CR"], 2), config, progress=2.0)  # after the ramp
+    regime = Certified()
+    regime.setup(model, ctx, 2)
+    x = torch.rand(8, 2, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    torch.manual_seed(5)
+    loss, logs = regime.loss(model, x, y, ctx)
+
+    ce = torch.nn.functional.cross_entropy(model(x), y)
+    lower, rows = regime.cert.lower(x, y, None, eps_share=1.0, beta=0.0)
+    certified = regime.cert.loss(lower, rows).mean()
+    torch.manual_seed(5)
+    x_star = ctx.prop.worst_point(model, x, y, search_of(config), fx0=None)
+    pgd = ctx.prop.loss(model, x_star, x, y, None).mean()
+    expected = 0.6 * ce + 0.4 * (0.7 * certified + 0.3 * pgd)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    assert math.isclose(logs["batch_constraint_loss"], pgd.item(), rel_tol=1e-6)
+    assert pgd.item() > 0 and certified.item() > 0  # both parts present
