@@ -257,6 +257,7 @@ class Encoder:
 
 
 DRY_INPUTS = 8  # inputs of the synthetic network a property is encoded for by `dry_query`
+DRY_LIMIT = 4096  # the largest constant index `dry_query` encodes
 
 
 def dry_query(prop: ir.Property) -> q.Query:
@@ -267,6 +268,10 @@ def dry_query(prop: ir.Property) -> q.Query:
     from specrob.lang.walk import class_indices
     # constant indices (f(x)[k], x0[i]) must exist in the synthetic network, inputs included
     top = 1 + max(class_indices(prop), default=0)
+    if top > DRY_LIMIT:  # the encoder's dense rows would take O(top^2) memory
+        raise Unsupported(f"constant index {top - 1} is beyond the dry run's synthetic network "
+                          f"({DRY_LIMIT} inputs and classes); the back ends decide it with the "
+                          f"real network")
     m, n = max(10, top), max(DRY_INPUTS, top)
     params = resolve_params(prop, n)
     low, high = constant(prop.domain.low, params), constant(prop.domain.high, params)

@@ -206,6 +206,8 @@ def test_what_certified_training_supports_is_said_for_large_input_indices(spec):
     prop = specrob.loads(SPEC.replace("20 * x0[1] - 10", "20 * x0[20] - 10"))["ABOVE"]
     assert supports(prop)["certified"].level == "exact"
     assert supports(spec["LR"])["certified"].level == "no"
+    huge = specrob.loads(SPEC.replace("20 * x0[1] - 10", "20 * x0[100000] - 10"))["ABOVE"]
+    assert "beyond the dry run" in supports(huge)["certified"].note  # not a MemoryError
 
 
 @pytest.mark.parametrize("options, words", [
